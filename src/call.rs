@@ -1,0 +1,350 @@
+//! One call's thread: the echo loop, its counters, and its summary line.
+
+use std::{
+    fmt,
+    io::ErrorKind,
+    net::{SocketAddr, TcpStream},
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use tungstenite::{
+    error::{CapacityError, ProtocolError},
+    protocol::{frame::coding::CloseCode, CloseFrame},
+    Error as WsError, Message, WebSocket,
+};
+
+use crate::{
+    messages::{self, SocketEvent},
+    server::Shared,
+    threads::Slot,
+};
+
+/// The longest call id accepted.
+pub const MAX_CALL_ID_LEN: usize = 64;
+
+/// A call leg's id: Vonage's `uuid`. Limited to URL- and log-safe characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CallId(String);
+
+impl CallId {
+    /// Accepts 1 to 64 ASCII letters, digits, `-`, `_` and `.`; the error says why not.
+    pub fn parse(s: &str) -> Result<CallId, String> {
+        if s.is_empty() || s.len() > MAX_CALL_ID_LEN {
+            return Err(format!("uuid must be 1 to {MAX_CALL_ID_LEN} characters"));
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "uuid {s:?} may hold only letters, digits, '-', '_' and '.'"
+            ));
+        }
+        Ok(CallId(s.to_owned()))
+    }
+
+    /// A fresh random (v4) uuid, for an answer request that brought none.
+    pub fn random() -> CallId {
+        CallId(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// An id for a socket whose uri named no call.
+    pub fn anonymous() -> CallId {
+        static SEQ: AtomicU64 = AtomicU64::new(1);
+        CallId(format!("anon-{}", SEQ.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How long the server waits for the caller's answer to its close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What one call did, for its summary line.
+#[derive(Debug, Default)]
+struct Tally {
+    frames_in: u64,
+    bytes_in: u64,
+    frames_out: u64,
+    bytes_out: u64,
+    texts_in: u64,
+    dtmf: String,
+}
+
+/// How a call ended.
+#[derive(Debug)]
+enum End {
+    /// The caller sent a close frame (with its code, if any).
+    CallerClosed(Option<u16>),
+    /// The server closed with this code and reason.
+    ServerClosed(CloseCode, String),
+    /// The connection ended without a closing handshake.
+    Vanished(String),
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            End::CallerClosed(Some(code)) => write!(f, "closed by the caller with {code}"),
+            End::CallerClosed(None) => write!(f, "closed by the caller without a code (1005)"),
+            End::ServerClosed(code, reason) => {
+                write!(
+                    f,
+                    "closed by the server with {} ({reason})",
+                    u16::from(*code)
+                )
+            }
+            End::Vanished(why) => write!(f, "connection lost (1006): {why}"),
+        }
+    }
+}
+
+/// Runs one call to its end and logs its summary. A panic ends this call only.
+pub(crate) fn run(
+    mut ws: WebSocket<TcpStream>,
+    id: CallId,
+    peer: SocketAddr,
+    slot: Slot,
+    shared: &Shared,
+) {
+    let _slot = slot;
+    let started = Instant::now();
+    log::info!("call {id} socket open from {peer}");
+    let mut tally = Tally::default();
+    let outcome = catch_unwind(AssertUnwindSafe(|| echo(&mut ws, &id, shared, &mut tally)));
+    let end = outcome.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        log::error!("call {id}: panicked: {what}; ending this call only");
+        close(&mut ws, CloseCode::Error, "internal error")
+    });
+    log::info!(
+        "call {id} ended after {:.1}s: in {} frames / {} bytes, out {} frames / {} bytes, {} texts, dtmf {:?}; {end}",
+        started.elapsed().as_secs_f64(),
+        tally.frames_in,
+        tally.bytes_in,
+        tally.frames_out,
+        tally.bytes_out,
+        tally.texts_in,
+        tally.dtmf,
+    );
+}
+
+/// The echo loop: every data message goes straight back, unchanged and in order.
+fn echo(ws: &mut WebSocket<TcpStream>, id: &CallId, shared: &Shared, tally: &mut Tally) -> End {
+    let config = &shared.config;
+    let mut first = true;
+    let mut last_heard = Instant::now();
+    let mut pinged_at: Option<Instant> = None;
+    loop {
+        let message = match ws.read() {
+            Ok(message) => message,
+            Err(WsError::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                // A tick without data: look up from the socket.
+                if shared.stopping() {
+                    return close(ws, CloseCode::Away, "server shutting down");
+                }
+                match pinged_at {
+                    None if last_heard.elapsed() >= config.idle_ping_after => {
+                        log::info!(
+                            "call {id}: silent for {:?}; pinging",
+                            config.idle_ping_after
+                        );
+                        if let Err(e) = ws.send(Message::Ping(Default::default())) {
+                            return End::Vanished(format!("ping failed: {e}"));
+                        }
+                        pinged_at = Some(Instant::now());
+                    }
+                    Some(at) if at.elapsed() >= config.idle_close_after => {
+                        return close(ws, CloseCode::Normal, "silent call, ping unanswered");
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            Err(e) => return ended_by(ws, e),
+        };
+        last_heard = Instant::now();
+        pinged_at = None;
+        let sent = match message {
+            Message::Binary(audio) => {
+                if first {
+                    log::warn!("call {id}: first message is audio, not websocket:connected");
+                    first = false;
+                }
+                tally.frames_in += 1;
+                tally.bytes_in += audio.len() as u64;
+                let len = audio.len() as u64;
+                ws.send(Message::Binary(audio)).map(|()| len)
+            }
+            Message::Text(text) => {
+                tally.texts_in += 1;
+                observe(&text, first, id, tally, shared);
+                first = false;
+                let len = text.len() as u64;
+                ws.send(Message::Text(text)).map(|()| len)
+            }
+            Message::Close(frame) => {
+                // tungstenite has queued the reply; the next read sends it and ends the call.
+                let code = frame.map(|f| u16::from(f.code));
+                loop {
+                    match ws.read() {
+                        Err(WsError::Io(e))
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                        {
+                            continue
+                        }
+                        Err(_) => return End::CallerClosed(code),
+                        Ok(_) => {}
+                    }
+                }
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+        };
+        match sent {
+            Ok(len) => {
+                tally.frames_out += 1;
+                tally.bytes_out += len;
+            }
+            Err(WsError::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                return End::Vanished(format!(
+                    "the caller stopped reading ({:?} write timeout)",
+                    config.write_timeout
+                ));
+            }
+            Err(e) => return ended_by(ws, e),
+        }
+    }
+}
+
+/// Logs what a text message says.
+fn observe(text: &str, first: bool, id: &CallId, tally: &mut Tally, shared: &Shared) {
+    match messages::parse(text) {
+        SocketEvent::Connected {
+            format,
+            content_type,
+            headers,
+        } => {
+            log::info!(
+                "call {id} connected: content-type {}, headers {}",
+                content_type.as_deref().unwrap_or("(none)"),
+                serde_json::Value::Object(headers)
+            );
+            if format != Some(shared.config.audio) {
+                log::warn!(
+                    "call {id}: content-type {:?} differs from the configured {}",
+                    content_type,
+                    shared.config.audio
+                );
+            }
+        }
+        SocketEvent::Dtmf { digit, duration_ms } => {
+            tally.dtmf.push(digit);
+            log::info!(
+                "call {id} dtmf {digit} ({} ms)",
+                duration_ms.map_or("?".into(), |d| d.to_string())
+            );
+        }
+        other => log::debug!("call {id} text event: {other:?}"),
+    }
+    if first && !text.contains("websocket:connected") {
+        log::warn!(
+            "call {id}: first message is not websocket:connected: {:.200}",
+            text
+        );
+    }
+}
+
+/// Ends the call after a read or write error, with the close code RFC 6455 gives it.
+fn ended_by(ws: &mut WebSocket<TcpStream>, e: WsError) -> End {
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => End::CallerClosed(None),
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => close(
+            ws,
+            CloseCode::Size,
+            &format!("message of {size} bytes exceeds {max_size}"),
+        ),
+        WsError::Utf8(_) => close(ws, CloseCode::Invalid, "text message is not UTF-8"),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            End::Vanished("closed without a closing handshake".into())
+        }
+        WsError::Protocol(p) => close(ws, CloseCode::Protocol, &p.to_string()),
+        other => End::Vanished(other.to_string()),
+    }
+}
+
+/// Sends a close frame and waits briefly for the caller's reply, so the closing handshake
+/// completes when the caller is well.
+fn close(ws: &mut WebSocket<TcpStream>, code: CloseCode, reason: &str) -> End {
+    let frame = CloseFrame {
+        code,
+        // Control frames carry at most 123 bytes of reason.
+        reason: truncate(reason, 123).to_owned().into(),
+    };
+    let end = End::ServerClosed(code, reason.to_owned());
+    if ws.close(Some(frame)).is_err() {
+        return end;
+    }
+    let deadline = Instant::now() + CLOSE_GRACE;
+    while Instant::now() < deadline {
+        match ws.read() {
+            Ok(_) => {}
+            Err(WsError::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    end
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_ids_are_url_and_log_safe() {
+        assert!(CallId::parse("aaaaaaaa-bbbb-cccc-dddd-123456789abc").is_ok());
+        for bad in ["", "a b", "a&b=c", "a\nb", &"x".repeat(65)] {
+            assert!(CallId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn random_ids_are_valid_and_distinct() {
+        let (a, b) = (CallId::random(), CallId::random());
+        assert_ne!(a, b);
+        assert!(CallId::parse(a.as_str()).is_ok());
+    }
+
+    #[test]
+    fn close_reasons_fit_a_control_frame() {
+        let long = "é".repeat(100);
+        assert!(truncate(&long, 123).len() <= 123);
+    }
+}

@@ -1,0 +1,261 @@
+//! The server's settings, with defaults that run a working echo server and limits sized for
+//! 20 ms audio frames.
+
+use std::{net::SocketAddr, time::Duration};
+
+use crate::{audio::AudioFormat, error::Error};
+
+/// The greeting the tutorial speaks before connecting the caller.
+pub const DEFAULT_GREETING: &str = "Please wait while we connect you to the echo server";
+
+/// The caller id the tutorial's `connect` action presents.
+pub const DEFAULT_FROM: &str = "NexmoTest";
+
+/// Vonage's limit on a `talk` action's text.
+pub const MAX_GREETING_CHARS: usize = 1500;
+
+/// Settings for a [`Server`](crate::Server).
+///
+/// Every field has a default (see [`Config::default`]) and a builder setter of the same name:
+///
+/// ```
+/// use vonage_echo::{AudioFormat, Config};
+/// let config = Config::default()
+///     .http_addr("127.0.0.1:0".parse().unwrap())
+///     .ws_addr("127.0.0.1:0".parse().unwrap())
+///     .audio(AudioFormat::L16Rate8000);
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Where the webhooks listen. Default `0.0.0.0:3000`.
+    pub http_addr: SocketAddr,
+    /// Where the WebSocket listener accepts calls. Default `0.0.0.0:3001`.
+    pub ws_addr: SocketAddr,
+    /// The public socket URL handed out in the NCCO (`ws://` or `wss://`, path included).
+    /// `None` (the default) derives it from each answer request's `Host` or
+    /// `X-Forwarded-Host`/`X-Forwarded-Proto` headers.
+    pub ws_url: Option<String>,
+    /// The audio format asked for in the NCCO. Default 16 kHz.
+    pub audio: AudioFormat,
+    /// What the `talk` action says before connecting.
+    pub greeting: String,
+    /// The `connect` action's `from`.
+    pub from: String,
+    /// The largest WebSocket message accepted; a larger one closes the call with 1009.
+    /// Default 64 KiB: a 20 ms frame is at most 960 bytes.
+    pub max_message_bytes: usize,
+    /// The most calls held at once; the handshake of one more is answered 503. Default 4,000.
+    pub max_calls: usize,
+    /// The most WebSocket connections still in their handshake; beyond it new connections are
+    /// dropped unanswered, so idle connections cannot pile up threads. Default 1,024.
+    pub max_pending_handshakes: usize,
+    /// How long a WebSocket handshake may take from accept. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// How long a call may stay silent (no message at all) before the server pings it.
+    /// Vonage may send nothing during silence, so this is generous. Default 60 s.
+    pub idle_ping_after: Duration,
+    /// How long a pinged, silent call has to answer before it is closed. Default 10 s.
+    pub idle_close_after: Duration,
+    /// How long writing one message to a caller may block before the call is dropped as a
+    /// reader that stopped reading. Default 5 s.
+    pub write_timeout: Duration,
+    /// The most HTTP connections served at once; more are answered 503. Default 256.
+    pub max_http_connections: usize,
+    /// How long an HTTP request's headers and body may take to arrive. Default 10 s.
+    pub http_request_timeout: Duration,
+    /// The largest HTTP request head (request line and headers); larger gets 431. Default 8 KiB.
+    pub max_header_bytes: usize,
+    /// The largest HTTP request body; larger gets 413. Default 64 KiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            ws_addr: SocketAddr::from(([0, 0, 0, 0], 3001)),
+            ws_url: None,
+            audio: AudioFormat::default(),
+            greeting: DEFAULT_GREETING.to_owned(),
+            from: DEFAULT_FROM.to_owned(),
+            max_message_bytes: 64 * 1024,
+            max_calls: 4000,
+            max_pending_handshakes: 1024,
+            handshake_timeout: Duration::from_secs(5),
+            idle_ping_after: Duration::from_secs(60),
+            idle_close_after: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(5),
+            max_http_connections: 256,
+            http_request_timeout: Duration::from_secs(10),
+            max_header_bytes: 8 * 1024,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $name: $ty) -> Self {
+                self.$name = $name;
+                self
+            }
+        )*
+    };
+}
+
+impl Config {
+    setters! {
+        /// Sets [`Config::http_addr`].
+        http_addr: SocketAddr,
+        /// Sets [`Config::ws_addr`].
+        ws_addr: SocketAddr,
+        /// Sets [`Config::ws_url`].
+        ws_url: Option<String>,
+        /// Sets [`Config::audio`].
+        audio: AudioFormat,
+        /// Sets [`Config::greeting`].
+        greeting: String,
+        /// Sets [`Config::from`].
+        from: String,
+        /// Sets [`Config::max_message_bytes`].
+        max_message_bytes: usize,
+        /// Sets [`Config::max_calls`].
+        max_calls: usize,
+        /// Sets [`Config::max_pending_handshakes`].
+        max_pending_handshakes: usize,
+        /// Sets [`Config::handshake_timeout`].
+        handshake_timeout: Duration,
+        /// Sets [`Config::idle_ping_after`].
+        idle_ping_after: Duration,
+        /// Sets [`Config::idle_close_after`].
+        idle_close_after: Duration,
+        /// Sets [`Config::write_timeout`].
+        write_timeout: Duration,
+        /// Sets [`Config::max_http_connections`].
+        max_http_connections: usize,
+        /// Sets [`Config::http_request_timeout`].
+        http_request_timeout: Duration,
+        /// Sets [`Config::max_header_bytes`].
+        max_header_bytes: usize,
+        /// Sets [`Config::max_body_bytes`].
+        max_body_bytes: usize,
+    }
+
+    /// Checks that the settings can run a server; the error names the setting at fault.
+    pub fn validate(&self) -> Result<(), Error> {
+        if let Some(url) = &self.ws_url {
+            let rest = url
+                .strip_prefix("wss://")
+                .or_else(|| url.strip_prefix("ws://"))
+                .ok_or_else(|| {
+                    Error::config("--ws-url", format!("{url:?} is not a ws:// or wss:// URL"))
+                })?;
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(Error::config("--ws-url", format!("{url:?} has no host")));
+            }
+            if url.contains(char::is_whitespace) || url.contains('#') {
+                return Err(Error::config(
+                    "--ws-url",
+                    format!("{url:?} holds white space or a fragment"),
+                ));
+            }
+        }
+        let greeting_chars = self.greeting.chars().count();
+        if greeting_chars == 0 || greeting_chars > MAX_GREETING_CHARS {
+            return Err(Error::config(
+                "--greeting",
+                format!("must be 1 to {MAX_GREETING_CHARS} characters, not {greeting_chars}"),
+            ));
+        }
+        if self.from.trim().is_empty() {
+            return Err(Error::config("--from", "must not be empty"));
+        }
+        let frame = self.audio.frame_bytes();
+        if self.max_message_bytes < frame || self.max_message_bytes > 64 * 1024 * 1024 {
+            return Err(Error::config(
+                "--max-message-bytes",
+                format!(
+                    "must be between one {frame}-byte audio frame and 64 MiB, not {}",
+                    self.max_message_bytes
+                ),
+            ));
+        }
+        let positive = [
+            ("--max-calls", self.max_calls),
+            ("--max-pending-handshakes", self.max_pending_handshakes),
+            ("--max-http-connections", self.max_http_connections),
+            ("--max-body-bytes", self.max_body_bytes),
+        ];
+        for (setting, value) in positive {
+            if value == 0 {
+                return Err(Error::config(setting, "must be at least 1"));
+            }
+        }
+        if self.max_header_bytes < 512 {
+            return Err(Error::config("--max-header-bytes", "must be at least 512"));
+        }
+        let durations = [
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--idle-ping-after", self.idle_ping_after),
+            ("--idle-close-after", self.idle_close_after),
+            ("--write-timeout", self.write_timeout),
+            ("--http-request-timeout", self.http_request_timeout),
+        ];
+        for (setting, value) in durations {
+            if value < Duration::from_millis(10) {
+                return Err(Error::config(setting, "must be at least 10 ms"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn ws_url_must_be_a_websocket_url() {
+        for bad in [
+            "http://x/socket",
+            "ws://",
+            "wss:///socket",
+            "ws://a b/socket",
+        ] {
+            let err = Config::default()
+                .ws_url(Some(bad.into()))
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains("--ws-url"), "{bad}: {err}");
+        }
+        Config::default()
+            .ws_url(Some("wss://echo.example.com/socket".into()))
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn greeting_is_bounded_by_vonages_talk_limit() {
+        let long = "a".repeat(MAX_GREETING_CHARS + 1);
+        let err = Config::default().greeting(long).validate().unwrap_err();
+        assert!(err.to_string().contains("--greeting"));
+    }
+
+    #[test]
+    fn max_message_must_hold_one_frame() {
+        let err = Config::default()
+            .max_message_bytes(100)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("--max-message-bytes"));
+    }
+}

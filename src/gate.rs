@@ -1,0 +1,364 @@
+//! The webhooks' front door. tiny_http 0.12 has no read timeout, no header size limit and
+//! unbounded helper threads, panics on a peer that has already gone, and stops accepting for
+//! good after one `accept()` error. So the public port is ours: this module accepts with
+//! backoff, bounds connections, reads each request whole under a deadline and within size
+//! limits, and only then hands it to tiny_http over a private Unix socket, where none of
+//! those failure modes can be reached from the network.
+
+use std::{
+    io::{self, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::unix::net::UnixStream,
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    server::{Shared, TICK},
+    threads::Slot,
+};
+
+/// The header that carries the caller's address to the webhooks; any copy a client sends
+/// is removed, so it cannot be forged.
+pub(crate) const PEER_HEADER: &str = "X-Vonage-Echo-Peer";
+
+/// Headers that describe this hop only and are not forwarded.
+const HOP_HEADERS: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "expect",
+    "content-length",
+    "proxy-connection",
+    "x-vonage-echo-peer",
+];
+
+/// Accepts webhook connections until the server stops.
+pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
+    let mut backoff = Backoff::default();
+    loop {
+        let accepted = listener.accept();
+        if shared.stopping() {
+            return;
+        }
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff.reset();
+                accepted
+            }
+            Err(e) => {
+                backoff.wait("webhooks", &e);
+                continue;
+            }
+        };
+        let max = shared.config.max_http_connections;
+        let Some(slot) = Slot::try_take(&shared.http_connections, max) else {
+            log::warn!("{peer}: refused, {max} HTTP connections already open");
+            // Best effort: the socket's send buffer is empty, so this does not block.
+            let _ = stream.set_nonblocking(true);
+            let _ = (&stream).write_all(&refusal(503, "too many connections"));
+            continue;
+        };
+        let s = Arc::clone(shared);
+        let spawned = shared.http_threads.spawn(format!("http-{peer}"), move || {
+            let _slot = slot;
+            serve_connection(stream, peer, &s);
+        });
+        if let Err(e) = spawned {
+            log::error!("{peer}: cannot start a thread for the request: {e}");
+        }
+    }
+}
+
+/// Backs off after `accept()` fails (out of file descriptors, most often), so the loop
+/// neither spins nor gives up.
+#[derive(Default)]
+pub(crate) struct Backoff(u32);
+
+impl Backoff {
+    pub(crate) fn wait(&mut self, listener: &str, e: &io::Error) {
+        let delay = Duration::from_millis(5 << self.0.min(7));
+        if self.0 == 0 || self.0 % 50 == 0 {
+            log::error!("{listener} accept failed: {e}; retrying in {delay:?}");
+        }
+        self.0 += 1;
+        thread::sleep(delay);
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
+
+/// Why a request is not forwarded.
+#[derive(Debug)]
+enum Refused {
+    /// Answer with this status and reason.
+    Status(u16, String),
+    /// The peer went away or the server stops; nothing to answer.
+    Gone,
+}
+
+fn serve_connection(mut client: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let _ = client.set_nodelay(true);
+    let deadline = Instant::now() + shared.config.http_request_timeout;
+    let _ = client.set_write_timeout(Some(shared.config.http_request_timeout));
+    let request = match read_request(&mut client, deadline, shared) {
+        Ok(request) => request,
+        Err(Refused::Status(status, reason)) => {
+            log::warn!("{peer}: HTTP {status}: {reason}");
+            let _ = client.write_all(&refusal(status, &reason));
+            return;
+        }
+        Err(Refused::Gone) => return,
+    };
+    if let Err(e) = forward(&request.to_upstream(peer), &mut client, shared) {
+        log::error!("{peer}: webhooks did not answer: {e}");
+        let _ = client.write_all(&refusal(503, "webhooks unavailable"));
+    }
+}
+
+/// One request, read whole.
+struct Request {
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    /// The request as tiny_http gets it: one request per connection, the peer named.
+    fn to_upstream(&self, peer: SocketAddr) -> Vec<u8> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        // The head parsed once already in read_request.
+        let _ = parsed.parse(&self.head);
+        let mut out = Vec::with_capacity(self.head.len() + self.body.len() + 96);
+        let version = parsed.version.unwrap_or(1);
+        let _ = write!(
+            out,
+            "{} {} HTTP/1.{version}\r\n",
+            parsed.method.unwrap_or("GET"),
+            parsed.path.unwrap_or("/")
+        );
+        for h in parsed.headers.iter() {
+            if HOP_HEADERS
+                .iter()
+                .any(|hop| h.name.eq_ignore_ascii_case(hop))
+            {
+                continue;
+            }
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+        let _ = write!(
+            out,
+            "Content-Length: {}\r\n{PEER_HEADER}: {peer}\r\nConnection: close\r\n\r\n",
+            self.body.len()
+        );
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+const MAX_HEADERS: usize = 100;
+
+fn read_request(
+    client: &mut TcpStream,
+    deadline: Instant,
+    shared: &Shared,
+) -> Result<Request, Refused> {
+    let limits = &shared.config;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let head_len = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        if buf.len() >= limits.max_header_bytes {
+            return Err(Refused::Status(
+                431,
+                format!("request headers exceed {} bytes", limits.max_header_bytes),
+            ));
+        }
+        let room = (limits.max_header_bytes - buf.len()).min(chunk.len());
+        let n = read_before(client, &mut chunk[..room], deadline, shared)?;
+        buf.extend_from_slice(&chunk[..n]);
+    };
+
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(&buf[..head_len]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(bad_request("incomplete request head")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Refused::Status(
+                431,
+                format!("more than {MAX_HEADERS} headers"),
+            ))
+        }
+        Err(e) => return Err(bad_request(&format!("malformed request: {e}"))),
+    }
+    let header = |name: &'static str| {
+        parsed
+            .headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
+    };
+    if header("transfer-encoding").next().is_some() {
+        return Err(Refused::Status(
+            411,
+            "chunked bodies are not accepted; send Content-Length".into(),
+        ));
+    }
+    let lengths: Vec<String> = header("content-length").collect();
+    let length = match lengths.as_slice() {
+        [] => 0,
+        [first, rest @ ..] if rest.iter().all(|l| l == first) => first
+            .parse::<usize>()
+            .map_err(|_| bad_request(&format!("invalid Content-Length {first:?}")))?,
+        _ => return Err(bad_request("conflicting Content-Length headers")),
+    };
+    if length > limits.max_body_bytes {
+        return Err(Refused::Status(
+            413,
+            format!(
+                "request body of {length} bytes exceeds {} bytes",
+                limits.max_body_bytes
+            ),
+        ));
+    }
+    if header("expect").any(|e| e.eq_ignore_ascii_case("100-continue")) && buf.len() == head_len {
+        let _ = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    let mut body = buf.split_off(head_len);
+    body.truncate(length);
+    while body.len() < length {
+        let room = (length - body.len()).min(chunk.len());
+        let n = read_before(client, &mut chunk[..room], deadline, shared)?;
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Request { head: buf, body })
+}
+
+fn bad_request(reason: &str) -> Refused {
+    Refused::Status(400, reason.to_owned())
+}
+
+/// Reads some bytes, giving up at `deadline` (408) or when the server stops.
+fn read_before(
+    client: &mut TcpStream,
+    buf: &mut [u8],
+    deadline: Instant,
+    shared: &Shared,
+) -> Result<usize, Refused> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Refused::Status(408, "request not received in time".into()));
+        }
+        if shared.stopping() {
+            return Err(Refused::Gone);
+        }
+        let _ = client.set_read_timeout(Some(left.min(TICK)));
+        match client.read(buf) {
+            Ok(0) => return Err(Refused::Gone),
+            Ok(n) => return Ok(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return Err(Refused::Gone),
+        }
+    }
+}
+
+/// Hands the request to tiny_http and copies its answer back to the client.
+fn forward(request: &[u8], client: &mut TcpStream, shared: &Shared) -> io::Result<()> {
+    let mut upstream = UnixStream::connect(&shared.webhooks_socket)?;
+    let timeout = Some(shared.config.http_request_timeout);
+    upstream.set_read_timeout(timeout)?;
+    upstream.set_write_timeout(timeout)?;
+    upstream.write_all(request)?;
+    let mut buf = [0u8; 8192];
+    let mut answered = false;
+    loop {
+        let n = match upstream.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if answered => {
+                log::debug!("webhooks answer cut short: {e}");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return if answered {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed without an answer",
+                ))
+            };
+        }
+        answered = true;
+        if client.write_all(&buf[..n]).is_err() {
+            // The client left; its answer has nowhere to go.
+            return Ok(());
+        }
+    }
+}
+
+/// A complete HTTP response refusing a request, with the reason as JSON.
+pub(crate) fn refusal(status: u16, reason: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "error": reason }).to_string();
+    format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        reason_phrase(status),
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_is_a_complete_response_with_a_json_reason() {
+        let text = String::from_utf8(refusal(431, "too big")).unwrap();
+        assert!(text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(text.ends_with("\r\n\r\n{\"error\":\"too big\"}"));
+        assert!(text.contains("Content-Length: 19\r\n"));
+    }
+
+    #[test]
+    fn upstream_request_drops_hop_headers_and_names_the_peer() {
+        let request = Request {
+            head: b"POST /x HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nX-Vonage-Echo-Peer: forged\r\nContent-Length: 2\r\n\r\n".to_vec(),
+            body: b"{}".to_vec(),
+        };
+        let text = String::from_utf8(request.to_upstream("1.2.3.4:5".parse().unwrap())).unwrap();
+        assert_eq!(
+            text,
+            "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-Vonage-Echo-Peer: 1.2.3.4:5\r\nConnection: close\r\n\r\n{}"
+        );
+    }
+}

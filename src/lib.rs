@@ -1,0 +1,51 @@
+//! # vonage-echo
+//!
+//! The application side of the Vonage Voice API's "connect a call to a WebSocket" feature,
+//! as a small synchronous server: no async runtime, one OS thread per call.
+//!
+//! A call reaches a Vonage number; Vonage asks the **answer webhook** what to do; the
+//! server answers with an [NCCO](ncco::Ncco) that greets the caller and connects the call
+//! to its **WebSocket**; Vonage streams the caller's audio there, 20 ms a frame, and every
+//! frame goes straight back, so the caller hears themselves. The **event webhook** logs the
+//! call's life.
+//!
+//! ```no_run
+//! use vonage_echo::{Config, Server};
+//!
+//! let server = Server::start(
+//!     Config::default()
+//!         .http_addr("127.0.0.1:0".parse().unwrap())
+//!         .ws_addr("127.0.0.1:0".parse().unwrap()),
+//! )
+//! .expect("server starts");
+//! println!("answer URL: http://{}/webhooks/answer", server.http_addr());
+//! // ... play calls at it ...
+//! server.shutdown(); // closes live calls with 1001 and joins every thread
+//! ```
+//!
+//! Where things live: [`webhooks`] answers HTTP (behind a guarding front door that bounds
+//! time, size and connections), [`ncco`] builds the answer, [`events`] reads call events,
+//! the socket listener admits calls and [`call`] echoes each on its own thread;
+//! [`messages`] reads the socket's text events; [`sim`] plays Vonage's side for tests.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod audio;
+pub mod call;
+pub mod config;
+mod error;
+pub mod events;
+mod gate;
+pub mod messages;
+pub mod ncco;
+mod server;
+pub mod socket;
+mod threads;
+pub mod webhooks;
+
+pub use audio::AudioFormat;
+pub use call::CallId;
+pub use config::Config;
+pub use error::{Error, Result};
+pub use ncco::Ncco;
+pub use server::Server;

@@ -1,0 +1,160 @@
+//! The `vonage-echo` binary: the echo server by default, and the Vonage side of a call
+//! (`call`, `load`) for trying and measuring it.
+
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use log::LevelFilter;
+use vonage_echo::{AudioFormat, Config, Server};
+
+#[derive(Parser)]
+#[command(
+    name = "vonage-echo",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the echo server (the default when no subcommand is given).
+    Serve(ServeArgs),
+}
+
+/// The server's settings; each has an environment-variable twin.
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address of the answer and event webhooks.
+    #[arg(long, env = "VONAGE_ECHO_HTTP_ADDR", default_value = "0.0.0.0:3000")]
+    http_addr: SocketAddr,
+    /// Address of the WebSocket listener.
+    #[arg(long, env = "VONAGE_ECHO_WS_ADDR", default_value = "0.0.0.0:3001")]
+    ws_addr: SocketAddr,
+    /// Public socket URL put in the NCCO (e.g. wss://echo.example.com/socket); derived from
+    /// each answer request's Host or X-Forwarded-* headers when absent.
+    #[arg(long, env = "VONAGE_ECHO_WS_URL")]
+    ws_url: Option<String>,
+    /// Audio sample rate asked for in the NCCO.
+    #[arg(long, env = "VONAGE_ECHO_RATE", default_value = "16000", value_parser = rate)]
+    rate: AudioFormat,
+    /// What the NCCO's talk action says before connecting.
+    #[arg(long, env = "VONAGE_ECHO_GREETING", default_value = vonage_echo::config::DEFAULT_GREETING)]
+    greeting: String,
+    /// The connect action's caller id.
+    #[arg(long, env = "VONAGE_ECHO_FROM", default_value = vonage_echo::config::DEFAULT_FROM)]
+    from: String,
+    /// Largest WebSocket message accepted, in bytes; larger closes the call with 1009.
+    #[arg(long, env = "VONAGE_ECHO_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    max_message_bytes: usize,
+    /// Most calls at once; one more is refused with 503 at the handshake.
+    #[arg(long, env = "VONAGE_ECHO_MAX_CALLS", default_value_t = 4000)]
+    max_calls: usize,
+    /// Seconds a call may be silent before the server pings it.
+    #[arg(long, env = "VONAGE_ECHO_IDLE_PING_AFTER", default_value = "60", value_parser = seconds)]
+    idle_ping_after: Duration,
+    /// Seconds a pinged silent call has to answer before it is closed.
+    #[arg(long, env = "VONAGE_ECHO_IDLE_CLOSE_AFTER", default_value = "10", value_parser = seconds)]
+    idle_close_after: Duration,
+    /// Seconds a WebSocket handshake may take.
+    #[arg(long, env = "VONAGE_ECHO_HANDSHAKE_TIMEOUT", default_value = "5", value_parser = seconds)]
+    handshake_timeout: Duration,
+    /// Seconds an HTTP request's headers and body may take to arrive.
+    #[arg(long, env = "VONAGE_ECHO_HTTP_REQUEST_TIMEOUT", default_value = "10", value_parser = seconds)]
+    http_request_timeout: Duration,
+    /// Log level: error, warn, info, debug or trace (RUST_LOG is read when this is absent).
+    #[arg(long, env = "VONAGE_ECHO_LOG_LEVEL")]
+    log_level: Option<LevelFilter>,
+}
+
+/// A sample rate Vonage streams: 8000, 16000 or 24000.
+fn rate(s: &str) -> Result<AudioFormat, String> {
+    s.parse()
+        .ok()
+        .and_then(AudioFormat::from_rate)
+        .ok_or_else(|| format!("{s:?} is not 8000, 16000 or 24000"))
+}
+
+/// Seconds, fractions allowed: `5`, `0.25`.
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a duration"))
+}
+
+impl ServeArgs {
+    fn config(&self) -> Config {
+        Config::default()
+            .http_addr(self.http_addr)
+            .ws_addr(self.ws_addr)
+            .ws_url(self.ws_url.clone())
+            .audio(self.rate)
+            .greeting(self.greeting.clone())
+            .from(self.from.clone())
+            .max_message_bytes(self.max_message_bytes)
+            .max_calls(self.max_calls)
+            .idle_ping_after(self.idle_ping_after)
+            .idle_close_after(self.idle_close_after)
+            .handshake_timeout(self.handshake_timeout)
+            .http_request_timeout(self.http_request_timeout)
+    }
+}
+
+fn init_logging(level: Option<LevelFilter>) {
+    let level = level
+        .or_else(|| std::env::var("RUST_LOG").ok().and_then(|v| v.parse().ok()))
+        .unwrap_or(LevelFilter::Info);
+    // Local timestamps panic in multi-threaded processes; UTC does not.
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_utc_timestamps()
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(&cli.serve),
+        Some(Command::Serve(args)) => serve(&args),
+    }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    init_logging(args.log_level);
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            log::error!("cannot listen for signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = args.config();
+    let server = match Server::start(config) {
+        Ok(server) => server,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match &server.config().ws_url {
+        Some(url) => log::info!("socket URL handed out: {url}?uuid=<call>"),
+        None => log::info!(
+            "socket URL handed out: derived per request: ws://<Host>:{}/socket, or ws(s)://<X-Forwarded-Host>/socket behind a proxy",
+            server.ws_addr().port()
+        ),
+    }
+    if let Some(signal) = signals.forever().next() {
+        log::info!("signal {signal}: stopping; live calls are closed with 1001");
+    }
+    server.shutdown();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,215 @@
+//! [`Server`]: binds both listeners, owns every thread they start, and stops them all.
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    gate, socket,
+    threads::ThreadSet,
+    webhooks,
+};
+
+/// How often blocked threads look up from their sockets to see whether the server stops.
+/// Calls in progress never wait on it: audio arrives every 20 ms.
+pub(crate) const TICK: Duration = Duration::from_millis(200);
+
+/// What every thread of one server shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) started: Instant,
+    pub(crate) stopping: AtomicBool,
+    /// The WebSocket listener's real port (the configured one may be 0).
+    pub(crate) ws_port: u16,
+    /// The private Unix socket where tiny_http serves what the gate lets through.
+    pub(crate) webhooks_socket: PathBuf,
+    pub(crate) active_calls: Arc<AtomicUsize>,
+    pub(crate) pending_handshakes: Arc<AtomicUsize>,
+    pub(crate) http_connections: Arc<AtomicUsize>,
+    pub(crate) calls: ThreadSet,
+    pub(crate) handshakes: ThreadSet,
+    pub(crate) http_threads: ThreadSet,
+}
+
+impl Shared {
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn active_calls(&self) -> usize {
+        self.active_calls.load(Ordering::Acquire)
+    }
+}
+
+/// A running echo server: the webhooks and the WebSocket listener, each on its own port.
+///
+/// Dropping it shuts it down, as [`Server::shutdown`] does.
+pub struct Server {
+    http_addr: SocketAddr,
+    ws_addr: SocketAddr,
+    shared: Arc<Shared>,
+    loops: Vec<JoinHandle<()>>,
+    private_dir: PathBuf,
+}
+
+impl Server {
+    /// Validates `config`, binds both listeners (port 0 picks a free port) and starts serving.
+    pub fn start(config: Config) -> Result<Server> {
+        config.validate()?;
+        let bind = |listener, addr| {
+            TcpListener::bind(addr).map_err(|source| Error::Bind {
+                listener,
+                addr,
+                source,
+            })
+        };
+        let http_listener = bind("webhooks", config.http_addr)?;
+        let ws_listener = bind("socket", config.ws_addr)?;
+        let local = |l: &TcpListener| {
+            l.local_addr()
+                .map_err(|e| Error::io("reading a listener's address", e))
+        };
+        let http_addr = local(&http_listener)?;
+        let ws_addr = local(&ws_listener)?;
+
+        let private_dir = private_dir()?;
+        let webhooks_socket = private_dir.join("webhooks.sock");
+        let tiny = webhooks::bind(&webhooks_socket)?;
+
+        let shared = Arc::new(Shared {
+            config,
+            started: Instant::now(),
+            stopping: AtomicBool::new(false),
+            ws_port: ws_addr.port(),
+            webhooks_socket,
+            active_calls: Arc::default(),
+            pending_handshakes: Arc::default(),
+            http_connections: Arc::default(),
+            calls: ThreadSet::default(),
+            handshakes: ThreadSet::default(),
+            http_threads: ThreadSet::default(),
+        });
+
+        let named = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(f)
+                .map_err(|e| Error::io(format!("starting thread {name}"), e))
+        };
+        let mut loops = Vec::with_capacity(3);
+        let s = Arc::clone(&shared);
+        loops.push(named(
+            "webhooks",
+            Box::new(move || webhooks::serve(tiny, &s)),
+        )?);
+        let s = Arc::clone(&shared);
+        loops.push(named(
+            "http-accept",
+            Box::new(move || gate::accept_loop(http_listener, &s)),
+        )?);
+        let s = Arc::clone(&shared);
+        loops.push(named(
+            "ws-accept",
+            Box::new(move || socket::accept_loop(ws_listener, &s)),
+        )?);
+
+        log::info!("webhooks listening on http://{http_addr}");
+        log::info!("WebSocket listening on ws://{ws_addr}/socket");
+        Ok(Server {
+            http_addr,
+            ws_addr,
+            shared,
+            loops,
+            private_dir,
+        })
+    }
+
+    /// The webhooks' address (with the real port when port 0 was asked for).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The WebSocket listener's address.
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws_addr
+    }
+
+    /// Calls connected now.
+    pub fn active_calls(&self) -> usize {
+        self.shared.active_calls()
+    }
+
+    /// The settings the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Stops accepting, closes every call with 1001 (going away), and returns once every
+    /// thread the server started has ended.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.loops.is_empty() {
+            return;
+        }
+        self.shared.stopping.store(true, Ordering::Release);
+        wake(self.http_addr);
+        wake(self.ws_addr);
+        for handle in self.loops.drain(..) {
+            let _ = handle.join();
+        }
+        self.shared.handshakes.join_all();
+        self.shared.calls.join_all();
+        self.shared.http_threads.join_all();
+        let _ = std::fs::remove_dir_all(&self.private_dir);
+        log::info!("server on {} stopped", self.http_addr);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Unblocks a listener's `accept` by connecting to it once.
+fn wake(addr: SocketAddr) {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => [127, 0, 0, 1].into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = TcpStream::connect_timeout(&target, Duration::from_secs(1));
+}
+
+/// A directory only this user can enter, for the webhooks' private socket.
+fn private_dir() -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "vonage-echo-{}-{}-{nanos}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    Ok(dir)
+}

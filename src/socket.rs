@@ -1,0 +1,183 @@
+//! The WebSocket listener: accepts connections, checks each handshake (path, capacity,
+//! deadline), and starts one thread per admitted call.
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::Arc,
+    time::Instant,
+};
+
+use tungstenite::{
+    handshake::{
+        server::{ErrorResponse, Request, Response},
+        HandshakeError,
+    },
+    http,
+    protocol::{frame::coding::CloseCode, CloseFrame, WebSocketConfig},
+};
+
+use crate::{
+    call::{self, CallId},
+    config::Config,
+    gate::Backoff,
+    server::{Shared, TICK},
+    threads::Slot,
+    webhooks::SOCKET_PATH,
+};
+
+/// The WebSocket settings for a call: buffers sized for 20 ms frames (a few KiB, not
+/// tungstenite's 128 KiB defaults) and the configured largest message.
+pub fn ws_config(config: &Config) -> WebSocketConfig {
+    let max = config.max_message_bytes;
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max + 64 * 1024)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// Accepts socket connections until the server stops.
+pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
+    let mut backoff = Backoff::default();
+    loop {
+        let accepted = listener.accept();
+        if shared.stopping() {
+            return;
+        }
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff.reset();
+                accepted
+            }
+            Err(e) => {
+                backoff.wait("socket", &e);
+                continue;
+            }
+        };
+        let max = shared.config.max_pending_handshakes;
+        let Some(pending) = Slot::try_take(&shared.pending_handshakes, max) else {
+            log::warn!("{peer}: dropped, {max} handshakes already pending");
+            continue;
+        };
+        let s = Arc::clone(shared);
+        let spawned = shared.handshakes.spawn(format!("ws-{peer}"), move || {
+            handshake(stream, peer, pending, &s);
+        });
+        if let Err(e) = spawned {
+            log::error!("{peer}: cannot start a thread for the handshake: {e}");
+        }
+    }
+}
+
+/// A connection the handshake let in: its call and the call's slot.
+struct Admitted {
+    id: CallId,
+    slot: Slot,
+}
+
+fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Shared>) {
+    let config = &shared.config;
+    let prepared = stream
+        .set_nodelay(true)
+        .and_then(|()| stream.set_read_timeout(Some(TICK)))
+        .and_then(|()| stream.set_write_timeout(Some(config.write_timeout)));
+    if let Err(e) = prepared {
+        log::debug!("{peer}: socket setup failed: {e}");
+        return;
+    }
+    let deadline = Instant::now() + config.handshake_timeout;
+    let mut admitted = None;
+    let callback = |request: &Request, response: Response| {
+        let admission = admit(request, shared)?;
+        admitted = Some(admission);
+        Ok(response)
+    };
+    let mut attempt =
+        tungstenite::accept_hdr_with_config(stream, callback, Some(ws_config(config)));
+    let mut ws = loop {
+        match attempt {
+            Ok(ws) => break ws,
+            Err(HandshakeError::Interrupted(mid)) => {
+                if Instant::now() >= deadline || shared.stopping() {
+                    log::warn!(
+                        "{peer}: handshake not completed within {:?}; dropped",
+                        config.handshake_timeout
+                    );
+                    return;
+                }
+                attempt = mid.handshake();
+            }
+            Err(HandshakeError::Failure(e)) => {
+                log::warn!("{peer}: handshake failed: {e}");
+                return;
+            }
+        }
+    };
+    drop(pending);
+    let Some(Admitted { id, slot }) = admitted else {
+        // Unreachable: a completed handshake has passed the callback.
+        return;
+    };
+    let s = Arc::clone(shared);
+    let name = format!("call-{id}");
+    let id_for_error = id.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = shared.calls.spawn(name, move || {
+        if let Ok(ws) = rx.recv() {
+            call::run(ws, id, peer, slot, &s);
+        }
+    });
+    match spawned {
+        Ok(()) => {
+            let _ = tx.send(ws);
+        }
+        Err(e) => {
+            log::error!("call {id_for_error}: cannot start its thread: {e}; refused with 1013");
+            let _ = ws.close(Some(CloseFrame {
+                code: CloseCode::Again,
+                reason: "server cannot take the call now".into(),
+            }));
+            let _ = ws.flush();
+        }
+    }
+}
+
+/// Decides whether a handshake request becomes a call.
+fn admit(request: &Request, shared: &Shared) -> Result<Admitted, ErrorResponse> {
+    let uri = request.uri();
+    if uri.path() != SOCKET_PATH {
+        return Err(refuse(
+            404,
+            &format!("no WebSocket at {}; use {SOCKET_PATH}", uri.path()),
+        ));
+    }
+    if shared.stopping() {
+        return Err(refuse(503, "server is shutting down"));
+    }
+    let uuid = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "uuid")
+        .map(|(_, v)| v.into_owned());
+    let id = match uuid {
+        Some(uuid) => CallId::parse(&uuid).map_err(|reason| refuse(400, &reason))?,
+        None => CallId::anonymous(),
+    };
+    let max = shared.config.max_calls;
+    let slot = Slot::try_take(&shared.active_calls, max)
+        .ok_or_else(|| refuse(503, &format!("at capacity: {max} calls")))?;
+    Ok(Admitted { id, slot })
+}
+
+/// A handshake refusal with a JSON reason.
+fn refuse(status: u16, reason: &str) -> ErrorResponse {
+    log::warn!("handshake refused with {status}: {reason}");
+    let body = serde_json::json!({ "error": reason }).to_string();
+    let mut response = http::Response::new(Some(body));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

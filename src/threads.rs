@@ -1,0 +1,105 @@
+//! The threads the server starts, and the counted slots that bound how many run at once.
+
+use std::{
+    io,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    thread::{self, JoinHandle},
+};
+
+/// Stack for per-connection threads: they hold a socket and a few KiB of buffers, so the
+/// default 2 MiB of address space each is waste when thousands of calls run.
+pub(crate) const CONNECTION_STACK: usize = 256 * 1024;
+
+/// Threads that must all be joined before shutdown returns.
+#[derive(Default)]
+pub(crate) struct ThreadSet {
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl ThreadSet {
+    /// Starts `f` on a named thread and keeps its handle; finished threads are forgotten here
+    /// so the set stays as large as what runs.
+    pub(crate) fn spawn(&self, name: String, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        let handle = thread::Builder::new()
+            .name(name)
+            .stack_size(CONNECTION_STACK)
+            .spawn(f)?;
+        let mut handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        handles.retain(|h| !h.is_finished());
+        handles.push(handle);
+        Ok(())
+    }
+
+    /// Waits for every thread started so far (and those they start meanwhile).
+    pub(crate) fn join_all(&self) {
+        loop {
+            let drained: Vec<_> = {
+                let mut handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+                handles.drain(..).collect()
+            };
+            if drained.is_empty() {
+                return;
+            }
+            for handle in drained {
+                // A thread that panicked has already been logged by the panic hook.
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+/// One unit of a bounded count (a call, a pending handshake, an HTTP connection): taken
+/// only while the count is below its maximum, given back when dropped, also on unwind.
+pub(crate) struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// Takes a slot if fewer than `max` are taken.
+    pub(crate) fn try_take(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(Arc::clone(count)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_stop_at_the_maximum_and_come_back_when_dropped() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let a = Slot::try_take(&count, 2).unwrap();
+        let _b = Slot::try_take(&count, 2).unwrap();
+        assert!(Slot::try_take(&count, 2).is_none());
+        drop(a);
+        assert!(Slot::try_take(&count, 2).is_some());
+    }
+
+    #[test]
+    fn join_all_waits_for_every_thread() {
+        let set = ThreadSet::default();
+        let done = Arc::new(AtomicUsize::new(0));
+        for i in 0..4 {
+            let done = Arc::clone(&done);
+            set.spawn(format!("t{i}"), move || {
+                thread::sleep(std::time::Duration::from_millis(20));
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        }
+        set.join_all();
+        assert_eq!(done.load(Ordering::SeqCst), 4);
+    }
+}

@@ -1,0 +1,388 @@
+//! The answer and event webhooks, and `/health`: tiny_http's blocking loop, routing, and the
+//! status codes and bodies of every answer. Requests reach it whole, through
+//! [`gate`](crate::gate), over a private Unix socket.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use serde_json::{json, Map, Value};
+use tiny_http::{Header, Method};
+
+use crate::{
+    call::CallId,
+    error::{Error, Result},
+    events::Event,
+    gate::PEER_HEADER,
+    ncco::{headers_len, Ncco, WebsocketEndpoint, MAX_ENDPOINT_HEADERS_BYTES},
+    server::{Shared, TICK},
+};
+
+/// Where the webhooks are served.
+pub const ANSWER_PATH: &str = "/webhooks/answer";
+/// Where call events are posted.
+pub const EVENTS_PATH: &str = "/webhooks/events";
+/// The liveness check.
+pub const HEALTH_PATH: &str = "/health";
+/// The path the WebSocket listener upgrades.
+pub const SOCKET_PATH: &str = "/socket";
+
+/// Binds tiny_http to the private socket.
+pub(crate) fn bind(path: &Path) -> Result<tiny_http::Server> {
+    let _ = std::fs::remove_file(path);
+    tiny_http::Server::http_unix(path).map_err(|e| {
+        Error::io(
+            format!("starting the webhooks on {}", path.display()),
+            std::io::Error::other(e.to_string()),
+        )
+    })
+}
+
+/// Serves webhook requests until the server stops. Should tiny_http's accept thread give
+/// up, it is started again on the same private socket.
+pub(crate) fn serve(mut tiny: tiny_http::Server, shared: &Arc<Shared>) {
+    loop {
+        match tiny.recv_timeout(TICK) {
+            Ok(Some(request)) => handle(request, shared),
+            Ok(None) => {}
+            Err(e) => {
+                log::error!("webhooks stopped accepting ({e}); starting them again");
+                drop(tiny);
+                loop {
+                    if shared.stopping() {
+                        return;
+                    }
+                    match bind(&shared.webhooks_socket) {
+                        Ok(t) => break tiny = t,
+                        Err(e) => {
+                            log::error!("{e}");
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                }
+            }
+        }
+        if shared.stopping() {
+            return;
+        }
+    }
+}
+
+/// An answer: status, JSON body, and the `Allow` header of a 405.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: String,
+    allow: Option<&'static str>,
+}
+
+impl Reply {
+    fn json(status: u16, body: &impl serde::Serialize) -> Reply {
+        Reply {
+            status,
+            body: serde_json::to_string(body).unwrap_or_default(),
+            allow: None,
+        }
+    }
+
+    fn error(status: u16, reason: impl Into<String>) -> Reply {
+        Reply::json(status, &json!({ "error": reason.into() }))
+    }
+
+    fn empty() -> Reply {
+        Reply {
+            status: 200,
+            body: String::new(),
+            allow: None,
+        }
+    }
+
+    fn method_not_allowed(allow: &'static str) -> Reply {
+        Reply {
+            allow: Some(allow),
+            ..Reply::error(405, format!("method not allowed; use {allow}"))
+        }
+    }
+}
+
+/// What routing needs of a request.
+struct Incoming<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: &'a str,
+    headers: &'a [Header],
+    body: Vec<u8>,
+}
+
+impl Incoming<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str().trim())
+    }
+}
+
+fn handle(mut request: tiny_http::Request, shared: &Shared) {
+    let mut body = Vec::new();
+    // The gate has read the whole body already and bounded it; this only copies it.
+    let read = request.as_reader().read_to_end(&mut body);
+    let url = request.url().to_owned();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let incoming = Incoming {
+        method: request.method(),
+        path,
+        query,
+        headers: request.headers(),
+        body,
+    };
+    let peer = incoming.header(PEER_HEADER).unwrap_or("-").to_owned();
+    let reply = match read {
+        Ok(_) => route(&incoming, shared),
+        Err(e) => Reply::error(400, format!("cannot read body: {e}")),
+    };
+    if reply.status >= 400 {
+        log::warn!(
+            "{peer} {} {path}: {} {}",
+            incoming.method,
+            reply.status,
+            reply.body
+        );
+    } else {
+        log::debug!("{peer} {} {path}: {}", incoming.method, reply.status);
+    }
+    let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
+    if !reply.body.is_empty() {
+        response.add_header(header("Content-Type", "application/json"));
+    }
+    if let Some(allow) = reply.allow {
+        response.add_header(header("Allow", allow));
+    }
+    if let Err(e) = request.respond(response) {
+        log::debug!("{peer}: answer not delivered: {e}");
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    // Both are ASCII constants of ours.
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
+}
+
+fn route(req: &Incoming, shared: &Shared) -> Reply {
+    match (req.path, req.method) {
+        (ANSWER_PATH, Method::Get) => answer(query_fields(req.query), req, shared),
+        (ANSWER_PATH, Method::Post) => match body_fields(&req.body) {
+            Ok(fields) => answer(fields, req, shared),
+            Err(reply) => reply,
+        },
+        (EVENTS_PATH, Method::Get) => event(query_fields(req.query)),
+        (EVENTS_PATH, Method::Post) => match body_fields(&req.body) {
+            Ok(fields) => event(fields),
+            Err(reply) => reply,
+        },
+        (HEALTH_PATH, Method::Get) => Reply::json(
+            200,
+            &json!({
+                "status": "ok",
+                "active_calls": shared.active_calls(),
+                "uptime_seconds": shared.started.elapsed().as_secs(),
+            }),
+        ),
+        (ANSWER_PATH | EVENTS_PATH, _) => Reply::method_not_allowed("GET, POST"),
+        (HEALTH_PATH, _) => Reply::method_not_allowed("GET"),
+        _ => Reply::error(404, format!("no such path: {}", req.path)),
+    }
+}
+
+/// Query parameters as a JSON object of strings, the shape a POST body has.
+fn query_fields(query: &str) -> Map<String, Value> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect()
+}
+
+fn body_fields(body: &[u8]) -> Result<Map<String, Value>, Reply> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Reply::error(400, "empty body; expected a JSON object"));
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        Ok(_) => Err(Reply::error(400, "expected a JSON object")),
+        Err(e) => Err(Reply::error(400, format!("malformed JSON: {e}"))),
+    }
+}
+
+fn event(fields: Map<String, Value>) -> Reply {
+    log::info!("event: {}", Event::from_fields(fields));
+    Reply::empty()
+}
+
+fn answer(fields: Map<String, Value>, req: &Incoming, shared: &Shared) -> Reply {
+    let text = |k: &str| fields.get(k).and_then(Value::as_str);
+    let id = match text("uuid") {
+        Some(uuid) => match CallId::parse(uuid) {
+            Ok(id) => id,
+            Err(reason) => return Reply::error(400, reason),
+        },
+        None => CallId::random(),
+    };
+    let base = match socket_base_url(shared, req) {
+        Ok(base) => base,
+        Err(reason) => return Reply::error(400, reason),
+    };
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let uri = format!("{base}{separator}uuid={}", id.as_str());
+    let from = text("from").or_else(|| text("from_user"));
+    let endpoint = WebsocketEndpoint {
+        uri,
+        content_type: shared.config.audio,
+        headers: endpoint_headers(&id, from, text("to")),
+        authorization: None,
+    };
+    log::info!(
+        "call {id} answered: from={} to={}",
+        from.unwrap_or("-"),
+        text("to").unwrap_or("-")
+    );
+    let ncco = Ncco::echo(&shared.config.greeting, &shared.config.from, endpoint);
+    Reply::json(200, &ncco)
+}
+
+/// The call's `uuid`, `from` and `to`, within Vonage's 512-byte limit: the uuid always,
+/// then whichever of the others still fit.
+fn endpoint_headers(id: &CallId, from: Option<&str>, to: Option<&str>) -> Map<String, Value> {
+    let mut headers = Map::new();
+    headers.insert("uuid".into(), id.as_str().into());
+    for (key, value) in [("from", from), ("to", to)] {
+        let Some(value) = value else { continue };
+        headers.insert(key.into(), value.into());
+        if headers_len(&headers) > MAX_ENDPOINT_HEADERS_BYTES {
+            log::warn!("call {id}: {key} left out of the socket headers: over 512 bytes");
+            headers.remove(key);
+        }
+    }
+    headers
+}
+
+/// The socket URL before its query: `--ws-url`, else the proxy's forwarded host, else this
+/// request's `Host` with the WebSocket listener's port.
+fn socket_base_url(shared: &Shared, req: &Incoming) -> Result<String, String> {
+    if let Some(url) = &shared.config.ws_url {
+        return Ok(url.clone());
+    }
+    if let Some(forwarded) = req.header("X-Forwarded-Host") {
+        let host = first_value(forwarded);
+        if !is_host(host) {
+            return Err(format!("invalid X-Forwarded-Host {host:?}"));
+        }
+        let https = req
+            .header("X-Forwarded-Proto")
+            .is_some_and(|p| first_value(p).eq_ignore_ascii_case("https"));
+        let scheme = if https { "wss" } else { "ws" };
+        return Ok(format!("{scheme}://{host}{SOCKET_PATH}"));
+    }
+    let host = req.header("Host").ok_or("no Host header")?;
+    if !is_host(host) {
+        return Err(format!("invalid Host header {host:?}"));
+    }
+    let host = strip_port(host);
+    Ok(format!("ws://{host}:{}{SOCKET_PATH}", shared.ws_port))
+}
+
+/// The first of a comma-separated list of values (proxies chain them).
+fn first_value(value: &str) -> &str {
+    value.split(',').next().unwrap_or("").trim()
+}
+
+/// A host name, IPv4 address or bracketed IPv6 address, with an optional port: nothing that
+/// could break out of a URL.
+fn is_host(host: &str) -> bool {
+    let Some((name, port)) = split_port(host) else {
+        return false;
+    };
+    let name_ok = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        }
+        None => {
+            !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        }
+    };
+    name_ok && port.is_none_or(|p| p.parse::<u16>().is_ok())
+}
+
+/// `host[:port]` split in two; `None` when a bracketed address is not closed or is followed
+/// by something other than a port.
+fn split_port(host: &str) -> Option<(&str, Option<&str>)> {
+    if host.starts_with('[') {
+        let end = host.find(']')?;
+        let (name, after) = host.split_at(end + 1);
+        match after {
+            "" => Some((name, None)),
+            _ => Some((name, Some(after.strip_prefix(':')?))),
+        }
+    } else {
+        Some(match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        })
+    }
+}
+
+/// `host:port` without the port; brackets of an IPv6 address are kept.
+fn strip_port(host: &str) -> &str {
+    split_port(host).map_or(host, |(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_names_or_addresses_with_an_optional_port() {
+        for good in [
+            "example.com",
+            "example.com:443",
+            "127.0.0.1:3000",
+            "[::1]",
+            "[::1]:3000",
+            "a-b.c",
+        ] {
+            assert!(is_host(good), "{good}");
+        }
+        for bad in [
+            "", "a b", "a/b", "x:99999", "[::1", "[zz]", "a\"b", "h:1:2:x",
+        ] {
+            assert!(!is_host(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn port_is_stripped_from_names_and_ipv6_addresses() {
+        assert_eq!(strip_port("example.com:3000"), "example.com");
+        assert_eq!(strip_port("[::1]:3000"), "[::1]");
+        assert_eq!(strip_port("example.com"), "example.com");
+    }
+
+    #[test]
+    fn socket_headers_keep_the_uuid_and_drop_what_does_not_fit() {
+        let id = CallId::parse("abc").unwrap();
+        let huge = "9".repeat(600);
+        let headers = endpoint_headers(&id, Some("447700900001"), Some(&huge));
+        assert_eq!(headers["uuid"], "abc");
+        assert_eq!(headers["from"], "447700900001");
+        assert!(!headers.contains_key("to"));
+    }
+
+    #[test]
+    fn query_parameters_are_decoded() {
+        let fields = query_fields("to=447700900000&from=%2B44%207700&uuid=u-1");
+        assert_eq!(fields["from"], "+44 7700");
+        assert_eq!(fields["uuid"], "u-1");
+    }
+}
