@@ -149,8 +149,9 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
     } else {
         log::debug!("{peer} {} {path}: {}", incoming.method, reply.status);
     }
+    let has_body = !reply.body.is_empty();
     let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
-    if !reply.body.is_empty() {
+    if has_body {
         response.add_header(header("Content-Type", "application/json"));
     }
     if let Some(allow) = reply.allow {
