@@ -278,40 +278,33 @@ fn read_before(
     }
 }
 
-/// Hands the request to tiny_http and copies its answer back to the client.
+/// The largest answer the webhooks give (an NCCO is a few hundred bytes).
+const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
+
+/// Hands the request to tiny_http and passes its answer to the client, marked
+/// `Connection: close`: tiny_http would promise keep-alive on a connection the gate ends.
 fn forward(request: &[u8], client: &mut TcpStream, shared: &Shared) -> io::Result<()> {
     let mut upstream = UnixStream::connect(&shared.webhooks_socket)?;
     let timeout = Some(shared.config.http_request_timeout);
     upstream.set_read_timeout(timeout)?;
     upstream.set_write_timeout(timeout)?;
     upstream.write_all(request)?;
-    let mut buf = [0u8; 8192];
-    let mut answered = false;
-    loop {
-        let n = match upstream.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if answered => {
-                log::debug!("webhooks answer cut short: {e}");
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            return if answered {
-                Ok(())
-            } else {
-                Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "closed without an answer",
-                ))
-            };
-        }
-        answered = true;
-        if client.write_all(&buf[..n]).is_err() {
-            // The client left; its answer has nowhere to go.
-            return Ok(());
-        }
-    }
+    let mut answer = Vec::with_capacity(1024);
+    upstream.take(MAX_ANSWER_BYTES).read_to_end(&mut answer)?;
+    let Some(line_end) = answer.windows(2).position(|w| w == b"\r\n") else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no status line in the answer",
+        ));
+    };
+    let (status_line, rest) = answer.split_at(line_end + 2);
+    let mut out = Vec::with_capacity(answer.len() + 19);
+    out.extend_from_slice(status_line);
+    out.extend_from_slice(b"Connection: close\r\n");
+    out.extend_from_slice(rest);
+    // A client that left has nowhere to take its answer.
+    let _ = client.write_all(&out);
+    Ok(())
 }
 
 /// A complete HTTP response refusing a request, with the reason as JSON.

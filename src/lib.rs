@@ -39,6 +39,7 @@ mod gate;
 pub mod messages;
 pub mod ncco;
 mod server;
+pub mod sim;
 pub mod socket;
 mod threads;
 pub mod webhooks;

@@ -1,11 +1,18 @@
 //! The `vonage-echo` binary: the echo server by default, and the Vonage side of a call
 //! (`call`, `load`) for trying and measuring it.
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use log::LevelFilter;
-use vonage_echo::{AudioFormat, Config, Server};
+use vonage_echo::{
+    sim::{
+        call::{self, CallOptions},
+        load::{self, LoadOptions},
+        AnswerMethod, Dial,
+    },
+    AudioFormat, Config, Server,
+};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +32,87 @@ struct Cli {
 enum Command {
     /// Run the echo server (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Play one call as Vonage does and check its echo.
+    Call(CallArgs),
+    /// Play many concurrent calls and measure the server.
+    Load(LoadArgs),
+}
+
+/// Where and how the simulator places calls.
+#[derive(Args, Clone)]
+struct DialArgs {
+    /// The answer webhook, e.g. http://127.0.0.1:3000/webhooks/answer.
+    #[arg(long)]
+    answer_url: String,
+    /// How the answer webhook is requested.
+    #[arg(long, default_value = "GET", value_parser = ["GET", "POST"])]
+    method: String,
+    /// Where call events are posted [default: /webhooks/events on the answer URL's host].
+    #[arg(long)]
+    event_url: Option<String>,
+    /// Post no call events.
+    #[arg(long)]
+    no_events: bool,
+    /// Connect the socket here instead of the NCCO's uri.
+    #[arg(long)]
+    ws_url: Option<String>,
+    /// Log level.
+    #[arg(long, default_value = "warn")]
+    log_level: LevelFilter,
+}
+
+impl DialArgs {
+    fn dial(&self) -> Dial {
+        let method = if self.method == "POST" {
+            AnswerMethod::Post
+        } else {
+            AnswerMethod::Get
+        };
+        Dial::new(self.answer_url.clone())
+            .method(method)
+            .event_url(self.event_url.clone())
+            .post_events(!self.no_events)
+            .ws_url(self.ws_url.clone())
+    }
+}
+
+#[derive(Args)]
+struct CallArgs {
+    #[command(flatten)]
+    dial: DialArgs,
+    /// Seconds of audio to stream (a tone; with --wav, the file's length).
+    #[arg(long, default_value = "5", value_parser = seconds)]
+    duration: Duration,
+    /// Stream this mono 16-bit WAV file at the call's rate instead of a tone.
+    #[arg(long)]
+    wav: Option<PathBuf>,
+    /// Keys to press during the call, e.g. 12#.
+    #[arg(long, default_value = "")]
+    dtmf: String,
+    /// Record what the call hears to this WAV file.
+    #[arg(long)]
+    record: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    #[command(flatten)]
+    dial: DialArgs,
+    /// Concurrent calls.
+    #[arg(long, default_value_t = 100)]
+    calls: usize,
+    /// Seconds each call streams.
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    duration: Duration,
+    /// Calls started per second.
+    #[arg(long, default_value_t = 200.0)]
+    ramp: f64,
+    /// The server's pid, to report its CPU time and peak memory.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The server's settings; each has an environment-variable twin.
@@ -122,6 +210,58 @@ fn main() -> ExitCode {
     match cli.command {
         None => serve(&cli.serve),
         Some(Command::Serve(args)) => serve(&args),
+        Some(Command::Call(args)) => place_call(&args),
+        Some(Command::Load(args)) => place_load(&args),
+    }
+}
+
+fn place_call(args: &CallArgs) -> ExitCode {
+    init_logging(Some(args.dial.log_level));
+    let options = CallOptions::new(args.dial.answer_url.clone())
+        .dial(args.dial.dial())
+        .duration(args.duration)
+        .wav(args.wav.clone())
+        .dtmf(args.dtmf.clone())
+        .record(args.record.clone());
+    match call::run(&options) {
+        Ok(report) => {
+            println!("{report}");
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("call failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn place_load(args: &LoadArgs) -> ExitCode {
+    init_logging(Some(args.dial.log_level));
+    let options = LoadOptions::new(args.dial.answer_url.clone(), args.calls, args.duration)
+        .dial(args.dial.dial())
+        .ramp(args.ramp)
+        .pid(args.pid);
+    match load::run(&options) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{report}");
+            }
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("load failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

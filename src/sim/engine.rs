@@ -1,0 +1,491 @@
+//! Streams many simulated calls from one thread: a `mio` poll loop paces every call's
+//! frames from a monotonic clock (frame k leaves at t0 + 20k ms), checks each echo against
+//! what was sent, and measures round trips.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, VecDeque},
+    io::{self, ErrorKind},
+    net::TcpStream,
+    os::fd::AsRawFd,
+    sync::{mpsc, Arc},
+    time::{Duration, Instant},
+};
+
+use mio::{unix::SourceFd, Events, Interest, Poll, Token, Waker};
+use tungstenite::{
+    protocol::{frame::coding::CloseCode, CloseFrame},
+    Bytes, Error as WsError, Message, WebSocket,
+};
+
+use super::Dialed;
+use crate::{
+    audio::{AudioFormat, FRAME_DURATION},
+    messages, CallId,
+};
+
+/// A frame that leaves this much after its schedule counts as late: the generator's own
+/// pacing miss, so a saturated generator shows itself.
+pub(crate) const LATE: Duration = Duration::from_millis(5);
+
+/// How long a call waits for the echo of its last frames, and for the close handshake.
+const DRAIN: Duration = Duration::from_secs(3);
+
+const WAKER: Token = Token(usize::MAX);
+
+/// Where a call's audio comes from.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// A 440 Hz tone; with `stamp`, each frame's first four bytes carry its number, so a
+    /// dropped or reordered frame can never match its neighbour.
+    Tone { stamp: bool },
+    /// Frames read from a WAV file, played once.
+    Frames(Arc<Vec<Bytes>>),
+}
+
+/// A sink for what the call hears.
+pub(crate) type Recorder = hound::WavWriter<io::BufWriter<std::fs::File>>;
+
+/// One call to stream.
+pub(crate) struct Plan {
+    pub(crate) dialed: Dialed,
+    pub(crate) frames: u64,
+    pub(crate) source: Source,
+    /// Keys to press, at offsets from the first frame.
+    pub(crate) dtmf: Vec<(Duration, char)>,
+    pub(crate) recorder: Option<Recorder>,
+}
+
+/// What one streamed call saw.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) id: Option<CallId>,
+    pub(crate) sent: u64,
+    pub(crate) echoed: u64,
+    pub(crate) lost: u64,
+    pub(crate) corrupted: u64,
+    pub(crate) late: u64,
+    pub(crate) max_late: Duration,
+    pub(crate) texts_sent: u64,
+    pub(crate) texts_echoed: u64,
+    pub(crate) texts_wrong: u64,
+    /// Round trips in microseconds, in arrival order.
+    pub(crate) rtts: Vec<u32>,
+    /// The close code the server sent, if it closed first or answered ours.
+    pub(crate) server_close: Option<u16>,
+    /// What went wrong, if anything did.
+    pub(crate) error: Option<String>,
+    pub(crate) streamed: Duration,
+    pub(crate) recorder_error: Option<String>,
+}
+
+enum Phase {
+    Streaming,
+    /// Every frame sent; waiting for the last echoes until `wake_at`.
+    Draining,
+    /// Our close sent; waiting for the server's reply until `wake_at`.
+    Closing,
+}
+
+struct Leg {
+    ws: WebSocket<TcpStream>,
+    format: AudioFormat,
+    t0: Instant,
+    frames: u64,
+    next: u64,
+    source: Source,
+    tone: Arc<Vec<Bytes>>,
+    inflight: VecDeque<(Instant, Bytes)>,
+    texts: VecDeque<String>,
+    dtmf: VecDeque<(Instant, char)>,
+    recorder: Option<Recorder>,
+    phase: Phase,
+    wake_at: Instant,
+    done: bool,
+    out: Outcome,
+}
+
+/// Runs every plan that arrives on `plans` until the sender hangs up and every call ended.
+/// `on_done` receives each call's outcome as it ends.
+pub(crate) fn run(
+    mut poll: Poll,
+    plans: mpsc::Receiver<Plan>,
+    mut on_done: impl FnMut(Outcome),
+) -> io::Result<()> {
+    let mut events = Events::with_capacity(1024);
+    let mut legs: Vec<Option<Leg>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut live = 0usize;
+    let mut dialer_done = false;
+    let tones: Vec<Arc<Vec<Bytes>>> = AudioFormat::ALL
+        .iter()
+        .map(|f| Arc::new(tone(*f)))
+        .collect();
+
+    while !(dialer_done && live == 0) {
+        let timeout = timers
+            .peek()
+            .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_millis(100));
+        match poll.poll(&mut events, Some(timeout)) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            other => other?,
+        }
+        let mut woken = false;
+        for event in events.iter() {
+            if event.token() == WAKER {
+                woken = true;
+                continue;
+            }
+            let idx = event.token().0;
+            let Some(leg) = legs.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            if event.is_writable() {
+                let _ = leg.ws.flush();
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                leg.on_readable();
+            }
+            if leg.finished() {
+                finish(&poll, &mut legs, &mut free, idx, &mut live, &mut on_done);
+            }
+        }
+        // Only wakers or a timeout lead here without readiness; new calls are checked every
+        // turn so none waits for a wake that raced.
+        let _ = woken;
+        loop {
+            match plans.try_recv() {
+                Ok(plan) => {
+                    let idx = free.pop().unwrap_or_else(|| {
+                        legs.push(None);
+                        legs.len() - 1
+                    });
+                    let fd = plan.dialed.ws.get_ref().as_raw_fd();
+                    if let Err(e) = plan
+                        .dialed
+                        .ws
+                        .get_ref()
+                        .set_nonblocking(true)
+                        .and_then(|()| {
+                            poll.registry().register(
+                                &mut SourceFd(&fd),
+                                Token(idx),
+                                Interest::READABLE | Interest::WRITABLE,
+                            )
+                        })
+                    {
+                        on_done(Outcome {
+                            id: Some(plan.dialed.id.clone()),
+                            error: Some(format!("cannot stream: {e}")),
+                            ..Outcome::default()
+                        });
+                        free.push(idx);
+                        continue;
+                    }
+                    let tone = Arc::clone(
+                        &tones[AudioFormat::ALL
+                            .iter()
+                            .position(|f| *f == plan.dialed.format)
+                            .unwrap_or(1)],
+                    );
+                    let leg = Leg::new(plan, tone);
+                    timers.push(Reverse((leg.wake_at, idx)));
+                    legs[idx] = Some(leg);
+                    live += 1;
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    dialer_done = true;
+                    break;
+                }
+            }
+        }
+        let now = Instant::now();
+        while let Some(&Reverse((at, idx))) = timers.peek() {
+            if at > now {
+                break;
+            }
+            timers.pop();
+            let Some(leg) = legs.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            if leg.wake_at != at {
+                continue; // superseded
+            }
+            leg.on_timer(now);
+            if leg.finished() {
+                finish(&poll, &mut legs, &mut free, idx, &mut live, &mut on_done);
+            } else {
+                timers.push(Reverse((leg.wake_at, idx)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A poll and the waker that interrupts it, for the thread that hands it calls.
+pub(crate) fn poll_and_waker() -> io::Result<(Poll, Arc<Waker>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    Ok((poll, waker))
+}
+
+fn finish(
+    poll: &Poll,
+    legs: &mut [Option<Leg>],
+    free: &mut Vec<usize>,
+    idx: usize,
+    live: &mut usize,
+    on_done: &mut impl FnMut(Outcome),
+) {
+    if let Some(mut leg) = legs[idx].take() {
+        let fd = leg.ws.get_ref().as_raw_fd();
+        let _ = poll.registry().deregister(&mut SourceFd(&fd));
+        leg.out.lost += leg.inflight.len() as u64;
+        leg.out.streamed = leg.t0.elapsed();
+        if let Some(recorder) = leg.recorder.take() {
+            if let Err(e) = recorder.finalize() {
+                leg.out.recorder_error = Some(e.to_string());
+            }
+        }
+        on_done(leg.out);
+        free.push(idx);
+        *live -= 1;
+    }
+}
+
+/// One 20 ms frame of a 440 Hz tone at `format`, for each phase the tone repeats in.
+fn tone(format: AudioFormat) -> Vec<Bytes> {
+    // 440 Hz over 20 ms is 8.8 cycles: the phase repeats every 5 frames at every rate.
+    let n = format.samples_per_frame();
+    (0..5)
+        .map(|k| {
+            let mut frame = Vec::with_capacity(n * 2);
+            for i in 0..n {
+                let t = (k * n + i) as f64 / f64::from(format.rate());
+                let sample = (f64::sin(2.0 * std::f64::consts::PI * 440.0 * t) * 8000.0) as i16;
+                frame.extend_from_slice(&sample.to_le_bytes());
+            }
+            Bytes::from(frame)
+        })
+        .collect()
+}
+
+impl Leg {
+    fn new(plan: Plan, tone: Arc<Vec<Bytes>>) -> Leg {
+        let t0 = Instant::now();
+        let mut texts = VecDeque::new();
+        texts.push_back(plan.dialed.connected.clone());
+        Leg {
+            ws: plan.dialed.ws,
+            format: plan.dialed.format,
+            t0,
+            frames: plan.frames,
+            next: 0,
+            source: plan.source,
+            tone,
+            inflight: VecDeque::new(),
+            texts,
+            dtmf: plan.dtmf.into_iter().map(|(at, d)| (t0 + at, d)).collect(),
+            recorder: plan.recorder,
+            phase: Phase::Streaming,
+            wake_at: t0,
+            done: false,
+            out: Outcome {
+                id: Some(plan.dialed.id),
+                texts_sent: 1,
+                ..Outcome::default()
+            },
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.done
+    }
+
+    /// Ends the leg on the spot: the connection is dropped, as a failed call leg is.
+    fn fail(&mut self, error: String) {
+        if self.out.error.is_none() {
+            self.out.error = Some(error);
+        }
+        self.done = true;
+    }
+
+    fn frame(&self, k: u64) -> Bytes {
+        match &self.source {
+            Source::Tone { stamp: false } => self.tone[(k % 5) as usize].clone(),
+            Source::Tone { stamp: true } => {
+                let mut frame = self.tone[(k % 5) as usize].to_vec();
+                frame[..4].copy_from_slice(&(k as u32).to_le_bytes());
+                Bytes::from(frame)
+            }
+            Source::Frames(frames) => frames[k as usize].clone(),
+        }
+    }
+
+    /// When frame `k` is due: t0 + 20k ms, from the monotonic clock, so pacing never drifts.
+    fn due(&self, k: u64) -> Instant {
+        self.t0 + FRAME_DURATION * k as u32
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Streaming => self.stream(now),
+            Phase::Draining => self.close(),
+            Phase::Closing => self.fail("the server did not answer the close frame".into()),
+        }
+    }
+
+    /// Sends every frame and key press that is due.
+    fn stream(&mut self, now: Instant) {
+        while let Some(&(at, digit)) = self.dtmf.front() {
+            if at > now {
+                break;
+            }
+            self.dtmf.pop_front();
+            let text = messages::dtmf(digit, 260);
+            self.texts.push_back(text.clone());
+            self.out.texts_sent += 1;
+            if let Err(e) = self.send(Message::text(text)) {
+                return self.fail(format!("sending DTMF: {e}"));
+            }
+        }
+        while self.next < self.frames && self.due(self.next) <= now {
+            let frame = self.frame(self.next);
+            let sent_at = Instant::now();
+            let late = sent_at.saturating_duration_since(self.due(self.next));
+            if late >= LATE {
+                self.out.late += 1;
+            }
+            self.out.max_late = self.out.max_late.max(late);
+            self.inflight.push_back((sent_at, frame.clone()));
+            if let Err(e) = self.send(Message::Binary(frame)) {
+                return self.fail(format!("sending frame {}: {e}", self.next));
+            }
+            self.next += 1;
+            self.out.sent += 1;
+        }
+        if self.next < self.frames {
+            let next_frame = self.due(self.next);
+            self.wake_at = self
+                .dtmf
+                .front()
+                .map_or(next_frame, |&(at, _)| at.min(next_frame));
+        } else {
+            let deadline = now + DRAIN;
+            self.phase = Phase::Draining;
+            self.wake_at = deadline;
+            self.maybe_close();
+        }
+    }
+
+    /// Writes a message; a full socket buffer is not an error (it drains when writable).
+    fn send(&mut self, message: Message) -> Result<(), WsError> {
+        match self.ws.send(message) {
+            Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            other => other,
+        }
+    }
+
+    fn maybe_close(&mut self) {
+        if matches!(self.phase, Phase::Draining)
+            && self.inflight.is_empty()
+            && self.texts.is_empty()
+        {
+            self.close();
+        }
+    }
+
+    /// Starts the closing handshake with 1000, as Vonage ends a call.
+    fn close(&mut self) {
+        let deadline = Instant::now() + DRAIN;
+        self.phase = Phase::Closing;
+        self.wake_at = deadline;
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        match self.ws.close(Some(frame)) {
+            Ok(()) => {}
+            Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => self.fail(format!("closing: {e}")),
+        }
+    }
+
+    fn on_readable(&mut self) {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Binary(data)) => self.on_audio(data),
+                Ok(Message::Text(text)) => match self.texts.front() {
+                    Some(expected) if expected.as_str() == text.as_str() => {
+                        self.texts.pop_front();
+                        self.out.texts_echoed += 1;
+                    }
+                    _ => self.out.texts_wrong += 1,
+                },
+                Ok(Message::Close(frame)) => {
+                    self.out.server_close = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                Ok(_) => {}
+                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(WsError::ConnectionClosed) => {
+                    if !matches!(self.phase, Phase::Closing) {
+                        let why = match self.out.server_close {
+                            Some(code) => format!("the server closed the call with {code}"),
+                            None => "the server ended the call".into(),
+                        };
+                        self.fail(why);
+                    }
+                    self.done = true;
+                    return;
+                }
+                Err(e) => return self.fail(format!("connection lost: {e}")),
+            }
+        }
+        self.maybe_close();
+    }
+
+    fn on_audio(&mut self, data: Bytes) {
+        let now = Instant::now();
+        if let Some(recorder) = &mut self.recorder {
+            for pair in data.chunks_exact(2) {
+                if let Err(e) = recorder.write_sample(i16::from_le_bytes([pair[0], pair[1]])) {
+                    self.out.recorder_error = Some(e.to_string());
+                    self.recorder = None;
+                    break;
+                }
+            }
+        }
+        if data.len() != self.format.frame_bytes() {
+            self.out.corrupted += 1;
+            return;
+        }
+        // Echoes come back in order: the first in flight should match; if a later one does,
+        // the ones before it were lost.
+        let matched = self
+            .inflight
+            .iter()
+            .take(64)
+            .position(|(_, sent)| *sent == data);
+        match matched {
+            Some(skipped) => {
+                self.out.lost += skipped as u64;
+                self.inflight.drain(..skipped);
+                if let Some((sent_at, _)) = self.inflight.pop_front() {
+                    let rtt = now.saturating_duration_since(sent_at);
+                    self.out
+                        .rtts
+                        .push(u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX));
+                    self.out.echoed += 1;
+                }
+            }
+            None => {
+                self.out.corrupted += 1;
+                self.inflight.pop_front();
+            }
+        }
+    }
+}

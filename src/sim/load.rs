@@ -1,0 +1,439 @@
+//! Many calls at once: dialed by a few threads at a steady ramp, streamed by one `mio`
+//! poll loop, and summed into one report (with the server's CPU and memory when its pid is
+//! known).
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use serde_json::{json, Map};
+
+use super::{
+    call::ms,
+    dial,
+    engine::{self, Plan, Source},
+    percentile, post_event, Dial,
+};
+use crate::error::{Error, Result};
+
+/// Threads that dial (HTTP and handshakes block); streaming needs only one.
+const DIALERS: usize = 4;
+
+/// What a load run does.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Where calls are placed.
+    pub dial: Dial,
+    /// How many calls, all held at once once ramped up.
+    pub calls: usize,
+    /// How long each call streams.
+    pub duration: Duration,
+    /// Calls started per second.
+    pub ramp: f64,
+    /// The server's process id, to report its CPU time and peak memory.
+    pub pid: Option<u32>,
+}
+
+impl LoadOptions {
+    /// `calls` calls of `duration` to `answer_url`, ramped at 200 a second.
+    pub fn new(answer_url: impl Into<String>, calls: usize, duration: Duration) -> LoadOptions {
+        LoadOptions {
+            dial: Dial::new(answer_url),
+            calls,
+            duration,
+            ramp: 200.0,
+            pid: None,
+        }
+    }
+
+    /// Sets [`LoadOptions::dial`].
+    pub fn dial(mut self, dial: Dial) -> Self {
+        self.dial = dial;
+        self
+    }
+
+    /// Sets [`LoadOptions::ramp`].
+    pub fn ramp(mut self, per_second: f64) -> Self {
+        self.ramp = per_second;
+        self
+    }
+
+    /// Sets [`LoadOptions::pid`].
+    pub fn pid(mut self, pid: Option<u32>) -> Self {
+        self.pid = pid;
+        self
+    }
+}
+
+/// Round-trip percentiles, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoundTrip {
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Longest.
+    pub max_ms: f64,
+}
+
+/// The server's use of the machine during the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerUsage {
+    /// User and system CPU seconds spent during the run.
+    pub cpu_seconds: f64,
+    /// The largest resident set seen, sampled every 100 ms, in MiB.
+    pub peak_rss_mib: f64,
+    /// Most threads seen.
+    pub peak_threads: u64,
+    /// CPU microseconds per echoed frame.
+    pub cpu_us_per_frame: f64,
+}
+
+/// What a load run saw.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct LoadReport {
+    /// Calls dialed.
+    pub attempted: u64,
+    /// Calls whose socket opened.
+    pub connected: u64,
+    /// Calls that failed, by reason.
+    pub failed: BTreeMap<String, u64>,
+    /// Audio frames sent.
+    pub frames_sent: u64,
+    /// Frames echoed byte-identical and in order.
+    pub frames_echoed: u64,
+    /// Frames that never came back.
+    pub frames_lost: u64,
+    /// Frames that came back different.
+    pub frames_corrupted: u64,
+    /// Frames the generator sent 5 ms or more after their schedule.
+    pub frames_late: u64,
+    /// The generator's worst pacing miss, in ms.
+    pub max_late_ms: f64,
+    /// Round trips.
+    pub round_trip: RoundTrip,
+    /// The server's CPU and memory, with [`LoadOptions::pid`].
+    pub server: Option<ServerUsage>,
+    /// Wall time of the whole run, in seconds.
+    pub elapsed_seconds: f64,
+}
+
+impl LoadReport {
+    /// Calls that failed, for any reason.
+    pub fn failed_calls(&self) -> u64 {
+        self.failed.values().sum()
+    }
+
+    /// Whether every call connected and every frame came back intact.
+    pub fn passed(&self) -> bool {
+        self.failed_calls() == 0 && self.frames_lost == 0 && self.frames_corrupted == 0
+    }
+
+    /// The report as one JSON object.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "calls: {} attempted, {} connected, {} failed",
+            self.attempted,
+            self.connected,
+            self.failed_calls()
+        )?;
+        for (reason, n) in &self.failed {
+            writeln!(f, "  {n} x {reason}")?;
+        }
+        writeln!(
+            f,
+            "frames: {} sent, {} echoed, {} lost, {} corrupted, {} sent late (max {:.1} ms)",
+            self.frames_sent,
+            self.frames_echoed,
+            self.frames_lost,
+            self.frames_corrupted,
+            self.frames_late,
+            self.max_late_ms
+        )?;
+        let r = &self.round_trip;
+        writeln!(
+            f,
+            "round trip ms: p50 {:.2}, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}",
+            r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
+        )?;
+        if let Some(s) = &self.server {
+            writeln!(
+                f,
+                "server: {:.2} CPU s ({:.2} us per echoed frame), peak RSS {:.1} MiB, peak threads {}",
+                s.cpu_seconds, s.cpu_us_per_frame, s.peak_rss_mib, s.peak_threads
+            )?;
+        }
+        write!(f, "elapsed: {:.1} s", self.elapsed_seconds)
+    }
+}
+
+/// Runs the load and reports. An `Err` means the run itself could not start.
+pub fn run(options: &LoadOptions) -> Result<LoadReport> {
+    if options.calls == 0 || !(options.ramp > 0.0) {
+        return Err(Error::config(
+            "--calls/--ramp",
+            "need at least one call and a positive ramp",
+        ));
+    }
+    let started = Instant::now();
+    let sampler = options.pid.map(Sampler::start);
+    let failed: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let (poll, waker) =
+        engine::poll_and_waker().map_err(|e| Error::io("starting the poll loop", e))?;
+    let (plans_tx, plans_rx) = mpsc::sync_channel::<Plan>(1024);
+    let frames = (options.duration.as_millis() / 20).max(1) as u64;
+
+    let mut dialers = Vec::with_capacity(DIALERS);
+    for d in 0..DIALERS {
+        let (opts, tx, waker, failed) = (
+            options.clone(),
+            plans_tx.clone(),
+            Arc::clone(&waker),
+            Arc::clone(&failed),
+        );
+        let spawned = thread::Builder::new()
+            .name(format!("dialer-{d}"))
+            .spawn(move || {
+                let agent = opts.dial.agent();
+                for i in (d..opts.calls).step_by(DIALERS) {
+                    let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
+                    thread::sleep(at.saturating_duration_since(Instant::now()));
+                    match dial(&opts.dial, &agent) {
+                        Ok(dialed) => {
+                            let plan = Plan {
+                                dialed,
+                                frames,
+                                source: Source::Tone { stamp: true },
+                                dtmf: Vec::new(),
+                                recorder: None,
+                            };
+                            if tx.send(plan).is_err() {
+                                return;
+                            }
+                            let _ = waker.wake();
+                        }
+                        Err(e) => {
+                            let reason = format!("dial: {}", reason_of(&e));
+                            *failed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .entry(reason)
+                                .or_default() += 1;
+                        }
+                    }
+                }
+            });
+        dialers.push(spawned.map_err(|e| Error::io("starting a dialer", e))?);
+    }
+    drop(plans_tx);
+
+    // Completed events are posted off the poll loop, so HTTP never delays a frame.
+    let (done_tx, done_rx) = mpsc::channel::<engine::Outcome>();
+    let dial_opts = options.dial.clone();
+    let finisher = thread::Builder::new()
+        .name("finisher".into())
+        .spawn(move || {
+            let agent = dial_opts.agent();
+            let event_url = dial_opts.events().ok().filter(|_| dial_opts.post_events);
+            let mut outcomes = Vec::new();
+            for o in done_rx {
+                if let (Some(url), Some(id)) = (&event_url, &o.id) {
+                    let mut extra = Map::new();
+                    extra.insert("duration".into(), o.streamed.as_secs().to_string().into());
+                    let _ = post_event(
+                        &agent,
+                        url,
+                        &json!({"uuid": id.as_str()}),
+                        "completed",
+                        extra,
+                    );
+                }
+                outcomes.push(o);
+            }
+            outcomes
+        })
+        .map_err(|e| Error::io("starting the finisher", e))?;
+
+    let streamed = engine::run(poll, plans_rx, |o| {
+        let _ = done_tx.send(o);
+    });
+    drop(done_tx);
+    for d in dialers {
+        let _ = d.join();
+    }
+    let outcomes = finisher.join().unwrap_or_default();
+    streamed.map_err(|e| Error::io("streaming", e))?;
+
+    let mut report = LoadReport {
+        attempted: options.calls as u64,
+        connected: outcomes.len() as u64,
+        failed: std::mem::take(&mut *failed.lock().unwrap_or_else(|p| p.into_inner())),
+        ..LoadReport::default()
+    };
+    let mut rtts = Vec::new();
+    let mut max_late = Duration::ZERO;
+    for o in outcomes {
+        report.frames_sent += o.sent;
+        report.frames_echoed += o.echoed;
+        report.frames_lost += o.lost;
+        report.frames_corrupted += o.corrupted;
+        report.frames_late += o.late;
+        max_late = max_late.max(o.max_late);
+        rtts.extend_from_slice(&o.rtts);
+        if let Some(e) = o.error {
+            *report
+                .failed
+                .entry(format!("stream: {}", reason_of_text(&e)))
+                .or_default() += 1;
+        }
+    }
+    rtts.sort_unstable();
+    report.max_late_ms = ms(max_late);
+    report.round_trip = RoundTrip {
+        p50_ms: ms(percentile(&rtts, 50.0)),
+        p90_ms: ms(percentile(&rtts, 90.0)),
+        p99_ms: ms(percentile(&rtts, 99.0)),
+        p999_ms: ms(percentile(&rtts, 99.9)),
+        max_ms: ms(percentile(&rtts, 100.0)),
+    };
+    report.server = sampler.map(|s| {
+        let mut usage = s.stop();
+        if report.frames_echoed > 0 {
+            usage.cpu_us_per_frame = usage.cpu_seconds * 1e6 / report.frames_echoed as f64;
+        }
+        usage
+    });
+    report.elapsed_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// A failure's reason without the parts that differ per call (uuids, ports), so failures
+/// group.
+fn reason_of(e: &Error) -> String {
+    reason_of_text(&e.to_string())
+}
+
+fn reason_of_text(text: &str) -> String {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            if w.chars().filter(char::is_ascii_digit).count() > 6 || w.contains("://") {
+                "…".to_owned()
+            } else {
+                w.to_owned()
+            }
+        })
+        .collect();
+    let mut reason = words.join(" ");
+    reason.truncate(120);
+    reason
+}
+
+/// Samples a process's CPU time, resident memory and threads from /proc.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<ServerUsage>,
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let cpu_at_start = cpu_seconds(pid);
+            let mut usage = ServerUsage::default();
+            loop {
+                if let Some((rss, threads)) = rss_and_threads(pid) {
+                    usage.peak_rss_mib = usage.peak_rss_mib.max(rss);
+                    usage.peak_threads = usage.peak_threads.max(threads);
+                }
+                if flag.load(Ordering::Acquire) {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+            usage.cpu_seconds = (cpu_seconds(pid) - cpu_at_start).max(0.0);
+            usage
+        });
+        Sampler { stop, thread }
+    }
+
+    fn stop(self) -> ServerUsage {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// User plus system CPU seconds of a process (fields 14 and 15 of /proc/PID/stat, in the
+/// kernel's USER_HZ of 100 ticks a second).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name may hold spaces; fields are counted after its closing parenthesis.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// Resident MiB and thread count from /proc/PID/status.
+fn rss_and_threads(pid: u32) -> Option<(f64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some((
+        field("VmRSS:")? as f64 / 1024.0,
+        field("Threads:").unwrap_or(0),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_group_without_per_call_details() {
+        assert_eq!(
+            reason_of_text("socket handshake at ws://127.0.0.1:5/socket?uuid=abc refused with 503"),
+            "socket handshake at … refused with 503"
+        );
+    }
+
+    #[test]
+    fn own_process_usage_is_readable() {
+        let (rss, threads) = rss_and_threads(std::process::id()).unwrap();
+        assert!(rss > 0.0 && threads >= 1);
+    }
+}

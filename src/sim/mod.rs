@@ -1,0 +1,350 @@
+//! The Vonage side of a call, so a call runs end to end on one machine: [`call`] plays one
+//! call as Vonage does and checks the echo; [`load`] plays many at once and measures the
+//! server. Tests and test rigs call these directly; the binary's `call` and `load`
+//! subcommands are thin wrappers.
+//!
+//! Dialing (webhooks, NCCO checks, the handshake) is blocking and happens here; streaming
+//! runs in [`engine`], a `mio` poll loop where one thread paces and checks many calls.
+
+pub mod call;
+mod engine;
+pub mod load;
+
+use std::{
+    net::{TcpStream, ToSocketAddrs},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Map, Value};
+use tungstenite::{client::IntoClientRequest, http, WebSocket};
+
+use crate::{
+    audio::AudioFormat,
+    error::{Error, Result},
+    messages,
+    ncco::{Authorization, Ncco},
+    socket, CallId, Config,
+};
+
+/// How the answer webhook is requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AnswerMethod {
+    /// Parameters in the query string (Vonage's default).
+    #[default]
+    Get,
+    /// Parameters as a JSON body (an application's `answer_method: POST`).
+    Post,
+}
+
+/// Where and how to place a call: what Vonage knows from the application's settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Dial {
+    /// The answer webhook, e.g. `http://127.0.0.1:3000/webhooks/answer`.
+    pub answer_url: String,
+    /// GET (default) or POST.
+    pub method: AnswerMethod,
+    /// Where events are posted; `None` derives `/webhooks/events` on the answer URL's host.
+    pub event_url: Option<String>,
+    /// Whether call events are posted at all.
+    pub post_events: bool,
+    /// Connect here instead of the NCCO's `uri`.
+    pub ws_url: Option<String>,
+    /// The caller's number.
+    pub from: String,
+    /// The number called.
+    pub to: String,
+    /// Bound on each HTTP exchange and on the WebSocket handshake.
+    pub timeout: Duration,
+}
+
+impl Dial {
+    /// A call to `answer_url` with Vonage's defaults.
+    pub fn new(answer_url: impl Into<String>) -> Dial {
+        Dial {
+            answer_url: answer_url.into(),
+            method: AnswerMethod::Get,
+            event_url: None,
+            post_events: true,
+            ws_url: None,
+            from: "447700900000".into(),
+            to: "447700900001".into(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets [`Dial::method`].
+    pub fn method(mut self, method: AnswerMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Sets [`Dial::event_url`].
+    pub fn event_url(mut self, url: Option<String>) -> Self {
+        self.event_url = url;
+        self
+    }
+
+    /// Sets [`Dial::post_events`].
+    pub fn post_events(mut self, post: bool) -> Self {
+        self.post_events = post;
+        self
+    }
+
+    /// Sets [`Dial::ws_url`].
+    pub fn ws_url(mut self, url: Option<String>) -> Self {
+        self.ws_url = url;
+        self
+    }
+
+    fn agent(&self) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(self.timeout))
+            .build()
+            .new_agent()
+    }
+
+    /// The event URL: given, or `/webhooks/events` beside the answer URL.
+    fn events(&self) -> Result<String> {
+        if let Some(url) = &self.event_url {
+            return Ok(url.clone());
+        }
+        let uri: http::Uri = self
+            .answer_url
+            .parse()
+            .map_err(|e| Error::Http(format!("answer URL {:?}: {e}", self.answer_url)))?;
+        match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => {
+                Ok(format!("{scheme}://{authority}/webhooks/events"))
+            }
+            _ => Err(Error::Http(format!(
+                "answer URL {:?} is not absolute",
+                self.answer_url
+            ))),
+        }
+    }
+}
+
+/// A call that Vonage has put through: the socket is open and `websocket:connected` sent.
+pub(crate) struct Dialed {
+    pub(crate) id: CallId,
+    pub(crate) conversation: String,
+    pub(crate) format: AudioFormat,
+    pub(crate) ws: WebSocket<TcpStream>,
+    /// The first message, sent already; its echo is expected.
+    pub(crate) connected: String,
+    pub(crate) talks: Vec<String>,
+    pub(crate) answered_at: Instant,
+}
+
+/// Plays the start of a call as Vonage does: events, the answer webhook, the NCCO's checks,
+/// the handshake at the NCCO's uri, and `websocket:connected`.
+pub(crate) fn dial(dial: &Dial, agent: &ureq::Agent) -> Result<Dialed> {
+    let id = CallId::random();
+    let conversation = format!("CON-{}", uuid::Uuid::new_v4());
+    let event_url = if dial.post_events {
+        Some(dial.events()?)
+    } else {
+        None
+    };
+    let base = json!({
+        "from": dial.from, "to": dial.to, "uuid": id.as_str(),
+        "conversation_uuid": conversation, "direction": "inbound",
+    });
+    let post = |status: &str| -> Result<()> {
+        match &event_url {
+            Some(url) => post_event(agent, url, &base, status, Map::new()),
+            None => Ok(()),
+        }
+    };
+    post("started")?;
+    post("ringing")?;
+
+    let params = [
+        ("to", dial.to.as_str()),
+        ("from", dial.from.as_str()),
+        ("uuid", id.as_str()),
+        ("conversation_uuid", conversation.as_str()),
+        ("region_url", "https://api-us-3.vonage.com"),
+        ("endpoint_type", "phone"),
+    ];
+    let response = match dial.method {
+        AnswerMethod::Get => agent.get(&dial.answer_url).query_pairs(params).call(),
+        AnswerMethod::Post => {
+            let body: Map<String, Value> = params
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect();
+            agent
+                .post(&dial.answer_url)
+                .header("Content-Type", "application/json")
+                .send(Value::Object(body).to_string())
+        }
+    };
+    let mut response =
+        response.map_err(|e| Error::Http(format!("answer webhook {}: {e}", dial.answer_url)))?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1024 * 1024)
+        .read_to_vec()
+        .map_err(|e| Error::Http(format!("answer webhook body: {e}")))?;
+    if status != 200 {
+        return Err(Error::Http(format!(
+            "answer webhook returned {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )));
+    }
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(Error::Ncco(format!(
+            "answered with Content-Type {content_type:?}, not application/json: Vonage fails the call"
+        )));
+    }
+    let ncco = Ncco::parse(&body)?;
+    let talks: Vec<String> = ncco.talks().map(str::to_owned).collect();
+    let endpoint = ncco
+        .websocket()
+        .ok_or_else(|| Error::Ncco("no connect action with a websocket endpoint".into()))?
+        .clone();
+    post("answered")?;
+
+    let uri = dial.ws_url.clone().unwrap_or_else(|| endpoint.uri.clone());
+    let mut request = uri
+        .as_str()
+        .into_client_request()
+        .map_err(|e| Error::Ncco(format!("socket uri {uri:?}: {e}")))?;
+    match &endpoint.authorization {
+        Some(Authorization::Custom { value }) => {
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|_| Error::Ncco("authorization value is not a valid header".into()))?;
+            request.headers_mut().insert(http::header::AUTHORIZATION, value);
+        }
+        Some(Authorization::Vonage) => {
+            return Err(Error::Ncco(
+                "authorization type vonage needs Vonage's signature secret, which the simulator does not have".into(),
+            ))
+        }
+        None => {}
+    }
+    let stream = connect(request.uri(), dial.timeout)?;
+    let config = socket::ws_config(&Config::default());
+    let (mut ws, _) = tungstenite::client::client_with_config(request, stream, Some(config))
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response)) => {
+                let body = response
+                    .body()
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                Error::Http(format!(
+                    "socket handshake at {uri} refused with {}: {body}",
+                    response.status()
+                ))
+            }
+            tungstenite::HandshakeError::Failure(e) => {
+                Error::Http(format!("socket handshake at {uri}: {e}"))
+            }
+            tungstenite::HandshakeError::Interrupted(_) => Error::Http(format!(
+                "socket handshake at {uri} timed out after {:?}",
+                dial.timeout
+            )),
+        })?;
+    let connected = messages::connected(endpoint.content_type, &endpoint.headers);
+    ws.send(tungstenite::Message::text(connected.clone()))?;
+    Ok(Dialed {
+        id,
+        conversation,
+        format: endpoint.content_type,
+        ws,
+        connected,
+        talks,
+        answered_at: Instant::now(),
+    })
+}
+
+/// Opens the TCP connection for a `ws://` uri.
+fn connect(uri: &http::Uri, timeout: Duration) -> Result<TcpStream> {
+    if uri.scheme_str() != Some("ws") {
+        return Err(Error::Http(format!(
+            "{uri}: only ws:// is supported by the simulator"
+        )));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| Error::Http(format!("{uri}: no host")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| Error::io(format!("resolving {host}"), e))?;
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => {
+                stream
+                    .set_nodelay(true)
+                    .and_then(|()| stream.set_read_timeout(Some(timeout)))
+                    .and_then(|()| stream.set_write_timeout(Some(timeout)))
+                    .map_err(|e| Error::io("setting up the socket", e))?;
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::io(
+        format!("connecting to {host}:{port}"),
+        last.unwrap_or_else(|| std::io::Error::other("no address")),
+    ))
+}
+
+/// Posts one call event as Vonage does.
+pub(crate) fn post_event(
+    agent: &ureq::Agent,
+    url: &str,
+    base: &Value,
+    status: &str,
+    extra: Map<String, Value>,
+) -> Result<()> {
+    let mut event = base.as_object().cloned().unwrap_or_default();
+    event.insert("status".into(), status.into());
+    event.insert("timestamp".into(), now_rfc3339().into());
+    event.extend(extra);
+    let response = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(Value::Object(event).to_string())
+        .map_err(|e| Error::Http(format!("event webhook {url}: {e}")))?;
+    match response.status().as_u16() {
+        200..=299 => Ok(()),
+        status => Err(Error::Http(format!(
+            "event webhook {url} answered {status} to {status:?}"
+        ))),
+    }
+}
+
+/// Now, formatted as Vonage's ISO 8601 timestamps are.
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Sorted round trips in microseconds, read at a percentile.
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    Duration::from_micros(u64::from(sorted[rank.min(sorted.len() - 1)]))
+}
