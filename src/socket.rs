@@ -76,6 +76,8 @@ struct Admitted {
     slot: Slot,
 }
 
+// tungstenite's handshake callback fixes its error type, an HTTP response.
+#[allow(clippy::result_large_err)]
 fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Shared>) {
     let config = &shared.config;
     let prepared = stream
@@ -144,6 +146,7 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
 }
 
 /// Decides whether a handshake request becomes a call.
+#[allow(clippy::result_large_err)]
 fn admit(request: &Request, shared: &Shared) -> Result<Admitted, ErrorResponse> {
     let uri = request.uri();
     if uri.path() != SOCKET_PATH {

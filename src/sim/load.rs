@@ -190,7 +190,7 @@ impl fmt::Display for LoadReport {
 
 /// Runs the load and reports. An `Err` means the run itself could not start.
 pub fn run(options: &LoadOptions) -> Result<LoadReport> {
-    if options.calls == 0 || !(options.ramp > 0.0) {
+    if options.calls == 0 || options.ramp.is_nan() || options.ramp <= 0.0 {
         return Err(Error::config(
             "--calls/--ramp",
             "need at least one call and a positive ramp",

@@ -1,0 +1,169 @@
+//! The real binary: it starts with flags, completes a call played by its own `call`
+//! subcommand, refuses bad settings by name, and exits 0 on SIGTERM.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vonage-echo");
+
+/// The binary started on ports 0, and the addresses it logged.
+struct Running {
+    child: Child,
+    http: String,
+    lines: mpsc::Receiver<String>,
+}
+
+fn start(extra: &[&str]) -> Running {
+    let mut child = Command::new(BIN)
+        .args(["--http-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut http = None;
+    while http.is_none() {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the binary logs its addresses");
+        if let Some((_, addr)) = line.split_once("webhooks listening on http://") {
+            http = Some(addr.trim().to_owned());
+        }
+    }
+    Running {
+        child,
+        http: http.unwrap(),
+        lines,
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args(["-s", name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn binary_serves_a_call_and_exits_zero_on_sigterm() {
+    let mut server = start(&["--rate", "8000"]);
+    let call = Command::new(BIN)
+        .args([
+            "call",
+            "--answer-url",
+            &format!("http://{}/webhooks/answer", server.http),
+            "--duration",
+            "1",
+            "--dtmf",
+            "9",
+        ])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&call.stdout);
+    assert!(
+        call.status.success(),
+        "call failed: {report} {}",
+        String::from_utf8_lossy(&call.stderr)
+    );
+    assert!(report.contains("audio/l16;rate=8000"), "{report}");
+    assert!(
+        report.contains("50 sent, 50 echoed, 0 lost, 0 corrupted"),
+        "{report}"
+    );
+    signal(&server.child, "TERM");
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let log: Vec<String> = server.lines.try_iter().collect();
+    assert!(
+        log.iter().any(|l| l.contains("dtmf 9")),
+        "the server logged the key: {log:#?}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("ended after")),
+        "the server logged the call's summary"
+    );
+}
+
+#[test]
+fn binary_exits_zero_on_sigint() {
+    let mut server = start(&[]);
+    signal(&server.child, "INT");
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn bad_settings_are_refused_by_name() {
+    for (flag, value) in [
+        ("--rate", "44100"),
+        ("--http-addr", "nowhere"),
+        ("--max-message-bytes", "10"),
+        ("--ws-url", "http://x/socket"),
+    ] {
+        let out = Command::new(BIN)
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "--ws-addr",
+                "127.0.0.1:0",
+                flag,
+                value,
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value} accepted");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains(flag), "{flag}: {said}");
+    }
+}
+
+#[test]
+fn settings_have_environment_twins() {
+    let out = Command::new(BIN)
+        .args(["--http-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0"])
+        .env("VONAGE_ECHO_RATE", "11025")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rate"));
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--http-addr",
+        "--ws-addr",
+        "--ws-url",
+        "--rate",
+        "--greeting",
+        "--from",
+        "--max-message-bytes",
+        "--log-level",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+        let env = format!(
+            "VONAGE_ECHO_{}",
+            flag.trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase()
+        );
+        assert!(help.contains(&env), "{env} missing from --help");
+    }
+}

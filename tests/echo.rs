@@ -1,0 +1,185 @@
+//! The WebSocket: a call played as Vonage plays it, echoed frame by frame, and the ways a
+//! call ends.
+
+mod support;
+
+use std::{io::Write, net::TcpStream, time::Duration};
+
+use support::*;
+use tungstenite::Message;
+use vonage_echo::sim::call::{self, CallOptions};
+
+fn frame(k: u32) -> Vec<u8> {
+    (0..640u32)
+        .map(|i| (k.wrapping_mul(31).wrapping_add(i * 7) % 251) as u8)
+        .collect()
+}
+
+#[test]
+fn every_frame_comes_back_byte_identical_and_in_order() {
+    let server = server();
+    let mut ws = open_call(&server, "echo-1");
+    // Keep a few frames in flight, as real time would, without waiting 10 s for it.
+    let mut received = 0u32;
+    for k in 0..500u32 {
+        ws.send(Message::binary(frame(k))).unwrap();
+        if k >= 8 {
+            assert_eq!(
+                next_data(&mut ws),
+                Message::binary(frame(received)),
+                "frame {received}"
+            );
+            received += 1;
+        }
+    }
+    while received < 500 {
+        assert_eq!(
+            next_data(&mut ws),
+            Message::binary(frame(received)),
+            "frame {received}"
+        );
+        received += 1;
+    }
+    ws.close(None).unwrap();
+    assert!(matches!(next_data(&mut ws), Message::Close(_)));
+}
+
+#[test]
+fn dtmf_and_other_text_are_echoed() {
+    let server = server();
+    let mut ws = open_call(&server, "echo-2");
+    for text in [
+        r#"{"event":"websocket:dtmf","digit":"5","duration":260}"#,
+        r#"{"event":"websocket:future-event","x":[1,2]}"#,
+        "not json at all",
+    ] {
+        ws.send(Message::text(text)).unwrap();
+        assert_eq!(next_data(&mut ws), Message::text(text));
+    }
+    ws.send(Message::binary(frame(1))).unwrap();
+    assert_eq!(
+        next_data(&mut ws),
+        Message::binary(frame(1)),
+        "audio after text still echoes"
+    );
+}
+
+#[test]
+fn simulated_call_with_dtmf_passes() {
+    let server = server();
+    let report = call::run(
+        &CallOptions::new(answer_url(&server))
+            .duration(Duration::from_secs(1))
+            .dtmf("12#"),
+    )
+    .unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.sent, 50);
+    assert_eq!(report.echoed, 50);
+    assert_eq!(report.texts, (4, 4), "connected and three keys");
+    assert_eq!(report.server_close, Some(1000));
+}
+
+#[test]
+fn fifty_concurrent_calls_all_echo() {
+    let server = server();
+    let report = vonage_echo::sim::load::run(
+        &vonage_echo::sim::load::LoadOptions::new(answer_url(&server), 50, Duration::from_secs(2))
+            .ramp(500.0),
+    )
+    .unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.connected, 50);
+    assert_eq!(report.frames_sent, 50 * 100);
+    assert_eq!(report.frames_echoed, 50 * 100);
+}
+
+#[test]
+fn wrong_socket_path_is_refused_with_404() {
+    let server = server();
+    let err = try_ws_connect(&format!("ws://{}/elsewhere", server.ws_addr())).unwrap_err();
+    match err {
+        tungstenite::Error::Http(response) => assert_eq!(response.status(), 404),
+        other => panic!("expected 404, got {other}"),
+    }
+}
+
+#[test]
+fn oversized_message_closes_with_1009() {
+    let server = start(config().max_message_bytes(4096));
+    let mut ws = open_call(&server, "big");
+    ws.send(Message::binary(vec![0u8; 5000])).unwrap();
+    assert_eq!(close_code(&mut ws), 1009);
+}
+
+#[test]
+fn invalid_utf8_text_closes_with_1007() {
+    let server = server();
+    let endpoint = endpoint(&server, "uuid=utf");
+    let mut ws = ws_connect(endpoint["uri"].as_str().unwrap());
+    // A masked text frame whose payload is not UTF-8, written by hand.
+    let payload = [0xffu8, 0xfe];
+    let mut raw = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    raw.extend_from_slice(&payload);
+    ws.get_mut().write_all(&raw).unwrap();
+    assert_eq!(close_code(&mut ws), 1007);
+}
+
+#[test]
+fn unmasked_client_frame_closes_with_1002() {
+    let server = server();
+    let endpoint = endpoint(&server, "uuid=proto");
+    let mut ws = ws_connect(endpoint["uri"].as_str().unwrap());
+    ws.get_mut().write_all(&[0x82, 0x02, 1, 2]).unwrap();
+    assert_eq!(close_code(&mut ws), 1002);
+}
+
+#[test]
+fn a_peer_vanishing_mid_frame_leaves_other_calls_untouched() {
+    let server = server();
+    let mut steady = open_call(&server, "steady");
+    let endpoint = endpoint(&server, "uuid=vanisher");
+    let mut vanisher = ws_connect(endpoint["uri"].as_str().unwrap());
+    eventually("two calls", || server.active_calls() == 2);
+    // Half a frame: a binary header promising 640 bytes, then 100 of them, then gone.
+    let mut partial = vec![0x82, 0xfe, 0x02, 0x80, 1, 2, 3, 4];
+    partial.extend_from_slice(&[7u8; 100]);
+    vanisher.get_mut().write_all(&partial).unwrap();
+    vanisher
+        .get_mut()
+        .shutdown(std::net::Shutdown::Both)
+        .unwrap();
+    drop(vanisher);
+    for k in 0..50 {
+        steady.send(Message::binary(frame(k))).unwrap();
+        assert_eq!(next_data(&mut steady), Message::binary(frame(k)));
+    }
+    eventually("the vanished call to end", || server.active_calls() == 1);
+}
+
+#[test]
+fn shutdown_closes_active_calls_with_1001() {
+    let server = server();
+    let mut ws = open_call(&server, "bye");
+    let stopper = std::thread::spawn(move || server.shutdown());
+    assert_eq!(close_code(&mut ws), 1001);
+    stopper.join().unwrap();
+}
+
+#[test]
+fn shutdown_joins_and_frees_the_ports() {
+    let server = server();
+    let (http, ws) = (server.http_addr(), server.ws_addr());
+    server.shutdown();
+    assert!(TcpStream::connect(http).is_err(), "webhooks port closed");
+    assert!(TcpStream::connect(ws).is_err(), "socket port closed");
+}
+
+#[test]
+fn many_servers_start_and_stop_in_one_process() {
+    for _ in 0..5 {
+        let server = server();
+        let _ = open_call(&server, "again");
+        drop(server);
+    }
+}

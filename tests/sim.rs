@@ -1,0 +1,253 @@
+//! The simulator's verdicts: a faithful server passes, and a server that drops or corrupts
+//! a frame, or answers a broken NCCO, fails with a message naming the fault.
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::TcpListener,
+    thread,
+    time::Duration,
+};
+
+use support::*;
+use tungstenite::Message;
+use vonage_echo::{
+    sim::{
+        call::{self, CallOptions},
+        load::{self, LoadOptions},
+        AnswerMethod, Dial,
+    },
+    AudioFormat,
+};
+
+/// An application that answers every request with `ncco` and posts nothing back.
+fn fake_answer(ncco: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ncco}",
+                ncco.len()
+            );
+        }
+    });
+    format!("http://{addr}/webhooks/answer")
+}
+
+/// A socket that echoes, except that it passes each binary frame through `tamper`.
+fn faulty_socket(tamper: fn(u64, Vec<u8>) -> Option<Vec<u8>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            thread::spawn(move || {
+                let mut ws = tungstenite::accept(stream).unwrap();
+                let mut k = 0;
+                while let Ok(message) = ws.read() {
+                    let reply = match message {
+                        Message::Binary(b) => {
+                            k += 1;
+                            tamper(k, b.to_vec()).map(Message::binary)
+                        }
+                        Message::Text(t) => Some(Message::Text(t)),
+                        _ => None,
+                    };
+                    if let Some(reply) = reply {
+                        if ws.send(reply).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("ws://{addr}/socket")
+}
+
+fn ncco_for(uri: &str) -> String {
+    format!(
+        r#"[{{"action":"talk","text":"hi"}},{{"action":"connect","endpoint":[{{"type":"websocket","uri":"{uri}","content-type":"audio/l16;rate=8000"}}]}}]"#
+    )
+}
+
+fn quiet(answer_url: String) -> CallOptions {
+    CallOptions::new(answer_url.clone())
+        .dial(Dial::new(answer_url).post_events(false))
+        .duration(Duration::from_millis(600))
+}
+
+#[test]
+fn call_against_our_server_passes_and_records_what_was_sent() {
+    let server = server();
+    let dir = std::env::temp_dir().join(format!("vonage-echo-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, output) = (dir.join("in.wav"), dir.join("out.wav"));
+    let spec = call::wav_spec(AudioFormat::L16Rate16000);
+    let mut writer = hound::WavWriter::create(&input, spec).unwrap();
+    let samples: Vec<i16> = (0..16000)
+        .map(|i| ((i * 37) % 20000 - 10000) as i16)
+        .collect();
+    for s in &samples {
+        writer.write_sample(*s).unwrap();
+    }
+    writer.finalize().unwrap();
+
+    let report = call::run(
+        &CallOptions::new(answer_url(&server))
+            .wav(Some(input.clone()))
+            .record(Some(output.clone())),
+    )
+    .unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.sent, 50, "one second of 16 kHz is 50 frames");
+    let recorded: Vec<i16> = hound::WavReader::open(&output)
+        .unwrap()
+        .into_samples()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(hound::WavReader::open(&output).unwrap().spec(), spec);
+    assert_eq!(
+        recorded, samples,
+        "the recording holds exactly what was sent"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn post_answer_method_works_against_our_server() {
+    let server = server();
+    let url = answer_url(&server);
+    let report =
+        call::run(&quiet(url.clone()).dial(Dial::new(url).method(AnswerMethod::Post))).unwrap();
+    assert!(report.passed(), "{report}");
+}
+
+#[test]
+fn a_dropped_frame_is_reported_lost() {
+    let uri = faulty_socket(|k, b| (k != 10).then_some(b));
+    let report = call::run(&quiet(fake_answer(ncco_for(&uri)))).unwrap();
+    assert!(!report.passed());
+    assert_eq!(report.lost, 1, "{report}");
+    assert_eq!(report.corrupted, 0, "{report}");
+    assert_eq!(report.echoed, report.sent - 1);
+}
+
+#[test]
+fn a_corrupted_frame_is_reported_corrupted() {
+    let uri = faulty_socket(|k, mut b| {
+        if k == 7 {
+            b[100] ^= 0xff;
+        }
+        Some(b)
+    });
+    let report = call::run(&quiet(fake_answer(ncco_for(&uri)))).unwrap();
+    assert!(!report.passed());
+    assert_eq!(report.corrupted, 1, "{report}");
+    assert_eq!(report.lost, 0, "{report}");
+}
+
+#[test]
+fn a_broken_ncco_fails_the_call_naming_the_fault() {
+    let cases = [
+        (r#"{"action":"talk"}"#.to_owned(), "not a JSON array"),
+        (
+            r#"[{"action":"talk","text":"hi"}]"#.to_owned(),
+            "no connect action",
+        ),
+        (
+            ncco_for("ws://x/socket").replace("rate=8000", "rate=44100"),
+            "unsupported content-type",
+        ),
+        (
+            r#"[{"action":"connect","endpoint":[]}]"#.to_owned(),
+            "0 endpoints",
+        ),
+    ];
+    for (ncco, fault) in cases {
+        let err = call::run(&quiet(fake_answer(ncco.clone())))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(fault), "{ncco}: {err}");
+    }
+}
+
+#[test]
+fn a_wav_at_the_wrong_rate_is_refused_clearly() {
+    let server = server();
+    let path = std::env::temp_dir().join(format!("vonage-echo-8k-{}.wav", std::process::id()));
+    let mut writer =
+        hound::WavWriter::create(&path, call::wav_spec(AudioFormat::L16Rate8000)).unwrap();
+    writer.write_sample(0i16).unwrap();
+    writer.finalize().unwrap();
+    let err = call::run(&quiet(answer_url(&server)).wav(Some(path.clone())))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("8000 Hz, but the call is 16000 Hz"), "{err}");
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn refused_handshake_is_reported_with_its_status() {
+    let server = start(config().max_calls(1));
+    let _held = open_call(&server, "holder");
+    let err = call::run(&quiet(answer_url(&server)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("503"), "{err}");
+}
+
+#[test]
+fn load_counts_add_up() {
+    let server = server();
+    let report =
+        load::run(&LoadOptions::new(answer_url(&server), 5, Duration::from_secs(1)).ramp(100.0))
+            .unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!((report.attempted, report.connected), (5, 5));
+    assert_eq!(report.frames_sent, 5 * 50);
+    assert_eq!(
+        report.frames_echoed + report.frames_lost + report.frames_corrupted,
+        report.frames_sent
+    );
+    assert!(report.round_trip.p50_ms <= report.round_trip.p99_ms);
+    assert!(report.round_trip.p99_ms <= report.round_trip.max_ms);
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["frames_echoed"], 250);
+}
+
+#[test]
+fn load_reports_failures_by_reason() {
+    let server = start(config().max_calls(2));
+    let report = load::run(
+        &LoadOptions::new(answer_url(&server), 4, Duration::from_millis(500)).ramp(1000.0),
+    )
+    .unwrap();
+    assert!(!report.passed());
+    assert_eq!(report.connected, 2, "{report}");
+    let refused: u64 = report
+        .failed
+        .iter()
+        .filter(|(r, _)| r.contains("503"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(refused, 2, "{report}");
+}
+
+#[test]
+fn server_usage_is_reported_for_a_pid() {
+    let server = server();
+    let report = load::run(
+        &LoadOptions::new(answer_url(&server), 2, Duration::from_millis(400))
+            .pid(Some(std::process::id())),
+    )
+    .unwrap();
+    let usage = report.server.expect("usage with a pid");
+    assert!(usage.peak_rss_mib > 0.0 && usage.peak_threads > 1);
+}
