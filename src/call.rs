@@ -3,7 +3,7 @@
 use std::{
     fmt,
     io::ErrorKind,
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     panic::{catch_unwind, AssertUnwindSafe},
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
@@ -18,6 +18,7 @@ use tungstenite::{
 use crate::{
     messages::{self, SocketEvent},
     server::Shared,
+    stream::CallStream,
     threads::Slot,
 };
 
@@ -112,7 +113,7 @@ impl fmt::Display for End {
 
 /// Runs one call to its end and logs its summary. A panic ends this call only.
 pub(crate) fn run(
-    mut ws: WebSocket<TcpStream>,
+    mut ws: WebSocket<CallStream>,
     id: CallId,
     peer: SocketAddr,
     slot: Slot,
@@ -130,8 +131,12 @@ pub(crate) fn run(
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
         log::error!("call {id}: panicked: {what}; ending this call only");
-        close(&mut ws, CloseCode::Error, "internal error")
+        let _ = ws.close(Some(close_frame(CloseCode::Error, "internal error")));
+        ws.get_mut().finish_raw(CLOSE_GRACE);
+        End::ServerClosed(CloseCode::Error, "internal error".into())
     });
+    // The last thing tungstenite wrote (the reply to the caller's close) may still be held.
+    let _ = ws.get_mut().send_held();
     log::info!(
         "call {id} ended after {:.1}s: in {} frames / {} bytes, out {} frames / {} bytes, {} texts, dtmf {:?}; {end}",
         started.elapsed().as_secs_f64(),
@@ -145,7 +150,7 @@ pub(crate) fn run(
 }
 
 /// The echo loop: every data message goes straight back, unchanged and in order.
-fn echo(ws: &mut WebSocket<TcpStream>, id: &CallId, shared: &Shared, tally: &mut Tally) -> End {
+fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mut Tally) -> End {
     let config = &shared.config;
     let mut first = true;
     let mut last_heard = Instant::now();
@@ -274,33 +279,39 @@ fn observe(text: &str, first: bool, id: &CallId, tally: &mut Tally, shared: &Sha
 }
 
 /// Ends the call after a read or write error, with the close code RFC 6455 gives it.
-fn ended_by(ws: &mut WebSocket<TcpStream>, e: WsError) -> End {
-    match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => End::CallerClosed(None),
-        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => close(
-            ws,
-            CloseCode::Size,
-            &format!("message of {size} bytes exceeds {max_size}"),
-        ),
-        WsError::Utf8(_) => close(ws, CloseCode::Invalid, "text message is not UTF-8"),
+fn ended_by(ws: &mut WebSocket<CallStream>, e: WsError) -> End {
+    let (code, reason) = match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => return End::CallerClosed(None),
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            End::Vanished("closed without a closing handshake".into())
+            return End::Vanished("closed without a closing handshake".into())
         }
-        WsError::Protocol(p) => close(ws, CloseCode::Protocol, &p.to_string()),
-        other => End::Vanished(other.to_string()),
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
+            CloseCode::Size,
+            format!("message of {size} bytes exceeds {max_size}"),
+        ),
+        WsError::Utf8(_) => (CloseCode::Invalid, "text message is not UTF-8".into()),
+        WsError::Protocol(p) => (CloseCode::Protocol, p.to_string()),
+        other => return End::Vanished(other.to_string()),
+    };
+    // The parser has seen bad input: send the close frame, but read no further frames.
+    let _ = ws.close(Some(close_frame(code, &reason)));
+    ws.get_mut().finish_raw(CLOSE_GRACE);
+    End::ServerClosed(code, reason)
+}
+
+fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
+    CloseFrame {
+        code,
+        // Control frames carry at most 123 bytes of reason.
+        reason: truncate(reason, 123).to_owned().into(),
     }
 }
 
 /// Sends a close frame and waits briefly for the caller's reply, so the closing handshake
 /// completes when the caller is well.
-fn close(ws: &mut WebSocket<TcpStream>, code: CloseCode, reason: &str) -> End {
-    let frame = CloseFrame {
-        code,
-        // Control frames carry at most 123 bytes of reason.
-        reason: truncate(reason, 123).to_owned().into(),
-    };
+fn close(ws: &mut WebSocket<CallStream>, code: CloseCode, reason: &str) -> End {
     let end = End::ServerClosed(code, reason.to_owned());
-    if ws.close(Some(frame)).is_err() {
+    if ws.close(Some(close_frame(code, reason))).is_err() {
         return end;
     }
     let deadline = Instant::now() + CLOSE_GRACE;

@@ -41,6 +41,7 @@ pub mod ncco;
 mod server;
 pub mod sim;
 pub mod socket;
+mod stream;
 mod threads;
 pub mod webhooks;
 

@@ -21,6 +21,7 @@ use crate::{
     config::Config,
     gate::Backoff,
     server::{Shared, TICK},
+    stream::CallStream,
     threads::Slot,
     webhooks::SOCKET_PATH,
 };
@@ -95,8 +96,11 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
         admitted = Some(admission);
         Ok(response)
     };
-    let mut attempt =
-        tungstenite::accept_hdr_with_config(stream, callback, Some(ws_config(config)));
+    let mut attempt = tungstenite::accept_hdr_with_config(
+        CallStream::new(stream),
+        callback,
+        Some(ws_config(config)),
+    );
     let mut ws = loop {
         match attempt {
             Ok(ws) => break ws,
@@ -117,6 +121,7 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
         }
     };
     drop(pending);
+    ws.get_mut().defer_writes();
     let Some(Admitted { id, slot }) = admitted else {
         // Unreachable: a completed handshake has passed the callback.
         return;

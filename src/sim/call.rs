@@ -4,7 +4,7 @@ use std::{
     fmt,
     path::PathBuf,
     sync::{mpsc, Arc},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde_json::{json, Map};
@@ -205,8 +205,6 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
     let base = json!({"uuid": id.as_str(), "conversation_uuid": dialed.conversation,
                       "from": options.dial.from, "to": options.dial.to, "direction": "inbound"});
 
-    let (poll, _waker) =
-        engine::poll_and_waker().map_err(|e| Error::io("starting the stream", e))?;
     let (tx, rx) = mpsc::channel();
     let _ = tx.send(Plan {
         dialed,
@@ -214,10 +212,11 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
         source,
         dtmf,
         recorder,
+        phase: Duration::ZERO,
     });
     drop(tx);
     let mut outcome = Outcome::default();
-    engine::run(poll, rx, |o| outcome = o).map_err(|e| Error::io("streaming", e))?;
+    engine::run(Instant::now(), rx, |o| outcome = o).map_err(|e| Error::io("streaming", e))?;
 
     let mut error = outcome.error.take();
     if let Some(e) = outcome.recorder_error.take() {
@@ -234,7 +233,7 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
             error.get_or_insert(e.to_string());
         }
     }
-    let mut rtts = std::mem::take(&mut outcome.rtts);
+    let mut rtts: Vec<u32> = outcome.rtts.iter().map(|&(_, rtt)| rtt).collect();
     rtts.sort_unstable();
     Ok(CallReport {
         id,

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mio::{unix::SourceFd, Events, Interest, Poll, Token, Waker};
+use mio::{unix::SourceFd, Events, Interest, Poll, Token};
 use tungstenite::{
     protocol::{frame::coding::CloseCode, CloseFrame},
     Bytes, Error as WsError, Message, WebSocket,
@@ -31,7 +31,11 @@ pub(crate) const LATE: Duration = Duration::from_millis(5);
 /// How long a call waits for the echo of its last frames, and for the close handshake.
 const DRAIN: Duration = Duration::from_secs(3);
 
-const WAKER: Token = Token(usize::MAX);
+/// The longest the loop sleeps before it looks at its sockets again.
+const TICK: Duration = Duration::from_millis(1);
+
+/// How near a timer must be for the loop to poll again instead of sleeping.
+const SPIN: Duration = Duration::from_micros(100);
 
 /// Where a call's audio comes from.
 #[derive(Clone)]
@@ -54,6 +58,16 @@ pub(crate) struct Plan {
     /// Keys to press, at offsets from the first frame.
     pub(crate) dtmf: Vec<(Duration, char)>,
     pub(crate) recorder: Option<Recorder>,
+    /// How long after arrival the first frame leaves. Independent calls are not in step; a
+    /// load whose calls all send in the same millisecond measures bursts, not calls.
+    pub(crate) phase: Duration,
+}
+
+/// The phase of the `n`th call of a load: spread evenly over a frame by the golden ratio,
+/// so calls started at a steady rate do not send in lockstep.
+pub(crate) fn phase(n: usize) -> Duration {
+    const GOLDEN: f64 = 0.618_033_988_749_895;
+    FRAME_DURATION.mul_f64((n as f64 * GOLDEN).fract())
 }
 
 /// What one streamed call saw.
@@ -69,8 +83,8 @@ pub(crate) struct Outcome {
     pub(crate) texts_sent: u64,
     pub(crate) texts_echoed: u64,
     pub(crate) texts_wrong: u64,
-    /// Round trips in microseconds, in arrival order.
-    pub(crate) rtts: Vec<u32>,
+    /// Round trips: when the frame left (ms after the run's epoch) and its round trip (us).
+    pub(crate) rtts: Vec<(u32, u32)>,
     /// The close code the server sent, if it closed first or answered ours.
     pub(crate) server_close: Option<u16>,
     /// What went wrong, if anything did.
@@ -88,6 +102,7 @@ enum Phase {
 }
 
 struct Leg {
+    epoch: Instant,
     ws: WebSocket<TcpStream>,
     format: AudioFormat,
     t0: Instant,
@@ -108,10 +123,11 @@ struct Leg {
 /// Runs every plan that arrives on `plans` until the sender hangs up and every call ended.
 /// `on_done` receives each call's outcome as it ends.
 pub(crate) fn run(
-    mut poll: Poll,
+    epoch: Instant,
     plans: mpsc::Receiver<Plan>,
     mut on_done: impl FnMut(Outcome),
 ) -> io::Result<()> {
+    let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let mut legs: Vec<Option<Leg>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
@@ -124,21 +140,26 @@ pub(crate) fn run(
         .collect();
 
     while !(dialer_done && live == 0) {
-        let timeout = timers
+        // Sleep to the next timer (at most a tick), then harvest readiness without blocking:
+        // the server's echoes then never have to wake this thread, which halves the
+        // cross-core wake-ups a frame costs both programs (on this 2-vCPU machine a
+        // cross-core wake-up costs tens of microseconds). Round trips are read to a tick.
+        // A timer closer than SPIN is waited for by polling again rather than sleeping: with
+        // a thousand calls one is due every 20 us, and a sleep costs more than it saves.
+        let wait = timers
             .peek()
-            .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_millis(100))
-            .min(Duration::from_millis(100));
-        match poll.poll(&mut events, Some(timeout)) {
+            .map_or(TICK, |Reverse((at, _))| {
+                at.saturating_duration_since(Instant::now())
+            })
+            .min(TICK);
+        if wait > SPIN {
+            std::thread::sleep(wait);
+        }
+        match poll.poll(&mut events, Some(Duration::ZERO)) {
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             other => other?,
         }
-        let mut woken = false;
         for event in events.iter() {
-            if event.token() == WAKER {
-                woken = true;
-                continue;
-            }
             let idx = event.token().0;
             let Some(leg) = legs.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
@@ -153,9 +174,6 @@ pub(crate) fn run(
                 finish(&poll, &mut legs, &mut free, idx, &mut live, &mut on_done);
             }
         }
-        // Only wakers or a timeout lead here without readiness; new calls are checked every
-        // turn so none waits for a wake that raced.
-        let _ = woken;
         loop {
             match plans.try_recv() {
                 Ok(plan) => {
@@ -191,7 +209,7 @@ pub(crate) fn run(
                             .position(|f| *f == plan.dialed.format)
                             .unwrap_or(1)],
                     );
-                    let leg = Leg::new(plan, tone);
+                    let leg = Leg::new(plan, tone, epoch);
                     timers.push(Reverse((leg.wake_at, idx)));
                     legs[idx] = Some(leg);
                     live += 1;
@@ -224,13 +242,6 @@ pub(crate) fn run(
         }
     }
     Ok(())
-}
-
-/// A poll and the waker that interrupts it, for the thread that hands it calls.
-pub(crate) fn poll_and_waker() -> io::Result<(Poll, Arc<Waker>)> {
-    let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    Ok((poll, waker))
 }
 
 fn finish(
@@ -275,11 +286,12 @@ fn tone(format: AudioFormat) -> Vec<Bytes> {
 }
 
 impl Leg {
-    fn new(plan: Plan, tone: Arc<Vec<Bytes>>) -> Leg {
-        let t0 = Instant::now();
+    fn new(plan: Plan, tone: Arc<Vec<Bytes>>, epoch: Instant) -> Leg {
+        let t0 = Instant::now() + plan.phase;
         let mut texts = VecDeque::new();
         texts.push_back(plan.dialed.connected.clone());
         Leg {
+            epoch,
             ws: plan.dialed.ws,
             format: plan.dialed.format,
             t0,
@@ -476,9 +488,11 @@ impl Leg {
                 self.inflight.drain(..skipped);
                 if let Some((sent_at, _)) = self.inflight.pop_front() {
                     let rtt = now.saturating_duration_since(sent_at);
-                    self.out
-                        .rtts
-                        .push(u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX));
+                    let left = sent_at.saturating_duration_since(self.epoch).as_millis();
+                    self.out.rtts.push((
+                        u32::try_from(left).unwrap_or(u32::MAX),
+                        u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX),
+                    ));
                     self.out.echoed += 1;
                 }
             }

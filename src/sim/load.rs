@@ -89,6 +89,29 @@ pub struct RoundTrip {
     pub max_ms: f64,
 }
 
+impl RoundTrip {
+    /// Percentiles of round trips in microseconds, sorted.
+    fn of(sorted: &[u32]) -> RoundTrip {
+        RoundTrip {
+            p50_ms: ms(percentile(sorted, 50.0)),
+            p90_ms: ms(percentile(sorted, 90.0)),
+            p99_ms: ms(percentile(sorted, 99.0)),
+            p999_ms: ms(percentile(sorted, 99.9)),
+            max_ms: ms(percentile(sorted, 100.0)),
+        }
+    }
+}
+
+impl fmt::Display for RoundTrip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "p50 {:.2}, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}",
+            self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms
+        )
+    }
+}
+
 /// The server's use of the machine during the run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ServerUsage {
@@ -124,8 +147,11 @@ pub struct LoadReport {
     pub frames_late: u64,
     /// The generator's worst pacing miss, in ms.
     pub max_late_ms: f64,
-    /// Round trips.
+    /// Round trips of every frame.
     pub round_trip: RoundTrip,
+    /// Round trips of the frames sent while every call was up and none was being set up
+    /// or ended (absent when the ramp outlasts a call).
+    pub steady_round_trip: Option<RoundTrip>,
     /// The server's CPU and memory, with [`LoadOptions::pid`].
     pub server: Option<ServerUsage>,
     /// Wall time of the whole run, in seconds.
@@ -171,12 +197,10 @@ impl fmt::Display for LoadReport {
             self.frames_late,
             self.max_late_ms
         )?;
-        let r = &self.round_trip;
-        writeln!(
-            f,
-            "round trip ms: p50 {:.2}, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}",
-            r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
-        )?;
+        writeln!(f, "round trip ms, all frames:    {}", self.round_trip)?;
+        if let Some(steady) = &self.steady_round_trip {
+            writeln!(f, "round trip ms, all calls up:  {steady}")?;
+        }
         if let Some(s) = &self.server {
             writeln!(
                 f,
@@ -199,19 +223,14 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     let started = Instant::now();
     let sampler = options.pid.map(Sampler::start);
     let failed: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-    let (poll, waker) =
-        engine::poll_and_waker().map_err(|e| Error::io("starting the poll loop", e))?;
+    let ramp_end: Arc<Mutex<Instant>> = Arc::new(Mutex::new(started));
     let (plans_tx, plans_rx) = mpsc::sync_channel::<Plan>(1024);
     let frames = (options.duration.as_millis() / 20).max(1) as u64;
 
     let mut dialers = Vec::with_capacity(DIALERS);
     for d in 0..DIALERS {
-        let (opts, tx, waker, failed) = (
-            options.clone(),
-            plans_tx.clone(),
-            Arc::clone(&waker),
-            Arc::clone(&failed),
-        );
+        let ramp_end = Arc::clone(&ramp_end);
+        let (opts, tx, failed) = (options.clone(), plans_tx.clone(), Arc::clone(&failed));
         let spawned = thread::Builder::new()
             .name(format!("dialer-{d}"))
             .spawn(move || {
@@ -219,7 +238,11 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
                 for i in (d..opts.calls).step_by(DIALERS) {
                     let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
                     thread::sleep(at.saturating_duration_since(Instant::now()));
-                    match dial(&opts.dial, &agent) {
+                    let dialed = dial(&opts.dial, &agent);
+                    if let Ok(mut end) = ramp_end.lock() {
+                        *end = (*end).max(Instant::now());
+                    }
+                    match dialed {
                         Ok(dialed) => {
                             let plan = Plan {
                                 dialed,
@@ -227,11 +250,11 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
                                 source: Source::Tone { stamp: true },
                                 dtmf: Vec::new(),
                                 recorder: None,
+                                phase: engine::phase(i),
                             };
                             if tx.send(plan).is_err() {
                                 return;
                             }
-                            let _ = waker.wake();
                         }
                         Err(e) => {
                             let reason = format!("dial: {}", reason_of(&e));
@@ -275,7 +298,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         })
         .map_err(|e| Error::io("starting the finisher", e))?;
 
-    let streamed = engine::run(poll, plans_rx, |o| {
+    let streamed = engine::run(started, plans_rx, |o| {
         let _ = done_tx.send(o);
     });
     drop(done_tx);
@@ -308,15 +331,23 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
                 .or_default() += 1;
         }
     }
-    rtts.sort_unstable();
+    // Every call is up from the last dial until the first call, started at the epoch at the
+    // earliest, ends.
+    let ramp_end = ramp_end
+        .lock()
+        .map_or(0, |at| at.saturating_duration_since(started).as_millis());
+    let first_end = options.duration.as_millis();
+    let mut steady: Vec<u32> = rtts
+        .iter()
+        .filter(|&&(left, _)| u128::from(left) > ramp_end && u128::from(left) < first_end)
+        .map(|&(_, rtt)| rtt)
+        .collect();
+    let mut all: Vec<u32> = rtts.into_iter().map(|(_, rtt)| rtt).collect();
+    all.sort_unstable();
+    steady.sort_unstable();
     report.max_late_ms = ms(max_late);
-    report.round_trip = RoundTrip {
-        p50_ms: ms(percentile(&rtts, 50.0)),
-        p90_ms: ms(percentile(&rtts, 90.0)),
-        p99_ms: ms(percentile(&rtts, 99.0)),
-        p999_ms: ms(percentile(&rtts, 99.9)),
-        max_ms: ms(percentile(&rtts, 100.0)),
-    };
+    report.round_trip = RoundTrip::of(&all);
+    report.steady_round_trip = (!steady.is_empty()).then(|| RoundTrip::of(&steady));
     report.server = sampler.map(|s| {
         let mut usage = s.stop();
         if report.frames_echoed > 0 {

@@ -1,0 +1,166 @@
+//! A call's socket as tungstenite sees it. Echoes are held back until the call's thread is
+//! about to wait for more audio, then leave in one write: one frame in, one write out when
+//! the server keeps up, and one write for several frames when it falls behind, so a loaded
+//! server spends less per frame exactly when it needs to.
+
+use std::{
+    io::{self, ErrorKind, Read, Write},
+    net::TcpStream,
+};
+
+/// Held-back output is written at once past this size, so it stays bounded.
+const MAX_HELD: usize = 16 * 1024;
+
+/// A TCP stream whose writes are deferred until the next read (see the module docs).
+#[derive(Debug)]
+pub struct CallStream {
+    socket: TcpStream,
+    held: Vec<u8>,
+    defer: bool,
+}
+
+impl CallStream {
+    /// Wraps `socket`; writes go straight through until [`CallStream::defer_writes`].
+    pub fn new(socket: TcpStream) -> CallStream {
+        CallStream {
+            socket,
+            held: Vec::new(),
+            defer: false,
+        }
+    }
+
+    /// From now on, hold writes until the next read (the handshake is done).
+    pub fn defer_writes(&mut self) {
+        self.defer = true;
+    }
+
+    /// Writes what is held. A write timeout means the caller stopped reading; it is reported
+    /// as such, not as the `WouldBlock` a read timeout gives.
+    pub fn send_held(&mut self) -> io::Result<()> {
+        let mut sent = 0;
+        let result = loop {
+            if sent == self.held.len() {
+                break Ok(());
+            }
+            match self.socket.write(&self.held[sent..]) {
+                Ok(0) => break Err(io::Error::from(ErrorKind::WriteZero)),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break Err(io::Error::other(
+                        "the caller stopped reading (write timed out)",
+                    ))
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.held.drain(..sent);
+        result
+    }
+}
+
+impl CallStream {
+    /// Sends what is held, stops writing, and reads and discards what the peer still sends
+    /// until it closes or `grace` passes: after a broken frame the WebSocket parser cannot
+    /// be trusted with more input, yet closing with unread input would reset the connection
+    /// and lose the close frame on its way out.
+    pub fn finish_raw(&mut self, grace: std::time::Duration) {
+        let _ = self.send_held();
+        let _ = self.socket.shutdown(std::net::Shutdown::Write);
+        let deadline = std::time::Instant::now() + grace;
+        let mut sink = [0u8; 4096];
+        while std::time::Instant::now() < deadline {
+            match self.socket.read(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl Read for CallStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.send_held()?;
+        self.socket.read(buf)
+    }
+}
+
+impl Write for CallStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.defer {
+            return self.socket.write(buf);
+        }
+        self.held.extend_from_slice(buf);
+        if self.held.len() >= MAX_HELD {
+            self.send_held()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.defer {
+            Ok(())
+        } else {
+            self.send_held()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn pair() -> (CallStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (CallStream::new(server), client)
+    }
+
+    #[test]
+    fn deferred_writes_leave_on_the_next_read() {
+        let (mut stream, mut peer) = pair();
+        stream.defer_writes();
+        stream.write_all(b"one").unwrap();
+        stream.write_all(b"two").unwrap();
+        stream.flush().unwrap();
+        peer.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            peer.read(&mut buf).unwrap_err().kind(),
+            ErrorKind::WouldBlock,
+            "held back"
+        );
+        peer.write_all(b"x").unwrap();
+        assert_eq!(stream.read(&mut buf).unwrap(), 1);
+        peer.set_nonblocking(false).unwrap();
+        let mut got = [0u8; 6];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"onetwo");
+    }
+
+    #[test]
+    fn writes_go_straight_through_until_deferred() {
+        let (mut stream, mut peer) = pair();
+        stream.write_all(b"now").unwrap();
+        let mut got = [0u8; 3];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"now");
+    }
+
+    #[test]
+    fn held_output_is_bounded() {
+        let (mut stream, mut peer) = pair();
+        stream.defer_writes();
+        stream.write_all(&vec![1u8; MAX_HELD]).unwrap();
+        let mut got = vec![0u8; MAX_HELD];
+        peer.read_exact(&mut got).unwrap();
+    }
+}
