@@ -3,7 +3,21 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use crate::{audio::AudioFormat, error::Error};
+use crate::{audio::AudioFormat, auth::Secret, error::Error};
+
+/// How the socket handshake proves it comes from the call the NCCO was made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SocketAuth {
+    /// The NCCO hands Vonage a token bound to the call's uuid (`"type": "custom"`); the
+    /// handshake must bring it back.
+    #[default]
+    Token,
+    /// The NCCO asks Vonage to sign the handshake (`"type": "vonage"`); the JWT is verified
+    /// with the signature secret.
+    Vonage,
+    /// Anyone may open a socket (conformance suites, NCCOs written elsewhere).
+    None,
+}
 
 /// The greeting the tutorial speaks before connecting the caller.
 pub const DEFAULT_GREETING: &str = "Please wait while we connect you to the echo server";
@@ -61,7 +75,7 @@ pub struct Config {
     /// How long writing one message to a caller may block before the call is dropped as a
     /// reader that stopped reading. Default 5 s.
     pub write_timeout: Duration,
-    /// The most HTTP connections served at once; more are answered 503. Default 256.
+    /// The most HTTP connections served at once; more are answered 503. Default 1,024.
     pub max_http_connections: usize,
     /// How long an HTTP request's headers and body may take to arrive. Default 10 s.
     pub http_request_timeout: Duration,
@@ -69,6 +83,15 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// The largest HTTP request body; larger gets 413. Default 64 KiB.
     pub max_body_bytes: usize,
+    /// Vonage's signature secret: with it, every webhook must carry a valid signed JWT.
+    pub signature_secret: Option<Secret>,
+    /// How far a signed token's `iat` may be from now. Default 5 minutes.
+    pub signature_tolerance: Duration,
+    /// How socket handshakes are authorized. Default [`SocketAuth::Token`].
+    pub socket_auth: SocketAuth,
+    /// The key socket tokens are made with; instances sharing it accept each other's
+    /// tokens. `None` (the default) draws a random key per server.
+    pub socket_key: Option<Secret>,
 }
 
 impl Default for Config {
@@ -87,10 +110,14 @@ impl Default for Config {
             idle_ping_after: Duration::from_secs(60),
             idle_close_after: Duration::from_secs(10),
             write_timeout: Duration::from_secs(5),
-            max_http_connections: 256,
+            max_http_connections: 1024,
             http_request_timeout: Duration::from_secs(10),
             max_header_bytes: 8 * 1024,
             max_body_bytes: 64 * 1024,
+            signature_secret: None,
+            signature_tolerance: Duration::from_secs(300),
+            socket_auth: SocketAuth::default(),
+            socket_key: None,
         }
     }
 }
@@ -143,6 +170,14 @@ impl Config {
         max_header_bytes: usize,
         /// Sets [`Config::max_body_bytes`].
         max_body_bytes: usize,
+        /// Sets [`Config::signature_secret`].
+        signature_secret: Option<Secret>,
+        /// Sets [`Config::signature_tolerance`].
+        signature_tolerance: Duration,
+        /// Sets [`Config::socket_auth`].
+        socket_auth: SocketAuth,
+        /// Sets [`Config::socket_key`].
+        socket_key: Option<Secret>,
     }
 
     /// Checks that the settings can run a server; the error names the setting at fault.
@@ -169,6 +204,12 @@ impl Config {
             return Err(Error::config(
                 "--greeting",
                 format!("must be 1 to {MAX_GREETING_CHARS} characters, not {greeting_chars}"),
+            ));
+        }
+        if self.socket_auth == SocketAuth::Vonage && self.signature_secret.is_none() {
+            return Err(Error::config(
+                "--socket-auth",
+                "vonage needs --signature-secret to verify Vonage's handshake tokens",
             ));
         }
         if self.from.trim().is_empty() {
@@ -204,6 +245,7 @@ impl Config {
             ("--idle-close-after", self.idle_close_after),
             ("--write-timeout", self.write_timeout),
             ("--http-request-timeout", self.http_request_timeout),
+            ("--signature-tolerance", self.signature_tolerance),
         ];
         for (setting, value) in durations {
             if value < Duration::from_millis(10) {

@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod audio;
+pub mod auth;
 pub mod call;
 pub mod config;
 mod error;

@@ -12,7 +12,8 @@ use std::{
 };
 
 use crate::{
-    config::Config,
+    auth::Secret,
+    config::{Config, SocketAuth},
     error::{Error, Result},
     gate, socket,
     threads::ThreadSet,
@@ -26,6 +27,8 @@ pub(crate) const TICK: Duration = Duration::from_millis(200);
 /// What every thread of one server shares.
 pub(crate) struct Shared {
     pub(crate) config: Config,
+    /// The key this server's socket tokens are made with.
+    pub(crate) socket_key: Secret,
     pub(crate) started: Instant,
     pub(crate) stopping: AtomicBool,
     /// The WebSocket listener's real port (the configured one may be 0).
@@ -85,7 +88,10 @@ impl Server {
         let webhooks_socket = private_dir.join("webhooks.sock");
         let tiny = webhooks::bind(&webhooks_socket)?;
 
+        let socket_key = config.socket_key.clone().unwrap_or_else(Secret::random);
+        warn_about_openness(&config);
         let shared = Arc::new(Shared {
+            socket_key,
             config,
             started: Instant::now(),
             stopping: AtomicBool::new(false),
@@ -180,6 +186,16 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Says at start what is not verified, once.
+fn warn_about_openness(config: &Config) {
+    if config.signature_secret.is_none() {
+        log::warn!("webhooks are not verified: no --signature-secret (VONAGE_SIGNATURE_SECRET)");
+    }
+    if config.socket_auth == SocketAuth::None {
+        log::warn!("--socket-auth none: anyone who finds the socket can stream into it");
     }
 }
 

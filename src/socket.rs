@@ -17,8 +17,9 @@ use tungstenite::{
 };
 
 use crate::{
+    auth,
     call::{self, CallId},
-    config::Config,
+    config::{Config, SocketAuth},
     gate::Backoff,
     server::{Shared, TICK},
     stream::CallStream,
@@ -167,9 +168,33 @@ fn admit(request: &Request, shared: &Shared) -> Result<Admitted, ErrorResponse> 
         .find(|(k, _)| k == "uuid")
         .map(|(_, v)| v.into_owned());
     let id = match uuid {
-        Some(uuid) => CallId::parse(&uuid).map_err(|reason| refuse(400, &reason))?,
-        None => CallId::anonymous(),
+        Some(uuid) => Some(CallId::parse(&uuid).map_err(|reason| refuse(400, &reason))?),
+        None => None,
     };
+    let authorization = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let config = &shared.config;
+    let verified = match (config.socket_auth, &id, &config.signature_secret) {
+        (SocketAuth::None, _, _) => Ok(()),
+        (SocketAuth::Token, Some(id), _) => {
+            auth::verify_socket_token(authorization, &shared.socket_key, id)
+        }
+        (SocketAuth::Token, None, _) => {
+            return Err(refuse(
+                401,
+                "the socket URL must carry the uuid the NCCO gave",
+            ));
+        }
+        (SocketAuth::Vonage, _, Some(secret)) => {
+            auth::verify_signed(authorization, secret, config.signature_tolerance, None).map(|_| ())
+        }
+        // Config::validate refuses vonage without a secret.
+        (SocketAuth::Vonage, _, None) => Err(auth::AuthError::Missing),
+    };
+    verified.map_err(|e| refuse(401, &e.to_string()))?;
+    let id = id.unwrap_or_else(CallId::anonymous);
     let max = shared.config.max_calls;
     let slot = Slot::try_take(&shared.active_calls, max)
         .ok_or_else(|| refuse(503, &format!("at capacity: {max} calls")))?;

@@ -8,11 +8,13 @@ use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method};
 
 use crate::{
+    auth::{self, AuthError},
     call::CallId,
+    config::SocketAuth,
     error::{Error, Result},
     events::Event,
     gate::PEER_HEADER,
-    ncco::{headers_len, Ncco, WebsocketEndpoint, MAX_ENDPOINT_HEADERS_BYTES},
+    ncco::{headers_len, Authorization, Ncco, WebsocketEndpoint, MAX_ENDPOINT_HEADERS_BYTES},
     server::{Shared, TICK},
 };
 
@@ -136,7 +138,10 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
     };
     let peer = incoming.header(PEER_HEADER).unwrap_or("-").to_owned();
     let reply = match read {
-        Ok(_) => route(&incoming, shared),
+        Ok(_) => match check_signature(&incoming, shared) {
+            Ok(()) => route(&incoming, shared),
+            Err(e) => Reply::error(401, e.to_string()),
+        },
         Err(e) => Reply::error(400, format!("cannot read body: {e}")),
     };
     if reply.status >= 400 {
@@ -160,6 +165,24 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
     if let Err(e) = request.respond(response) {
         log::debug!("{peer}: answer not delivered: {e}");
     }
+}
+
+/// With a signature secret, a webhook request must be signed by Vonage.
+fn check_signature(req: &Incoming, shared: &Shared) -> Result<(), AuthError> {
+    let Some(secret) = &shared.config.signature_secret else {
+        return Ok(());
+    };
+    if !req.path.starts_with("/webhooks/") {
+        return Ok(());
+    }
+    let body = (*req.method == Method::Post).then_some(req.body.as_slice());
+    auth::verify_signed(
+        req.header("Authorization"),
+        secret,
+        shared.config.signature_tolerance,
+        body,
+    )
+    .map(|_| ())
 }
 
 fn header(name: &str, value: &str) -> Header {
@@ -236,7 +259,13 @@ fn answer(fields: Map<String, Value>, req: &Incoming, shared: &Shared) -> Reply 
         uri,
         content_type: shared.config.audio,
         headers: endpoint_headers(&id, from, text("to")),
-        authorization: None,
+        authorization: match shared.config.socket_auth {
+            SocketAuth::Token => Some(Authorization::Custom {
+                value: format!("Bearer {}", auth::socket_token(&shared.socket_key, &id)),
+            }),
+            SocketAuth::Vonage => Some(Authorization::Vonage),
+            SocketAuth::None => None,
+        },
     };
     log::info!(
         "call {id} answered: from={} to={}",

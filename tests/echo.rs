@@ -97,11 +97,8 @@ fn fifty_concurrent_calls_all_echo() {
 #[test]
 fn wrong_socket_path_is_refused_with_404() {
     let server = server();
-    let err = try_ws_connect(&format!("ws://{}/elsewhere", server.ws_addr())).unwrap_err();
-    match err {
-        tungstenite::Error::Http(response) => assert_eq!(response.status(), 404),
-        other => panic!("expected 404, got {other}"),
-    }
+    let refused = try_ws_connect(&format!("ws://{}/elsewhere", server.ws_addr()), None);
+    assert_eq!(refused_status(refused), 404);
 }
 
 #[test]
@@ -115,8 +112,7 @@ fn oversized_message_closes_with_1009() {
 #[test]
 fn invalid_utf8_text_closes_with_1007() {
     let server = server();
-    let endpoint = endpoint(&server, "uuid=utf");
-    let mut ws = ws_connect(endpoint["uri"].as_str().unwrap());
+    let mut ws = call_socket(&server, "utf");
     // A masked text frame whose payload is not UTF-8, written by hand.
     let payload = [0xffu8, 0xfe];
     let mut raw = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
@@ -128,8 +124,7 @@ fn invalid_utf8_text_closes_with_1007() {
 #[test]
 fn unmasked_client_frame_closes_with_1002() {
     let server = server();
-    let endpoint = endpoint(&server, "uuid=proto");
-    let mut ws = ws_connect(endpoint["uri"].as_str().unwrap());
+    let mut ws = call_socket(&server, "proto");
     ws.get_mut().write_all(&[0x82, 0x02, 1, 2]).unwrap();
     assert_eq!(close_code(&mut ws), 1002);
 }
@@ -138,8 +133,7 @@ fn unmasked_client_frame_closes_with_1002() {
 fn a_peer_vanishing_mid_frame_leaves_other_calls_untouched() {
     let server = server();
     let mut steady = open_call(&server, "steady");
-    let endpoint = endpoint(&server, "uuid=vanisher");
-    let mut vanisher = ws_connect(endpoint["uri"].as_str().unwrap());
+    let mut vanisher = call_socket(&server, "vanisher");
     eventually("two calls", || server.active_calls() == 2);
     // Half a frame: a binary header promising 640 bytes, then 100 of them, then gone.
     let mut partial = vec![0x82, 0xfe, 0x02, 0x80, 1, 2, 3, 4];

@@ -229,7 +229,7 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
             answered_at.elapsed().as_secs().to_string().into(),
         );
         let event_url = options.dial.events()?;
-        if let Err(e) = post_event(&agent, &event_url, &base, "completed", extra) {
+        if let Err(e) = post_event(&agent, &options.dial, &event_url, &base, "completed", extra) {
             error.get_or_insert(e.to_string());
         }
     }

@@ -286,6 +286,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
                     extra.insert("duration".into(), o.streamed.as_secs().to_string().into());
                     let _ = post_event(
                         &agent,
+                        &dial_opts,
                         url,
                         &json!({"uuid": id.as_str()}),
                         "completed",

@@ -20,6 +20,7 @@ use tungstenite::{client::IntoClientRequest, http, WebSocket};
 
 use crate::{
     audio::AudioFormat,
+    auth::{self, Secret},
     error::{Error, Result},
     messages,
     ncco::{Authorization, Ncco},
@@ -56,6 +57,9 @@ pub struct Dial {
     pub to: String,
     /// Bound on each HTTP exchange and on the WebSocket handshake.
     pub timeout: Duration,
+    /// Vonage's signature secret: with it, every webhook request and a `vonage`-authorized
+    /// handshake carry a signed JWT, as Vonage sends them.
+    pub signature_secret: Option<Secret>,
 }
 
 impl Dial {
@@ -70,7 +74,23 @@ impl Dial {
             from: "447700900000".into(),
             to: "447700900001".into(),
             timeout: Duration::from_secs(10),
+            signature_secret: None,
         }
+    }
+
+    /// Sets [`Dial::signature_secret`].
+    pub fn signature_secret(mut self, secret: Option<Secret>) -> Self {
+        self.signature_secret = secret;
+        self
+    }
+
+    /// The `Authorization` header Vonage would send with `body`, when it signs.
+    fn signed(&self, body: Option<&[u8]>) -> Option<String> {
+        let secret = self.signature_secret.as_ref()?;
+        Some(format!(
+            "Bearer {}",
+            auth::sign(&auth::vonage_claims(body), secret)
+        ))
     }
 
     /// Sets [`Dial::method`].
@@ -154,7 +174,7 @@ pub(crate) fn dial(dial: &Dial, agent: &ureq::Agent) -> Result<Dialed> {
     });
     let post = |status: &str| -> Result<()> {
         match &event_url {
-            Some(url) => post_event(agent, url, &base, status, Map::new()),
+            Some(url) => post_event(agent, dial, url, &base, status, Map::new()),
             None => Ok(()),
         }
     };
@@ -228,12 +248,22 @@ pub(crate) fn dial(dial: &Dial, agent: &ureq::Agent) -> Result<Dialed> {
         Some(Authorization::Custom { value }) => {
             let value = http::HeaderValue::from_str(value)
                 .map_err(|_| Error::Ncco("authorization value is not a valid header".into()))?;
-            request.headers_mut().insert(http::header::AUTHORIZATION, value);
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value);
         }
         Some(Authorization::Vonage) => {
-            return Err(Error::Ncco(
-                "authorization type vonage needs Vonage's signature secret, which the simulator does not have".into(),
-            ))
+            let signed = dial.signed(None).ok_or_else(|| {
+                Error::Ncco(
+                    "authorization type vonage needs the signature secret (--signature-secret)"
+                        .into(),
+                )
+            })?;
+            let value = http::HeaderValue::from_str(&signed)
+                .map_err(|_| Error::Ncco("signed token is not a valid header".into()))?;
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value);
         }
         None => {}
     }
@@ -311,6 +341,7 @@ fn connect(uri: &http::Uri, timeout: Duration) -> Result<TcpStream> {
 /// Posts one call event as Vonage does.
 pub(crate) fn post_event(
     agent: &ureq::Agent,
+    dial: &Dial,
     url: &str,
     base: &Value,
     status: &str,
@@ -320,10 +351,13 @@ pub(crate) fn post_event(
     event.insert("status".into(), status.into());
     event.insert("timestamp".into(), now_rfc3339().into());
     event.extend(extra);
-    let response = agent
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(Value::Object(event).to_string())
+    let body = Value::Object(event).to_string();
+    let mut request = agent.post(url).header("Content-Type", "application/json");
+    if let Some(signed) = dial.signed(Some(body.as_bytes())) {
+        request = request.header("Authorization", signed);
+    }
+    let response = request
+        .send(body)
         .map_err(|e| Error::Http(format!("event webhook {url}: {e}")))?;
     match response.status().as_u16() {
         200..=299 => Ok(()),

@@ -108,13 +108,40 @@ pub fn endpoint(server: &Server, query: &str) -> Value {
     answer.json()[1]["endpoint"][0].clone()
 }
 
-/// Opens a socket at `uri` as a plain tungstenite client.
-pub fn ws_connect(uri: &str) -> WebSocket<TcpStream> {
-    try_ws_connect(uri).unwrap_or_else(|e| panic!("handshake at {uri}: {e}"))
+/// Opens a socket at `uri` as a plain tungstenite client, with an `Authorization` header
+/// when given.
+pub fn ws_connect(uri: &str, authorization: Option<&str>) -> WebSocket<TcpStream> {
+    try_ws_connect(uri, authorization).unwrap_or_else(|e| panic!("handshake at {uri}: {e}"))
 }
 
-pub fn try_ws_connect(uri: &str) -> Result<WebSocket<TcpStream>, tungstenite::Error> {
-    let request = uri.into_client_request().unwrap();
+/// The socket the NCCO for `uuid` names, opened with the authorization the NCCO carries.
+pub fn call_socket(server: &Server, uuid: &str) -> WebSocket<TcpStream> {
+    let endpoint = endpoint(server, &format!("uuid={uuid}"));
+    ws_connect(
+        endpoint["uri"].as_str().unwrap(),
+        endpoint["authorization"]["value"].as_str(),
+    )
+}
+
+/// The status a refused handshake was answered with.
+pub fn refused_status(result: Result<WebSocket<TcpStream>, tungstenite::Error>) -> u16 {
+    match result {
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("expected a refusal, the handshake succeeded"),
+    }
+}
+
+pub fn try_ws_connect(
+    uri: &str,
+    authorization: Option<&str>,
+) -> Result<WebSocket<TcpStream>, tungstenite::Error> {
+    let mut request = uri.into_client_request().unwrap();
+    if let Some(value) = authorization {
+        request
+            .headers_mut()
+            .insert("Authorization", value.parse().unwrap());
+    }
     let host = request.uri().host().unwrap().to_owned();
     let port = request.uri().port_u16().unwrap();
     let stream = TcpStream::connect((host.as_str(), port)).unwrap();
@@ -138,7 +165,10 @@ pub fn open_call(server: &Server, uuid: &str) -> WebSocket<TcpStream> {
         server,
         &format!("uuid={uuid}&from=447700900000&to=447700900001"),
     );
-    let mut ws = ws_connect(endpoint["uri"].as_str().unwrap());
+    let mut ws = ws_connect(
+        endpoint["uri"].as_str().unwrap(),
+        endpoint["authorization"]["value"].as_str(),
+    );
     let mut connected = endpoint["headers"].as_object().unwrap().clone();
     connected.insert("event".into(), "websocket:connected".into());
     connected.insert("content-type".into(), endpoint["content-type"].clone());
