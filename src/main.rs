@@ -6,6 +6,8 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use log::LevelFilter;
 use vonage_echo::{
+    auth::Secret,
+    config::SocketAuth,
     sim::{
         call::{self, CallOptions},
         load::{self, LoadOptions},
@@ -56,6 +58,9 @@ struct DialArgs {
     /// Connect the socket here instead of the NCCO's uri.
     #[arg(long)]
     ws_url: Option<String>,
+    /// Vonage's signature secret, to sign webhooks and handshakes as Vonage does.
+    #[arg(long, env = "VONAGE_SIGNATURE_SECRET", hide_env_values = true)]
+    signature_secret: Option<String>,
     /// Log level.
     #[arg(long, default_value = "warn")]
     log_level: LevelFilter,
@@ -73,6 +78,7 @@ impl DialArgs {
             .event_url(self.event_url.clone())
             .post_events(!self.no_events)
             .ws_url(self.ws_url.clone())
+            .signature_secret(self.signature_secret.clone().map(Secret::new))
     }
 }
 
@@ -155,6 +161,38 @@ struct ServeArgs {
     /// Seconds an HTTP request's headers and body may take to arrive.
     #[arg(long, env = "VONAGE_ECHO_HTTP_REQUEST_TIMEOUT", default_value = "10", value_parser = seconds)]
     http_request_timeout: Duration,
+    /// Seconds a silent caller may block a write before its call is dropped.
+    #[arg(long, env = "VONAGE_ECHO_WRITE_TIMEOUT", default_value = "5", value_parser = seconds)]
+    write_timeout: Duration,
+    /// Most HTTP connections at once; more are answered 503.
+    #[arg(long, env = "VONAGE_ECHO_MAX_HTTP_CONNECTIONS", default_value_t = 1024)]
+    max_http_connections: usize,
+    /// Most WebSocket handshakes in progress; more connections are dropped.
+    #[arg(
+        long,
+        env = "VONAGE_ECHO_MAX_PENDING_HANDSHAKES",
+        default_value_t = 1024
+    )]
+    max_pending_handshakes: usize,
+    /// Largest HTTP request head in bytes; larger is answered 431.
+    #[arg(long, env = "VONAGE_ECHO_MAX_HEADER_BYTES", default_value_t = 8 * 1024)]
+    max_header_bytes: usize,
+    /// Largest HTTP request body in bytes; larger is answered 413.
+    #[arg(long, env = "VONAGE_ECHO_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    max_body_bytes: usize,
+    /// Vonage's signature secret: every webhook must then carry Vonage's signed JWT.
+    #[arg(long, env = "VONAGE_SIGNATURE_SECRET", hide_env_values = true)]
+    signature_secret: Option<String>,
+    /// Seconds a signed token's iat may be from now.
+    #[arg(long, env = "VONAGE_ECHO_SIGNATURE_TOLERANCE", default_value = "300", value_parser = seconds)]
+    signature_tolerance: Duration,
+    /// How socket handshakes are authorized: token (a per-call token in the NCCO), vonage
+    /// (Vonage's signed JWT; needs --signature-secret) or none.
+    #[arg(long, env = "VONAGE_ECHO_SOCKET_AUTH", default_value = "token", value_parser = ["token", "vonage", "none"])]
+    socket_auth: String,
+    /// Key for socket tokens, shared by instances behind one host [default: random per process].
+    #[arg(long, env = "VONAGE_ECHO_SOCKET_KEY", hide_env_values = true)]
+    socket_key: Option<String>,
     /// Log level: error, warn, info, debug or trace (RUST_LOG is read when this is absent).
     #[arg(long, env = "VONAGE_ECHO_LOG_LEVEL")]
     log_level: Option<LevelFilter>,
@@ -191,6 +229,41 @@ impl ServeArgs {
             .idle_close_after(self.idle_close_after)
             .handshake_timeout(self.handshake_timeout)
             .http_request_timeout(self.http_request_timeout)
+            .write_timeout(self.write_timeout)
+            .max_http_connections(self.max_http_connections)
+            .max_pending_handshakes(self.max_pending_handshakes)
+            .max_header_bytes(self.max_header_bytes)
+            .max_body_bytes(self.max_body_bytes)
+            .signature_secret(self.signature_secret.clone().map(Secret::new))
+            .signature_tolerance(self.signature_tolerance)
+            .socket_auth(match self.socket_auth.as_str() {
+                "vonage" => SocketAuth::Vonage,
+                "none" => SocketAuth::None,
+                _ => SocketAuth::Token,
+            })
+            .socket_key(self.socket_key.clone().map(Secret::new))
+    }
+
+    /// File descriptors the settings can use at once: a socket per call and per pending
+    /// handshake, two per HTTP connection (the client's and the hop to tiny_http), and a
+    /// margin for listeners, logs and the process itself.
+    fn descriptors_needed(&self) -> u64 {
+        (self.max_calls + self.max_pending_handshakes + 2 * self.max_http_connections + 64) as u64
+    }
+}
+
+/// Raises the soft open-file limit to what the settings need (up to the hard limit), or
+/// says why it cannot.
+fn raise_file_limit(needed: u64) {
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(got) if got >= needed => {
+            log::info!("open-file limit {got} (the settings need {needed})")
+        }
+        Ok(got) => log::warn!(
+            "open-file limit is {got}, below the {needed} the settings need (hard limit reached): \
+             lower --max-calls or raise the hard limit (ulimit -Hn)"
+        ),
+        Err(e) => log::warn!("cannot raise the open-file limit to {needed}: {e}"),
     }
 }
 
@@ -277,6 +350,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    raise_file_limit(args.descriptors_needed());
     let config = args.config();
     let server = match Server::start(config) {
         Ok(server) => server,

@@ -15,10 +15,16 @@ struct Running {
     child: Child,
     http: String,
     lines: mpsc::Receiver<String>,
+    /// What it logged up to its addresses.
+    seen: Vec<String>,
 }
 
 fn start(extra: &[&str]) -> Running {
-    let mut child = Command::new(BIN)
+    start_with(Command::new(BIN), extra)
+}
+
+fn start_with(mut command: Command, extra: &[&str]) -> Running {
+    let mut child = command
         .args(["--http-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -33,6 +39,7 @@ fn start(extra: &[&str]) -> Running {
         }
     });
     let mut http = None;
+    let mut seen = Vec::new();
     while http.is_none() {
         let line = lines
             .recv_timeout(Duration::from_secs(10))
@@ -40,11 +47,13 @@ fn start(extra: &[&str]) -> Running {
         if let Some((_, addr)) = line.split_once("webhooks listening on http://") {
             http = Some(addr.trim().to_owned());
         }
+        seen.push(line);
     }
     Running {
         child,
         http: http.unwrap(),
         lines,
+        seen,
     }
 }
 
@@ -94,6 +103,91 @@ fn binary_serves_a_call_and_exits_zero_on_sigterm() {
         log.iter().any(|l| l.contains("ended after")),
         "the server logged the call's summary"
     );
+}
+
+fn place_call(server: &Running) -> std::process::Output {
+    Command::new(BIN)
+        .args([
+            "call",
+            "--answer-url",
+            &format!("http://{}/webhooks/answer", server.http),
+            "--duration",
+            "0.5",
+        ])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn listeners_survive_running_out_of_file_descriptors() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: prlimit (util-linux) is not installed");
+        return;
+    }
+    let mut prlimited = Command::new("prlimit");
+    prlimited.args(["--nofile=40:40", BIN]);
+    let mut server = start_with(
+        prlimited,
+        &[
+            "--handshake-timeout",
+            "0.5",
+            "--http-request-timeout",
+            "0.5",
+        ],
+    );
+    let ws_port = loop {
+        let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
+        if let Some((_, rest)) = line.split_once("WebSocket listening on ws://") {
+            break rest.trim().trim_end_matches("/socket").to_owned();
+        }
+    };
+    // More connections than the process has descriptors: accept() fails with EMFILE.
+    let flood: Vec<_> = (0..60)
+        .flat_map(|_| {
+            [
+                std::net::TcpStream::connect(&ws_port),
+                std::net::TcpStream::connect(&server.http),
+            ]
+        })
+        .collect();
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.contains("accept failed")) {
+        log.push(
+            server
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("an accept failure is logged"),
+        );
+    }
+    drop(flood);
+    std::thread::sleep(Duration::from_secs(2));
+    let call = place_call(&server);
+    assert!(
+        call.status.success(),
+        "both listeners accept again: {}{}",
+        String::from_utf8_lossy(&call.stdout),
+        String::from_utf8_lossy(&call.stderr)
+    );
+    signal(&server.child, "TERM");
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn binary_says_when_it_cannot_raise_the_file_limit() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: prlimit (util-linux) is not installed");
+        return;
+    }
+    let mut prlimited = Command::new("prlimit");
+    prlimited.args(["--nofile=100:100", BIN]);
+    let mut server = start_with(prlimited, &[]);
+    let said = server
+        .seen
+        .iter()
+        .any(|l| l.contains("open-file limit is 100, below"));
+    signal(&server.child, "TERM");
+    let _ = server.child.wait();
+    assert!(said, "the binary names the limit it could not raise");
 }
 
 #[test]

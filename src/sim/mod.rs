@@ -190,16 +190,26 @@ pub(crate) fn dial(dial: &Dial, agent: &ureq::Agent) -> Result<Dialed> {
         ("endpoint_type", "phone"),
     ];
     let response = match dial.method {
-        AnswerMethod::Get => agent.get(&dial.answer_url).query_pairs(params).call(),
+        AnswerMethod::Get => {
+            let mut request = agent.get(&dial.answer_url).query_pairs(params);
+            if let Some(signed) = dial.signed(None) {
+                request = request.header("Authorization", signed);
+            }
+            request.call()
+        }
         AnswerMethod::Post => {
             let body: Map<String, Value> = params
                 .iter()
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect();
-            agent
+            let body = Value::Object(body).to_string();
+            let mut request = agent
                 .post(&dial.answer_url)
-                .header("Content-Type", "application/json")
-                .send(Value::Object(body).to_string())
+                .header("Content-Type", "application/json");
+            if let Some(signed) = dial.signed(Some(body.as_bytes())) {
+                request = request.header("Authorization", signed);
+            }
+            request.send(body)
         }
     };
     let mut response =
