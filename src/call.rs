@@ -123,13 +123,8 @@ pub(crate) fn run(
     let started = Instant::now();
     log::info!("call {id} socket open from {peer}");
     let mut tally = Tally::default();
-    let outcome = catch_unwind(AssertUnwindSafe(|| echo(&mut ws, &id, shared, &mut tally)));
-    let end = outcome.unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+    let outcome = guarded(|| echo(&mut ws, &id, shared, &mut tally));
+    let end = outcome.unwrap_or_else(|what| {
         log::error!("call {id}: panicked: {what}; ending this call only");
         let _ = ws.close(Some(close_frame(CloseCode::Error, "internal error")));
         ws.get_mut().finish_raw(CLOSE_GRACE);
@@ -147,6 +142,18 @@ pub(crate) fn run(
         tally.texts_in,
         tally.dtmf,
     );
+}
+
+/// Runs `f`, turning a panic into its message, so a bug met by one call ends that call only
+/// (with 1011) and the server carries on.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into())
+    })
 }
 
 /// The echo loop: every data message goes straight back, unchanged and in order.
@@ -351,6 +358,13 @@ mod tests {
         let (a, b) = (CallId::random(), CallId::random());
         assert_ne!(a, b);
         assert!(CallId::parse(a.as_str()).is_ok());
+    }
+
+    #[test]
+    fn a_panic_becomes_its_message() {
+        assert_eq!(guarded(|| 7), Ok(7));
+        let caught = guarded(|| -> u8 { panic!("bad frame {}", 3) });
+        assert_eq!(caught, Err("bad frame 3".to_owned()));
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub mod ncco;
 mod server;
 pub mod sim;
 pub mod socket;
+#[cfg(test)]
+mod soup;
 mod stream;
 mod threads;
 pub mod webhooks;

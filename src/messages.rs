@@ -160,6 +160,13 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_text_never_panics() {
+        for text in crate::soup::strings(7, 20_000, 120, crate::soup::JSON) {
+            let _ = parse(&text);
+        }
+    }
+
+    #[test]
     fn garbage_is_unparsed_not_an_error() {
         for text in [
             "",

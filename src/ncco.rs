@@ -291,6 +291,14 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bodies_never_panic() {
+        let alphabet = b"[]{}\":,actiontalkconnectendpointtypewebsocketuriws://content-typeheaders";
+        for body in crate::soup::strings(11, 20_000, 160, alphabet) {
+            let _ = Ncco::parse(body.as_bytes());
+        }
+    }
+
+    #[test]
     fn parse_accepts_other_documented_actions() {
         let ncco = Ncco::parse(br#"[{"action":"record"},{"action":"talk","text":"x"}]"#).unwrap();
         assert_eq!(ncco.talks().collect::<Vec<_>>(), ["x"]);

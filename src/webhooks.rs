@@ -410,6 +410,26 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_query_strings_and_hosts_never_panic() {
+        let alphabet = b"=&%+uuidfromtostatus0123456789abcdefABCDEF[]:.-";
+        for text in crate::soup::strings(13, 20_000, 100, alphabet) {
+            let fields = query_fields(&text);
+            let _ = Event::from_fields(fields).to_string();
+            let _ = is_host(&text);
+            let _ = strip_port(&text);
+        }
+    }
+
+    #[test]
+    fn arbitrary_json_bodies_never_panic() {
+        for text in crate::soup::strings(17, 20_000, 120, crate::soup::JSON) {
+            if let Ok(fields) = body_fields(text.as_bytes()) {
+                let _ = Event::from_fields(fields).to_string();
+            }
+        }
+    }
+
+    #[test]
     fn query_parameters_are_decoded() {
         let fields = query_fields("to=447700900000&from=%2B44%207700&uuid=u-1");
         assert_eq!(fields["from"], "+44 7700");

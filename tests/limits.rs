@@ -213,3 +213,40 @@ fn real_calls_echo_every_frame_under_an_attack_of_idle_connections_on_both_ports
     assert_eq!(report.echoed, 50);
     drop(attackers);
 }
+
+#[test]
+fn garbage_on_both_ports_is_refused_and_the_server_carries_on() {
+    let server = start(quick());
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let prefixes: [&[u8]; 4] = [
+        b"",
+        b"GET /socket HTTP/1.1\r\n",
+        b"POST /webhooks/events HTTP/1.1\r\nContent-Length: 9\r\n",
+        b"GET /webhooks/answer?uuid=",
+    ];
+    for i in 0..300 {
+        let mut blob = prefixes[i % prefixes.len()].to_vec();
+        for _ in 0..(x % 300) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let alphabet = b"\r\n:=?&%\x00\xff GETHost/ws";
+            blob.push(alphabet[(x % alphabet.len() as u64) as usize]);
+        }
+        for addr in [server.http_addr(), server.ws_addr()] {
+            let mut peer = TcpStream::connect(addr).unwrap();
+            peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = peer.write_all(&blob);
+            let _ = peer.shutdown(Shutdown::Write);
+            let _ = peer.read_to_end(&mut Vec::new());
+        }
+    }
+    assert_eq!(
+        http(server.http_addr(), "GET", "/health", "", "").status,
+        200
+    );
+    let report =
+        call::run(&CallOptions::new(answer_url(&server)).duration(Duration::from_millis(400)))
+            .unwrap();
+    assert!(report.passed(), "{report}");
+}
