@@ -16,7 +16,9 @@ use tungstenite::{
 };
 
 use crate::{
+    audio::AudioFormat,
     messages::{self, SocketEvent},
+    record::Recording,
     server::Shared,
     stream::CallStream,
     threads::Slot,
@@ -73,8 +75,12 @@ impl fmt::Display for CallId {
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// What one call did, for its summary line.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Tally {
+    /// The format `websocket:connected` announced.
+    format: Option<AudioFormat>,
+    /// The inbound audio on its way to disk, with a record directory.
+    recording: Option<Recording>,
     frames_in: u64,
     bytes_in: u64,
     frames_out: u64,
@@ -92,6 +98,17 @@ enum End {
     ServerClosed(CloseCode, String),
     /// The connection ended without a closing handshake.
     Vanished(String),
+}
+
+impl End {
+    /// The close code the call ended with, as the metrics count it.
+    fn code(&self) -> u16 {
+        match self {
+            End::CallerClosed(code) => code.unwrap_or(1005),
+            End::ServerClosed(code, _) => u16::from(*code),
+            End::Vanished(_) => 1006,
+        }
+    }
 }
 
 impl fmt::Display for End {
@@ -121,6 +138,7 @@ pub(crate) fn run(
 ) {
     let _slot = slot;
     let started = Instant::now();
+    shared.metrics.call_started();
     log::info!("call {id} socket open from {peer}");
     let mut tally = Tally::default();
     let outcome = guarded(|| echo(&mut ws, &id, shared, &mut tally));
@@ -132,6 +150,13 @@ pub(crate) fn run(
     });
     // The last thing tungstenite wrote (the reply to the caller's close) may still be held.
     let _ = ws.get_mut().send_held();
+    shared.metrics.call_ended(end.code(), started.elapsed());
+    if let Some(recording) = tally.recording.take() {
+        match recording.finish() {
+            Ok(path) => log::info!("call {id} recorded to {}", path.display()),
+            Err(e) => log::error!("call {id}: {e}"),
+        }
+    }
     log::info!(
         "call {id} ended after {:.1}s: in {} frames / {} bytes, out {} frames / {} bytes, {} texts, dtmf {:?}; {end}",
         started.elapsed().as_secs_f64(),
@@ -202,6 +227,8 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
                 }
                 tally.frames_in += 1;
                 tally.bytes_in += audio.len() as u64;
+                shared.metrics.frame_in(audio.len());
+                record(&audio, id, tally, shared);
                 let len = audio.len() as u64;
                 ws.send(Message::Binary(audio)).map(|()| len)
             }
@@ -233,6 +260,7 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
             Ok(len) => {
                 tally.frames_out += 1;
                 tally.bytes_out += len;
+                shared.metrics.frame_out(len as usize);
             }
             Err(WsError::Io(e))
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
@@ -247,6 +275,23 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
     }
 }
 
+/// Writes inbound audio to the call's recording, starting it with the first frame.
+fn record(audio: &[u8], id: &CallId, tally: &mut Tally, shared: &Shared) {
+    let Some(dir) = &shared.config.record_dir else {
+        return;
+    };
+    if tally.frames_in == 1 {
+        let format = tally.format.unwrap_or(shared.config.audio);
+        tally.recording = Recording::start(dir, id, format);
+    }
+    if let Some(recording) = &mut tally.recording {
+        if let Err(e) = recording.write(audio) {
+            log::error!("call {id}: {e}; the call goes on");
+            tally.recording = None;
+        }
+    }
+}
+
 /// Logs what a text message says.
 fn observe(text: &str, first: bool, id: &CallId, tally: &mut Tally, shared: &Shared) {
     match messages::parse(text) {
@@ -255,6 +300,7 @@ fn observe(text: &str, first: bool, id: &CallId, tally: &mut Tally, shared: &Sha
             content_type,
             headers,
         } => {
+            tally.format = format;
             log::info!(
                 "call {id} connected: content-type {}, headers {}",
                 content_type.as_deref().unwrap_or("(none)"),
@@ -270,6 +316,7 @@ fn observe(text: &str, first: bool, id: &CallId, tally: &mut Tally, shared: &Sha
         }
         SocketEvent::Dtmf { digit, duration_ms } => {
             tally.dtmf.push(digit);
+            shared.metrics.dtmf();
             log::info!(
                 "call {id} dtmf {digit} ({} ms)",
                 duration_ms.map_or("?".into(), |d| d.to_string())

@@ -92,6 +92,9 @@ pub struct Config {
     /// The key socket tokens are made with; instances sharing it accept each other's
     /// tokens. `None` (the default) draws a random key per server.
     pub socket_key: Option<Secret>,
+    /// Where each call's inbound audio (`<uuid>.wav`) and events (`<uuid>.events.jsonl`)
+    /// are written. `None` (the default) records nothing.
+    pub record_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -118,6 +121,7 @@ impl Default for Config {
             signature_tolerance: Duration::from_secs(300),
             socket_auth: SocketAuth::default(),
             socket_key: None,
+            record_dir: None,
         }
     }
 }
@@ -178,6 +182,8 @@ impl Config {
         socket_auth: SocketAuth,
         /// Sets [`Config::socket_key`].
         socket_key: Option<Secret>,
+        /// Sets [`Config::record_dir`].
+        record_dir: Option<std::path::PathBuf>,
     }
 
     /// Checks that the settings can run a server; the error names the setting at fault.

@@ -107,6 +107,7 @@ fn serve_connection(mut client: TcpStream, peer: SocketAddr, shared: &Shared) {
         Ok(request) => request,
         Err(Refused::Status(status, reason)) => {
             log::warn!("{peer}: HTTP {status}: {reason}");
+            shared.metrics.webhook("unread", status);
             let _ = client.write_all(&refusal(status, &reason));
             return;
         }

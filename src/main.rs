@@ -193,6 +193,9 @@ struct ServeArgs {
     /// Key for socket tokens, shared by instances behind one host [default: random per process].
     #[arg(long, env = "VONAGE_ECHO_SOCKET_KEY", hide_env_values = true)]
     socket_key: Option<String>,
+    /// Record each call's inbound audio (<uuid>.wav) and events (<uuid>.events.jsonl) here.
+    #[arg(long, env = "VONAGE_ECHO_RECORD_DIR")]
+    record_dir: Option<PathBuf>,
     /// Log level: error, warn, info, debug or trace (RUST_LOG is read when this is absent).
     #[arg(long, env = "VONAGE_ECHO_LOG_LEVEL")]
     log_level: Option<LevelFilter>,
@@ -242,6 +245,7 @@ impl ServeArgs {
                 _ => SocketAuth::Token,
             })
             .socket_key(self.socket_key.clone().map(Secret::new))
+            .record_dir(self.record_dir.clone())
     }
 
     /// File descriptors the settings can use at once: a socket per call and per pending

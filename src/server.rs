@@ -15,7 +15,9 @@ use crate::{
     auth::Secret,
     config::{Config, SocketAuth},
     error::{Error, Result},
-    gate, socket,
+    gate,
+    metrics::Metrics,
+    socket,
     threads::ThreadSet,
     webhooks,
 };
@@ -29,6 +31,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// The key this server's socket tokens are made with.
     pub(crate) socket_key: Secret,
+    pub(crate) metrics: Metrics,
     pub(crate) started: Instant,
     pub(crate) stopping: AtomicBool,
     /// The WebSocket listener's real port (the configured one may be 0).
@@ -92,6 +95,7 @@ impl Server {
         warn_about_openness(&config);
         let shared = Arc::new(Shared {
             socket_key,
+            metrics: Metrics::default(),
             config,
             started: Instant::now(),
             stopping: AtomicBool::new(false),
@@ -193,6 +197,16 @@ impl Drop for Server {
 fn warn_about_openness(config: &Config) {
     if config.signature_secret.is_none() {
         log::warn!("webhooks are not verified: no --signature-secret (VONAGE_SIGNATURE_SECRET)");
+    }
+    if let Some(dir) = &config.record_dir {
+        if !dir.is_dir() {
+            log::error!(
+                "--record-dir {} is not a directory: calls will not be recorded",
+                dir.display()
+            );
+        } else {
+            log::info!("recording calls to {}", dir.display());
+        }
     }
     if config.socket_auth == SocketAuth::None {
         log::warn!("--socket-auth none: anyone who finds the socket can stream into it");

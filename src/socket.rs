@@ -21,6 +21,7 @@ use crate::{
     call::{self, CallId},
     config::{Config, SocketAuth},
     gate::Backoff,
+    metrics::Refusal,
     server::{Shared, TICK},
     stream::CallStream,
     threads::Slot,
@@ -60,6 +61,7 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         let max = shared.config.max_pending_handshakes;
         let Some(pending) = Slot::try_take(&shared.pending_handshakes, max) else {
             log::warn!("{peer}: dropped, {max} handshakes already pending");
+            shared.metrics.refused(Refusal::TooManyPending);
             continue;
         };
         let s = Arc::clone(shared);
@@ -93,7 +95,10 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
     let deadline = Instant::now() + config.handshake_timeout;
     let mut admitted = None;
     let callback = |request: &Request, response: Response| {
-        let admission = admit(request, shared)?;
+        let admission = admit(request, shared).map_err(|(why, reason)| {
+            shared.metrics.refused(why);
+            refuse(status_of(why), &reason)
+        })?;
         admitted = Some(admission);
         Ok(response)
     };
@@ -111,12 +116,16 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
                         "{peer}: handshake not completed within {:?}; dropped",
                         config.handshake_timeout
                     );
+                    shared.metrics.refused(Refusal::Timeout);
                     return;
                 }
                 attempt = mid.handshake();
             }
             Err(HandshakeError::Failure(e)) => {
                 log::warn!("{peer}: handshake failed: {e}");
+                if admitted.is_none() && !matches!(e, tungstenite::Error::Http(_)) {
+                    shared.metrics.refused(Refusal::Malformed);
+                }
                 return;
             }
         }
@@ -152,23 +161,20 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
 }
 
 /// Decides whether a handshake request becomes a call.
-#[allow(clippy::result_large_err)]
-fn admit(request: &Request, shared: &Shared) -> Result<Admitted, ErrorResponse> {
+fn admit(request: &Request, shared: &Shared) -> Result<Admitted, (Refusal, String)> {
     let uri = request.uri();
     if uri.path() != SOCKET_PATH {
-        return Err(refuse(
-            404,
-            &format!("no WebSocket at {}; use {SOCKET_PATH}", uri.path()),
-        ));
+        let reason = format!("no WebSocket at {}; use {SOCKET_PATH}", uri.path());
+        return Err((Refusal::Path, reason));
     }
     if shared.stopping() {
-        return Err(refuse(503, "server is shutting down"));
+        return Err((Refusal::ShuttingDown, "server is shutting down".into()));
     }
     let uuid = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "uuid")
         .map(|(_, v)| v.into_owned());
     let id = match uuid {
-        Some(uuid) => Some(CallId::parse(&uuid).map_err(|reason| refuse(400, &reason))?),
+        Some(uuid) => Some(CallId::parse(&uuid).map_err(|reason| (Refusal::BadUuid, reason))?),
         None => None,
     };
     let authorization = request
@@ -182,10 +188,8 @@ fn admit(request: &Request, shared: &Shared) -> Result<Admitted, ErrorResponse> 
             auth::verify_socket_token(authorization, &shared.socket_key, id)
         }
         (SocketAuth::Token, None, _) => {
-            return Err(refuse(
-                401,
-                "the socket URL must carry the uuid the NCCO gave",
-            ));
+            let reason = "the socket URL must carry the uuid the NCCO gave";
+            return Err((Refusal::Unauthorized, reason.into()));
         }
         (SocketAuth::Vonage, _, Some(secret)) => {
             auth::verify_signed(authorization, secret, config.signature_tolerance, None).map(|_| ())
@@ -193,12 +197,24 @@ fn admit(request: &Request, shared: &Shared) -> Result<Admitted, ErrorResponse> 
         // Config::validate refuses vonage without a secret.
         (SocketAuth::Vonage, _, None) => Err(auth::AuthError::Missing),
     };
-    verified.map_err(|e| refuse(401, &e.to_string()))?;
+    verified.map_err(|e| (Refusal::Unauthorized, e.to_string()))?;
     let id = id.unwrap_or_else(CallId::anonymous);
     let max = shared.config.max_calls;
     let slot = Slot::try_take(&shared.active_calls, max)
-        .ok_or_else(|| refuse(503, &format!("at capacity: {max} calls")))?;
+        .ok_or_else(|| (Refusal::Capacity, format!("at capacity: {max} calls")))?;
     Ok(Admitted { id, slot })
+}
+
+/// The HTTP status a refusal is answered with.
+fn status_of(why: Refusal) -> u16 {
+    match why {
+        Refusal::Path => 404,
+        Refusal::BadUuid | Refusal::Malformed => 400,
+        Refusal::Unauthorized => 401,
+        Refusal::Capacity | Refusal::ShuttingDown | Refusal::TooManyPending | Refusal::Timeout => {
+            503
+        }
+    }
 }
 
 /// A handshake refusal with a JSON reason.

@@ -15,6 +15,7 @@ use crate::{
     events::Event,
     gate::PEER_HEADER,
     ncco::{headers_len, Authorization, Ncco, WebsocketEndpoint, MAX_ENDPOINT_HEADERS_BYTES},
+    record,
     server::{Shared, TICK},
 };
 
@@ -24,6 +25,8 @@ pub const ANSWER_PATH: &str = "/webhooks/answer";
 pub const EVENTS_PATH: &str = "/webhooks/events";
 /// The liveness check.
 pub const HEALTH_PATH: &str = "/health";
+/// The Prometheus scrape.
+pub const METRICS_PATH: &str = "/metrics";
 /// The path the WebSocket listener upgrades.
 pub const SOCKET_PATH: &str = "/socket";
 
@@ -74,6 +77,7 @@ struct Reply {
     status: u16,
     body: String,
     allow: Option<&'static str>,
+    content_type: &'static str,
 }
 
 impl Reply {
@@ -82,6 +86,7 @@ impl Reply {
             status,
             body: serde_json::to_string(body).unwrap_or_default(),
             allow: None,
+            content_type: "application/json",
         }
     }
 
@@ -94,6 +99,7 @@ impl Reply {
             status: 200,
             body: String::new(),
             allow: None,
+            content_type: "application/json",
         }
     }
 
@@ -144,6 +150,7 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
         },
         Err(e) => Reply::error(400, format!("cannot read body: {e}")),
     };
+    shared.metrics.webhook(route_label(path), reply.status);
     if reply.status >= 400 {
         log::warn!(
             "{peer} {} {path}: {} {}",
@@ -157,7 +164,7 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
     let has_body = !reply.body.is_empty();
     let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
     if has_body {
-        response.add_header(header("Content-Type", "application/json"));
+        response.add_header(header("Content-Type", reply.content_type));
     }
     if let Some(allow) = reply.allow {
         response.add_header(header("Allow", allow));
@@ -197,9 +204,9 @@ fn route(req: &Incoming, shared: &Shared) -> Reply {
             Ok(fields) => answer(fields, req, shared),
             Err(reply) => reply,
         },
-        (EVENTS_PATH, Method::Get) => event(query_fields(req.query)),
+        (EVENTS_PATH, Method::Get) => event(query_fields(req.query), shared),
         (EVENTS_PATH, Method::Post) => match body_fields(&req.body) {
-            Ok(fields) => event(fields),
+            Ok(fields) => event(fields, shared),
             Err(reply) => reply,
         },
         (HEALTH_PATH, Method::Get) => Reply::json(
@@ -210,8 +217,14 @@ fn route(req: &Incoming, shared: &Shared) -> Reply {
                 "uptime_seconds": shared.started.elapsed().as_secs(),
             }),
         ),
+        (METRICS_PATH, Method::Get) => Reply {
+            status: 200,
+            body: shared.metrics.render(shared.active_calls()),
+            allow: None,
+            content_type: "text/plain; version=0.0.4",
+        },
         (ANSWER_PATH | EVENTS_PATH, _) => Reply::method_not_allowed("GET, POST"),
-        (HEALTH_PATH, _) => Reply::method_not_allowed("GET"),
+        (HEALTH_PATH | METRICS_PATH, _) => Reply::method_not_allowed("GET"),
         _ => Reply::error(404, format!("no such path: {}", req.path)),
     }
 }
@@ -234,9 +247,30 @@ fn body_fields(body: &[u8]) -> Result<Map<String, Value>, Reply> {
     }
 }
 
-fn event(fields: Map<String, Value>) -> Reply {
-    log::info!("event: {}", Event::from_fields(fields));
+fn event(fields: Map<String, Value>, shared: &Shared) -> Reply {
+    let event = Event::from_fields(fields);
+    log::info!("event: {event}");
+    shared.metrics.event(event.status.as_ref());
+    if let Some(dir) = &shared.config.record_dir {
+        // The uuid names a file: only a valid call id may.
+        if let Some(id) = event.uuid.as_deref().and_then(|u| CallId::parse(u).ok()) {
+            if let Err(e) = record::append_event(dir, &id, &Value::Object(event.fields)) {
+                log::error!("call {id}: event not recorded: {e}");
+            }
+        }
+    }
     Reply::empty()
+}
+
+/// The route a path counts under in the metrics: a fixed set, whatever clients ask for.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        ANSWER_PATH => "answer",
+        EVENTS_PATH => "events",
+        HEALTH_PATH => "health",
+        METRICS_PATH => "metrics",
+        _ => "other",
+    }
 }
 
 fn answer(fields: Map<String, Value>, req: &Incoming, shared: &Shared) -> Reply {

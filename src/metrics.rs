@@ -1,0 +1,336 @@
+//! What the server has done, for `GET /metrics` in Prometheus' text format. The echo path
+//! only adds to atomics (no lock); the webhook path, a few requests per call, may lock.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Mutex,
+    },
+    time::Duration,
+};
+
+use crate::events::CallStatus;
+
+/// Close codes counted one by one; any other lands in `other`.
+const CLOSE_CODES: [u16; 9] = [1000, 1001, 1002, 1005, 1006, 1007, 1009, 1011, 1013];
+
+/// Why a handshake was refused or dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not `/socket` (404).
+    Path,
+    /// A uuid that is not a call id (400).
+    BadUuid,
+    /// Missing or wrong authorization (401).
+    Unauthorized,
+    /// `--max-calls` reached (503).
+    Capacity,
+    /// The server is stopping (503).
+    ShuttingDown,
+    /// `--max-pending-handshakes` reached (dropped).
+    TooManyPending,
+    /// The handshake took longer than `--handshake-timeout` (dropped).
+    Timeout,
+    /// Not a WebSocket handshake at all.
+    Malformed,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 8] = [
+        Refusal::Path,
+        Refusal::BadUuid,
+        Refusal::Unauthorized,
+        Refusal::Capacity,
+        Refusal::ShuttingDown,
+        Refusal::TooManyPending,
+        Refusal::Timeout,
+        Refusal::Malformed,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Path => "path",
+            Refusal::BadUuid => "bad_uuid",
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::Capacity => "capacity",
+            Refusal::ShuttingDown => "shutting_down",
+            Refusal::TooManyPending => "too_many_pending",
+            Refusal::Timeout => "timeout",
+            Refusal::Malformed => "malformed",
+        }
+    }
+}
+
+/// Upper bounds, in seconds, of the call-duration histogram's buckets.
+const DURATION_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// The server's counters.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    calls_total: AtomicU64,
+    calls_ended: [AtomicU64; CLOSE_CODES.len() + 1],
+    refused: [AtomicU64; Refusal::ALL.len()],
+    frames_in: AtomicU64,
+    frames_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    dtmf_digits: AtomicU64,
+    duration_buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_sum_ms: AtomicU64,
+    webhooks: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    events: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    pub(crate) fn call_started(&self) {
+        self.calls_total.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn call_ended(&self, close_code: u16, lasted: Duration) {
+        let slot = CLOSE_CODES
+            .iter()
+            .position(|&c| c == close_code)
+            .unwrap_or(CLOSE_CODES.len());
+        self.calls_ended[slot].fetch_add(1, Relaxed);
+        let secs = lasted.as_secs_f64();
+        for (bound, count) in DURATION_BUCKETS.iter().zip(&self.duration_buckets) {
+            if secs <= *bound {
+                count.fetch_add(1, Relaxed);
+            }
+        }
+        self.duration_count.fetch_add(1, Relaxed);
+        self.duration_sum_ms
+            .fetch_add(lasted.as_millis() as u64, Relaxed);
+    }
+
+    pub(crate) fn refused(&self, why: Refusal) {
+        let slot = Refusal::ALL.iter().position(|&r| r == why).unwrap_or(0);
+        self.refused[slot].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn frame_in(&self, bytes: usize) {
+        self.frames_in.fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn frame_out(&self, bytes: usize) {
+        self.frames_out.fetch_add(1, Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn dtmf(&self) {
+        self.dtmf_digits.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn webhook(&self, route: &'static str, status: u16) {
+        let mut map = self.webhooks.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((route, status)).or_default() += 1;
+    }
+
+    /// Counts an event by status; statuses Vonage does not document share one label, so a
+    /// sender cannot grow the set without bound.
+    pub(crate) fn event(&self, status: Option<&CallStatus>) {
+        let label = match status {
+            None => "none",
+            Some(CallStatus::Other(_)) => "other",
+            Some(known) => CallStatus::DOCUMENTED
+                .iter()
+                .find(|s| **s == known.name())
+                .copied()
+                .unwrap_or("other"),
+        };
+        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(label).or_default() += 1;
+    }
+
+    /// The exposition, `# HELP` and `# TYPE` before each family.
+    pub(crate) fn render(&self, active_calls: usize) -> String {
+        let mut out = String::with_capacity(4096);
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            &mut out,
+            "vonage_echo_calls_active",
+            "gauge",
+            "Calls connected now.",
+        );
+        let _ = writeln!(out, "vonage_echo_calls_active {active_calls}");
+        family(
+            &mut out,
+            "vonage_echo_calls_total",
+            "counter",
+            "Calls admitted since start.",
+        );
+        let _ = writeln!(
+            out,
+            "vonage_echo_calls_total {}",
+            self.calls_total.load(Relaxed)
+        );
+        family(
+            &mut out,
+            "vonage_echo_calls_ended_total",
+            "counter",
+            "Calls ended, by WebSocket close code (1006: lost without a close).",
+        );
+        for (i, count) in self.calls_ended.iter().enumerate() {
+            let code = CLOSE_CODES
+                .get(i)
+                .map_or("other".to_owned(), u16::to_string);
+            let _ = writeln!(
+                out,
+                "vonage_echo_calls_ended_total{{code=\"{code}\"}} {}",
+                count.load(Relaxed)
+            );
+        }
+        family(
+            &mut out,
+            "vonage_echo_handshakes_refused_total",
+            "counter",
+            "WebSocket handshakes refused or dropped, by reason.",
+        );
+        for (why, count) in Refusal::ALL.iter().zip(&self.refused) {
+            let _ = writeln!(
+                out,
+                "vonage_echo_handshakes_refused_total{{reason=\"{}\"}} {}",
+                why.label(),
+                count.load(Relaxed)
+            );
+        }
+        for (name, help, value) in [
+            (
+                "vonage_echo_frames_in_total",
+                "Binary audio messages received.",
+                &self.frames_in,
+            ),
+            (
+                "vonage_echo_frames_out_total",
+                "Messages echoed back.",
+                &self.frames_out,
+            ),
+            (
+                "vonage_echo_bytes_in_total",
+                "Bytes of audio received.",
+                &self.bytes_in,
+            ),
+            (
+                "vonage_echo_bytes_out_total",
+                "Bytes echoed back.",
+                &self.bytes_out,
+            ),
+            (
+                "vonage_echo_dtmf_digits_total",
+                "DTMF keys reported on sockets.",
+                &self.dtmf_digits,
+            ),
+        ] {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", value.load(Relaxed));
+        }
+        family(
+            &mut out,
+            "vonage_echo_webhook_requests_total",
+            "counter",
+            "Webhook requests, by route and status.",
+        );
+        for ((route, status), count) in self
+            .webhooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "vonage_echo_webhook_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
+        }
+        family(
+            &mut out,
+            "vonage_echo_call_events_total",
+            "counter",
+            "Event webhook requests, by call status.",
+        );
+        for (status, count) in self.events.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "vonage_echo_call_events_total{{status=\"{status}\"}} {count}"
+            );
+        }
+        family(
+            &mut out,
+            "vonage_echo_call_duration_seconds",
+            "histogram",
+            "How long calls lasted.",
+        );
+        for (bound, count) in DURATION_BUCKETS.iter().zip(&self.duration_buckets) {
+            let _ = writeln!(
+                out,
+                "vonage_echo_call_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                count.load(Relaxed)
+            );
+        }
+        let total = self.duration_count.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "vonage_echo_call_duration_seconds_bucket{{le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(
+            out,
+            "vonage_echo_call_duration_seconds_sum {}",
+            self.duration_sum_ms.load(Relaxed) as f64 / 1000.0
+        );
+        let _ = writeln!(out, "vonage_echo_call_duration_seconds_count {total}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_has_help_and_type() {
+        let m = Metrics::default();
+        m.webhook("answer", 200);
+        m.event(Some(&CallStatus::Completed));
+        let text = m.render(0);
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = name
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{name} has no TYPE"
+            );
+            assert!(
+                text.contains(&format!("# HELP {family} ")),
+                "{name} has no HELP"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_fill_cumulative_buckets() {
+        let m = Metrics::default();
+        m.call_ended(1000, Duration::from_secs(7));
+        let text = m.render(0);
+        assert!(text.contains("vonage_echo_call_duration_seconds_bucket{le=\"5\"} 0"));
+        assert!(text.contains("vonage_echo_call_duration_seconds_bucket{le=\"10\"} 1"));
+        assert!(text.contains("vonage_echo_call_duration_seconds_bucket{le=\"+Inf\"} 1"));
+        assert!(text.contains("vonage_echo_calls_ended_total{code=\"1000\"} 1"));
+    }
+
+    #[test]
+    fn unknown_event_statuses_share_one_label() {
+        let m = Metrics::default();
+        m.event(Some(&CallStatus::Other("a".into())));
+        m.event(Some(&CallStatus::Other("b".into())));
+        assert!(m
+            .render(0)
+            .contains("vonage_echo_call_events_total{status=\"other\"} 2"));
+    }
+}
