@@ -10,11 +10,11 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     os::unix::net::UnixStream,
     sync::Arc,
-    thread,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use crate::{
+    listen,
     server::{Shared, TICK},
     threads::Slot,
 };
@@ -35,29 +35,15 @@ const HOP_HEADERS: [&str; 6] = [
 
 /// Accepts webhook connections until the server stops.
 pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
-    let mut backoff = Backoff::default();
-    loop {
-        let accepted = listener.accept();
-        if shared.stopping() {
-            return;
-        }
-        let (stream, peer) = match accepted {
-            Ok(accepted) => {
-                backoff.reset();
-                accepted
-            }
-            Err(e) => {
-                backoff.wait("webhooks", &e);
-                continue;
-            }
-        };
+    listen::accept_loop(&listener, shared, "webhooks", |stream, peer| {
         let max = shared.config.max_http_connections;
         let Some(slot) = Slot::try_take(&shared.http_connections, max) else {
             log::warn!("{peer}: refused, {max} HTTP connections already open");
+            shared.metrics.webhook("unread", 503);
             // Best effort: the socket's send buffer is empty, so this does not block.
             let _ = stream.set_nonblocking(true);
             let _ = (&stream).write_all(&refusal(503, "too many connections"));
-            continue;
+            return;
         };
         let s = Arc::clone(shared);
         let spawned = shared.http_threads.spawn(format!("http-{peer}"), move || {
@@ -67,27 +53,7 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a thread for the request: {e}");
         }
-    }
-}
-
-/// Backs off after `accept()` fails (out of file descriptors, most often), so the loop
-/// neither spins nor gives up.
-#[derive(Default)]
-pub(crate) struct Backoff(u32);
-
-impl Backoff {
-    pub(crate) fn wait(&mut self, listener: &str, e: &io::Error) {
-        let delay = Duration::from_millis(5 << self.0.min(7));
-        if self.0 == 0 || self.0 % 50 == 0 {
-            log::error!("{listener} accept failed: {e}; retrying in {delay:?}");
-        }
-        self.0 += 1;
-        thread::sleep(delay);
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.0 = 0;
-    }
+    });
 }
 
 /// Why a request is not forwarded.

@@ -37,6 +37,7 @@ pub mod config;
 mod error;
 pub mod events;
 mod gate;
+mod listen;
 pub mod messages;
 mod metrics;
 pub mod ncco;

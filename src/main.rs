@@ -300,20 +300,8 @@ fn place_call(args: &CallArgs) -> ExitCode {
         .wav(args.wav.clone())
         .dtmf(args.dtmf.clone())
         .record(args.record.clone());
-    match call::run(&options) {
-        Ok(report) => {
-            println!("{report}");
-            if report.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("call failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let report = call::run(&options);
+    verdict("call", report.map(|r| (r.passed(), r.to_string())))
 }
 
 fn place_load(args: &LoadArgs) -> ExitCode {
@@ -322,21 +310,30 @@ fn place_load(args: &LoadArgs) -> ExitCode {
         .dial(args.dial.dial())
         .ramp(args.ramp)
         .pid(args.pid);
-    match load::run(&options) {
-        Ok(report) => {
-            if args.json {
-                println!("{}", report.to_json());
-            } else {
-                println!("{report}");
-            }
-            if report.passed() {
+    let report = load::run(&options);
+    let shown = |r: load::LoadReport| {
+        if args.json {
+            r.to_json()
+        } else {
+            r.to_string()
+        }
+    };
+    verdict("load", report.map(|r| (r.passed(), shown(r))))
+}
+
+/// Prints a simulator's report, and exits non-zero unless it passed.
+fn verdict(what: &str, report: Result<(bool, String), vonage_echo::Error>) -> ExitCode {
+    match report {
+        Ok((passed, shown)) => {
+            println!("{shown}");
+            if passed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             }
         }
         Err(e) => {
-            eprintln!("load failed: {e}");
+            eprintln!("{what} failed: {e}");
             ExitCode::FAILURE
         }
     }

@@ -20,7 +20,7 @@ use crate::{
     auth,
     call::{self, CallId},
     config::{Config, SocketAuth},
-    gate::Backoff,
+    listen,
     metrics::Refusal,
     server::{Shared, TICK},
     stream::CallStream,
@@ -42,27 +42,12 @@ pub fn ws_config(config: &Config) -> WebSocketConfig {
 
 /// Accepts socket connections until the server stops.
 pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
-    let mut backoff = Backoff::default();
-    loop {
-        let accepted = listener.accept();
-        if shared.stopping() {
-            return;
-        }
-        let (stream, peer) = match accepted {
-            Ok(accepted) => {
-                backoff.reset();
-                accepted
-            }
-            Err(e) => {
-                backoff.wait("socket", &e);
-                continue;
-            }
-        };
+    listen::accept_loop(&listener, shared, "socket", |stream, peer| {
         let max = shared.config.max_pending_handshakes;
         let Some(pending) = Slot::try_take(&shared.pending_handshakes, max) else {
             log::warn!("{peer}: dropped, {max} handshakes already pending");
             shared.metrics.refused(Refusal::TooManyPending);
-            continue;
+            return;
         };
         let s = Arc::clone(shared);
         let spawned = shared.handshakes.spawn(format!("ws-{peer}"), move || {
@@ -71,7 +56,7 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a thread for the handshake: {e}");
         }
-    }
+    });
 }
 
 /// A connection the handshake let in: its call and the call's slot.
