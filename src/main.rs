@@ -58,6 +58,9 @@ struct DialArgs {
     /// Connect the socket here instead of the NCCO's uri.
     #[arg(long)]
     ws_url: Option<String>,
+    /// PEM certificates to trust for https:// and wss:// (a private or test CA).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     /// Vonage's signature secret, to sign webhooks and handshakes as Vonage does.
     #[arg(long, env = "VONAGE_SIGNATURE_SECRET", hide_env_values = true)]
     signature_secret: Option<String>,
@@ -79,6 +82,7 @@ impl DialArgs {
             .post_events(!self.no_events)
             .ws_url(self.ws_url.clone())
             .signature_secret(self.signature_secret.clone().map(Secret::new))
+            .ca_file(self.ca_file.clone())
     }
 }
 

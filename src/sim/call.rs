@@ -89,6 +89,8 @@ pub struct CallReport {
     pub id: CallId,
     /// The audio format the NCCO asked for.
     pub format: AudioFormat,
+    /// Where the socket was opened (the NCCO's uri unless overridden).
+    pub socket_uri: String,
     /// What the NCCO's talk actions said.
     pub talks: Vec<String>,
     /// Audio frames sent.
@@ -129,6 +131,7 @@ impl CallReport {
 impl fmt::Display for CallReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "call {} ({})", self.id, self.format)?;
+        writeln!(f, "  socket: {}", self.socket_uri)?;
         for talk in &self.talks {
             writeln!(f, "  talk: {talk}")?;
         }
@@ -169,7 +172,7 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
             format!("{bad:?} is not a key (0-9, *, #)"),
         ));
     }
-    let agent = options.dial.agent();
+    let agent = options.dial.agent()?;
     let dialed = dial(&options.dial, &agent)?;
     let format = dialed.format;
     let (source, frames) = match &options.wav {
@@ -201,6 +204,7 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
     };
     let id = dialed.id.clone();
     let talks = dialed.talks.clone();
+    let socket_uri = dialed.socket_uri.clone();
     let answered_at = dialed.answered_at;
     let base = json!({"uuid": id.as_str(), "conversation_uuid": dialed.conversation,
                       "from": options.dial.from, "to": options.dial.to, "direction": "inbound"});
@@ -238,6 +242,7 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
     Ok(CallReport {
         id,
         format,
+        socket_uri,
         talks,
         sent: outcome.sent,
         echoed: outcome.echoed,

@@ -15,6 +15,7 @@ use std::{
 use mio::{unix::SourceFd, Events, Interest, Poll, Token};
 use tungstenite::{
     protocol::{frame::coding::CloseCode, CloseFrame, Role},
+    stream::MaybeTlsStream,
     Bytes, Error as WsError, Message, WebSocket,
 };
 
@@ -106,7 +107,7 @@ enum Phase {
 /// reports any data that arrives later). One system call a frame saved, where the
 /// generator spends most of its time.
 struct Probe {
-    socket: TcpStream,
+    socket: MaybeTlsStream<TcpStream>,
     drained: bool,
     /// The peer has closed or failed: every read asks the kernel from now on.
     ending: bool,
@@ -118,7 +119,9 @@ impl io::Read for Probe {
             return Err(ErrorKind::WouldBlock.into());
         }
         let n = self.socket.read(buf)?;
-        self.drained = n > 0 && n < buf.len();
+        // Under TLS a short read says nothing of what the socket holds.
+        let plain = matches!(self.socket, MaybeTlsStream::Plain(_));
+        self.drained = plain && n > 0 && n < buf.len();
         Ok(n)
     }
 }
@@ -218,11 +221,8 @@ pub(crate) fn run(
                         legs.push(None);
                         legs.len() - 1
                     });
-                    let fd = plan.dialed.ws.get_ref().as_raw_fd();
-                    if let Err(e) = plan
-                        .dialed
-                        .ws
-                        .get_ref()
+                    let fd = super::tcp(plan.dialed.ws.get_ref()).as_raw_fd();
+                    if let Err(e) = super::tcp(plan.dialed.ws.get_ref())
                         .set_nonblocking(true)
                         .and_then(|()| {
                             poll.registry().register(
@@ -290,7 +290,7 @@ fn finish(
     on_done: &mut impl FnMut(Outcome),
 ) {
     if let Some(mut leg) = legs[idx].take() {
-        let fd = leg.ws.get_ref().socket.as_raw_fd();
+        let fd = super::tcp(&leg.ws.get_ref().socket).as_raw_fd();
         let _ = poll.registry().deregister(&mut SourceFd(&fd));
         leg.out.lost += leg.inflight.len() as u64;
         leg.out.streamed = leg.t0.elapsed();

@@ -220,6 +220,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
             "need at least one call and a positive ramp",
         ));
     }
+    let agent = options.dial.agent()?;
     let started = Instant::now();
     let sampler = options.pid.map(Sampler::start);
     let failed: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
@@ -230,11 +231,11 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     let mut dialers = Vec::with_capacity(DIALERS);
     for d in 0..DIALERS {
         let ramp_end = Arc::clone(&ramp_end);
+        let agent = agent.clone();
         let (opts, tx, failed) = (options.clone(), plans_tx.clone(), Arc::clone(&failed));
         let spawned = thread::Builder::new()
             .name(format!("dialer-{d}"))
             .spawn(move || {
-                let agent = opts.dial.agent();
                 for i in (d..opts.calls).step_by(DIALERS) {
                     let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
                     thread::sleep(at.saturating_duration_since(Instant::now()));
@@ -274,10 +275,11 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     // Completed events are posted off the poll loop, so HTTP never delays a frame.
     let (done_tx, done_rx) = mpsc::channel::<engine::Outcome>();
     let dial_opts = options.dial.clone();
+    let finisher_agent = agent.clone();
     let finisher = thread::Builder::new()
         .name("finisher".into())
         .spawn(move || {
-            let agent = dial_opts.agent();
+            let agent = finisher_agent;
             let event_url = dial_opts.events().ok().filter(|_| dial_opts.post_events);
             let mut outcomes = Vec::new();
             for o in done_rx {

@@ -12,11 +12,12 @@ pub mod load;
 
 use std::{
     net::{TcpStream, ToSocketAddrs},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use serde_json::{json, Map, Value};
-use tungstenite::{client::IntoClientRequest, http, WebSocket};
+use tungstenite::{client::IntoClientRequest, http, stream::MaybeTlsStream, WebSocket};
 
 use crate::{
     audio::AudioFormat,
@@ -60,6 +61,9 @@ pub struct Dial {
     /// Vonage's signature secret: with it, every webhook request and a `vonage`-authorized
     /// handshake carry a signed JWT, as Vonage sends them.
     pub signature_secret: Option<Secret>,
+    /// PEM certificates to trust for `https://` and `wss://` instead of the web's roots
+    /// (a test or private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Dial {
@@ -75,6 +79,7 @@ impl Dial {
             to: "447700900001".into(),
             timeout: Duration::from_secs(10),
             signature_secret: None,
+            ca_file: None,
         }
     }
 
@@ -117,12 +122,66 @@ impl Dial {
         self
     }
 
-    fn agent(&self) -> ureq::Agent {
-        ureq::Agent::config_builder()
+    /// Sets [`Dial::ca_file`].
+    pub fn ca_file(mut self, path: Option<PathBuf>) -> Self {
+        self.ca_file = path;
+        self
+    }
+
+    /// The certificates of `ca_file`, PEM.
+    fn ca_pem(&self) -> Result<Option<Vec<u8>>> {
+        let Some(path) = &self.ca_file else {
+            return Ok(None);
+        };
+        std::fs::read(path)
+            .map(Some)
+            .map_err(|e| Error::io(format!("reading --ca-file {}", path.display()), e))
+    }
+
+    fn agent(&self) -> Result<ureq::Agent> {
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(self.timeout))
-            .build()
-            .new_agent()
+            .timeout_global(Some(self.timeout));
+        if let Some(pem) = self.ca_pem()? {
+            let certs = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                    _ => None,
+                })
+                .collect::<Vec<_>>();
+            if certs.is_empty() {
+                return Err(Error::Http("--ca-file holds no PEM certificate".into()));
+            }
+            let tls = ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build();
+            config = config.tls_config(tls);
+        }
+        Ok(config.build().new_agent())
+    }
+
+    /// How `wss://` sockets are verified: the CA file's certificates, else the web's roots.
+    fn tls_connector(&self) -> Result<tungstenite::Connector> {
+        use rustls_pki_types::{pem::PemObject, CertificateDer};
+        let mut roots = rustls::RootCertStore::empty();
+        match self.ca_pem()? {
+            Some(pem) => {
+                for cert in CertificateDer::pem_slice_iter(&pem) {
+                    let cert = cert.map_err(|e| Error::Http(format!("--ca-file: {e}")))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| Error::Http(format!("--ca-file: {e}")))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Http(format!("TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(tungstenite::Connector::Rustls(std::sync::Arc::new(config)))
     }
 
     /// The event URL: given, or `/webhooks/events` beside the answer URL.
@@ -151,7 +210,9 @@ pub(crate) struct Dialed {
     pub(crate) id: CallId,
     pub(crate) conversation: String,
     pub(crate) format: AudioFormat,
-    pub(crate) ws: WebSocket<TcpStream>,
+    /// Where the socket was opened.
+    pub(crate) socket_uri: String,
+    pub(crate) ws: WebSocket<MaybeTlsStream<TcpStream>>,
     /// The first message, sent already; its echo is expected.
     pub(crate) connected: String,
     pub(crate) talks: Vec<String>,
@@ -279,7 +340,12 @@ pub(crate) fn dial(dial: &Dial, agent: &ureq::Agent) -> Result<Dialed> {
     }
     let stream = connect(request.uri(), dial.timeout)?;
     let config = socket::ws_config(&Config::default());
-    let (mut ws, _) = tungstenite::client::client_with_config(request, stream, Some(config))
+    let connector = match request.uri().scheme_str() {
+        Some("wss") => Some(dial.tls_connector()?),
+        _ => None,
+    };
+    let socket_uri = uri.clone();
+    let (mut ws, _) = tungstenite::client_tls_with_config(request, stream, Some(config), connector)
         .map_err(|e| match e {
             tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response)) => {
                 let body = response
@@ -306,6 +372,7 @@ pub(crate) fn dial(dial: &Dial, agent: &ureq::Agent) -> Result<Dialed> {
         id,
         conversation,
         format: endpoint.content_type,
+        socket_uri,
         ws,
         connected,
         talks,
@@ -313,18 +380,28 @@ pub(crate) fn dial(dial: &Dial, agent: &ureq::Agent) -> Result<Dialed> {
     })
 }
 
-/// Opens the TCP connection for a `ws://` uri.
-fn connect(uri: &http::Uri, timeout: Duration) -> Result<TcpStream> {
-    if uri.scheme_str() != Some("ws") {
-        return Err(Error::Http(format!(
-            "{uri}: only ws:// is supported by the simulator"
-        )));
+/// The TCP stream under a socket, TLS or not.
+pub(crate) fn tcp(stream: &MaybeTlsStream<TcpStream>) -> &TcpStream {
+    match stream {
+        MaybeTlsStream::Plain(s) => s,
+        MaybeTlsStream::Rustls(s) => s.get_ref(),
+        // The crate enables no other TLS backend.
+        _ => unreachable!("only plain and rustls streams are built"),
     }
+}
+
+/// Opens the TCP connection for a `ws://` or `wss://` uri.
+fn connect(uri: &http::Uri, timeout: Duration) -> Result<TcpStream> {
+    let default_port = match uri.scheme_str() {
+        Some("ws") => 80,
+        Some("wss") => 443,
+        _ => return Err(Error::Http(format!("{uri}: not a ws:// or wss:// uri"))),
+    };
     let host = uri
         .host()
         .ok_or_else(|| Error::Http(format!("{uri}: no host")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(default_port);
     let addrs = (host, port)
         .to_socket_addrs()
         .map_err(|e| Error::io(format!("resolving {host}"), e))?;

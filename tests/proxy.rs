@@ -1,0 +1,288 @@
+//! One public host for many instances: nginx terminates TLS on loopback in front of two
+//! instances sharing a socket key, and `vonage-echo call` plays calls through it over
+//! `https://` and `wss://`. The configuration is the README's, with test paths and ports.
+//! Skipped, with the reason printed, where nginx or openssl is absent.
+
+mod support;
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use support::*;
+use vonage_echo::{
+    auth::Secret,
+    sim::{
+        call::{self, CallOptions},
+        Dial,
+    },
+    Server,
+};
+
+fn nginx() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A test CA (`ca.pem`) and a certificate it signed for localhost and 127.0.0.1
+/// (`cert.pem`, `key.pem`): webpki refuses a self-signed CA as a server's own certificate.
+fn certificate(dir: &Path) -> bool {
+    let openssl = |args: &[&str]| {
+        Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .is_ok()
+        && openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=vonage-echo test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ])
+        && openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+        ])
+        && openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "cert.pem",
+        ])
+}
+
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_nginx(binary: &Path, dir: &Path, port: u16, instances: &[&Server]) -> Nginx {
+    let upstream = |addr: fn(&Server) -> std::net::SocketAddr| {
+        instances
+            .iter()
+            .map(|s| format!("        server {};\n", addr(s)))
+            .collect::<String>()
+    };
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+
+    upstream vonage_echo_webhooks {{
+{webhooks}    }}
+    upstream vonage_echo_sockets {{
+{sockets}    }}
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name localhost;
+        ssl_certificate     {dir}/cert.pem;
+        ssl_certificate_key {dir}/key.pem;
+
+        location /webhooks/ {{
+            proxy_pass http://vonage_echo_webhooks;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Host $host:$server_port;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+        location = /health {{
+            proxy_pass http://vonage_echo_webhooks;
+        }}
+        location = /socket {{
+            proxy_pass http://vonage_echo_sockets;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_read_timeout 3h;
+            proxy_send_timeout 3h;
+        }}
+    }}
+}}
+"#,
+        dir = dir.display(),
+        webhooks = upstream(Server::http_addr),
+        sockets = upstream(Server::ws_addr),
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = Command::new(binary)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let nginx = Nginx(child);
+    eventually("nginx to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    nginx
+}
+
+fn calls_total(server: &Server) -> u64 {
+    let metrics = http(server.http_addr(), "GET", "/metrics", "", "").body;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vonage_echo_calls_total "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn calls_through_nginx_with_tls_reach_both_instances() {
+    let Some(binary) = nginx() else {
+        eprintln!(
+            "SKIPPED calls_through_nginx_with_tls_reach_both_instances: nginx is not installed"
+        );
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("vonage-echo-nginx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    if !certificate(&dir) {
+        eprintln!("SKIPPED calls_through_nginx_with_tls_reach_both_instances: openssl cannot make a certificate");
+        return;
+    }
+    let key = Some(Secret::new("shared between instances"));
+    let a = start(config().socket_key(key.clone()));
+    let b = start(config().socket_key(key));
+    let port = free_port();
+    let _nginx = start_nginx(&binary, &dir, port, &[&a, &b]);
+
+    let answer_url = format!("https://localhost:{port}/webhooks/answer");
+    for _ in 0..6 {
+        let dial = Dial::new(answer_url.clone()).ca_file(Some(dir.join("ca.pem")));
+        let report = call::run(
+            &CallOptions::new(answer_url.clone())
+                .dial(dial)
+                .duration(Duration::from_millis(400)),
+        )
+        .unwrap();
+        assert!(report.passed(), "{report}");
+        assert!(
+            report
+                .socket_uri
+                .starts_with(&format!("wss://localhost:{port}/socket?uuid=")),
+            "the NCCO names the proxy: {}",
+            report.socket_uri
+        );
+    }
+    let (on_a, on_b) = (calls_total(&a), calls_total(&b));
+    assert_eq!(on_a + on_b, 6);
+    assert!(
+        on_a > 0 && on_b > 0,
+        "calls landed on both instances: {on_a} and {on_b}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_binary_plays_a_call_through_nginx() {
+    let Some(binary) = nginx() else {
+        eprintln!("SKIPPED the_binary_plays_a_call_through_nginx: nginx is not installed");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("vonage-echo-nginx-bin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    if !certificate(&dir) {
+        eprintln!(
+            "SKIPPED the_binary_plays_a_call_through_nginx: openssl cannot make a certificate"
+        );
+        return;
+    }
+    let server = server();
+    let port = free_port();
+    let _nginx = start_nginx(&binary, &dir, port, &[&server]);
+    let out = Command::new(env!("CARGO_BIN_EXE_vonage-echo"))
+        .args([
+            "call",
+            "--answer-url",
+            &format!("https://localhost:{port}/webhooks/answer"),
+            "--duration",
+            "0.5",
+        ])
+        .arg("--ca-file")
+        .arg(dir.join("ca.pem"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains(&format!("socket: wss://localhost:{port}/socket?uuid=")),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
