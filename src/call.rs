@@ -19,9 +19,9 @@ use crate::{
     audio::AudioFormat,
     messages::{self, SocketEvent},
     record::Recording,
-    server::Shared,
+    server::{Shared, TICK},
+    socket::CallGuards,
     stream::CallStream,
-    threads::Slot,
 };
 
 /// The longest call id accepted.
@@ -70,6 +70,9 @@ impl fmt::Display for CallId {
         f.write_str(&self.0)
     }
 }
+
+/// How many DTMF keys a call's summary keeps.
+const MAX_DTMF_KEPT: usize = 256;
 
 /// How long the server waits for the caller's answer to its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -133,10 +136,10 @@ pub(crate) fn run(
     mut ws: WebSocket<CallStream>,
     id: CallId,
     peer: SocketAddr,
-    slot: Slot,
+    guards: CallGuards,
     shared: &Shared,
 ) {
-    let _slot = slot;
+    let _guards = guards;
     let started = Instant::now();
     shared.metrics.call_started();
     log::info!("call {id} socket open from {peer}");
@@ -188,15 +191,17 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
     let mut last_heard = Instant::now();
     let mut pinged_at: Option<Instant> = None;
     loop {
+        // Checked every turn: a call that streams audio never reaches the silence branch.
+        if shared.stopping() {
+            return close(ws, CloseCode::Away, "server shutting down");
+        }
+        ws.get_mut().yield_at(Instant::now() + TICK);
         let message = match ws.read() {
             Ok(message) => message,
             Err(WsError::Io(e))
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
             {
-                // A tick without data: look up from the socket.
-                if shared.stopping() {
-                    return close(ws, CloseCode::Away, "server shutting down");
-                }
+                // A tick without a whole message: look up from the socket.
                 match pinged_at {
                     None if last_heard.elapsed() >= config.idle_ping_after => {
                         log::info!(
@@ -315,7 +320,10 @@ fn observe(text: &str, first: bool, id: &CallId, tally: &mut Tally, shared: &Sha
             }
         }
         SocketEvent::Dtmf { digit, duration_ms } => {
-            tally.dtmf.push(digit);
+            // The summary keeps the first keys; a flood of them cannot grow it.
+            if tally.dtmf.len() < MAX_DTMF_KEPT {
+                tally.dtmf.push(digit);
+            }
             shared.metrics.dtmf();
             log::info!(
                 "call {id} dtmf {digit} ({} ms)",

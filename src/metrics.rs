@@ -27,6 +27,8 @@ pub(crate) enum Refusal {
     Unauthorized,
     /// `--max-calls` reached (503).
     Capacity,
+    /// The call's uuid already has an open socket (409).
+    Duplicate,
     /// The server is stopping (503).
     ShuttingDown,
     /// `--max-pending-handshakes` reached (dropped).
@@ -38,11 +40,12 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 8] = [
+    const ALL: [Refusal; 9] = [
         Refusal::Path,
         Refusal::BadUuid,
         Refusal::Unauthorized,
         Refusal::Capacity,
+        Refusal::Duplicate,
         Refusal::ShuttingDown,
         Refusal::TooManyPending,
         Refusal::Timeout,
@@ -55,6 +58,7 @@ impl Refusal {
             Refusal::BadUuid => "bad_uuid",
             Refusal::Unauthorized => "unauthorized",
             Refusal::Capacity => "capacity",
+            Refusal::Duplicate => "duplicate",
             Refusal::ShuttingDown => "shutting_down",
             Refusal::TooManyPending => "too_many_pending",
             Refusal::Timeout => "timeout",

@@ -15,42 +15,75 @@ use crate::{audio::AudioFormat, call::CallId};
 /// one second of audio.
 const HEADER_EVERY: u32 = 50;
 
+/// A recording stops here: WAV sizes are 32-bit, and Vonage's longest call (2 h at
+/// 24 kHz) is 346 MB.
+const MAX_RECORDING_BYTES: u64 = 1 << 30;
+
 /// One call's audio being written to disk.
 pub(crate) struct Recording {
     writer: hound::WavWriter<BufWriter<File>>,
     path: PathBuf,
     frames: u32,
+    bytes: u64,
 }
 
 impl Recording {
-    /// Starts `<dir>/<id>.wav`; a failure is logged and there is no recording.
+    /// Starts `<dir>/<id>.wav`, or `<id>.1.wav` and on when a recording of that call exists
+    /// already (a reconnected call): nothing is overwritten. A failure is logged and there
+    /// is no recording.
     pub(crate) fn start(dir: &Path, id: &CallId, format: AudioFormat) -> Option<Recording> {
-        let path = dir.join(format!("{id}.wav"));
         let spec = hound::WavSpec {
             channels: 1,
             sample_rate: format.rate(),
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        match hound::WavWriter::create(&path, spec) {
-            Ok(writer) => Some(Recording {
-                writer,
-                path,
-                frames: 0,
-            }),
-            Err(e) => {
-                log::error!(
-                    "call {id}: not recorded: cannot create {}: {e}",
-                    path.display()
-                );
-                None
+        let mut why = "100 recordings of it exist already".to_owned();
+        for n in 0..100 {
+            let name = if n == 0 {
+                format!("{id}.wav")
+            } else {
+                format!("{id}.{n}.wav")
+            };
+            let path = dir.join(name);
+            let opened = OpenOptions::new().write(true).create_new(true).open(&path);
+            let file = match opened {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    why = format!("cannot create {}: {e}", path.display());
+                    break;
+                }
+            };
+            match hound::WavWriter::new(BufWriter::new(file), spec) {
+                Ok(writer) => {
+                    return Some(Recording {
+                        writer,
+                        path,
+                        frames: 0,
+                        bytes: 0,
+                    })
+                }
+                Err(e) => {
+                    why = format!("cannot write {}: {e}", path.display());
+                    break;
+                }
             }
         }
+        log::error!("call {id}: not recorded: {why}");
+        None
     }
 
     /// Appends one frame of 16-bit little-endian samples. An error ends the recording
     /// (the caller drops it); the file keeps what was written.
     pub(crate) fn write(&mut self, audio: &[u8]) -> Result<(), String> {
+        self.bytes += audio.len() as u64;
+        if self.bytes > MAX_RECORDING_BYTES {
+            return Err(format!(
+                "recording {} stopped at {MAX_RECORDING_BYTES} bytes",
+                self.path.display()
+            ));
+        }
         let mut samples = self.writer.get_i16_writer(audio.len() as u32 / 2);
         for pair in audio.chunks_exact(2) {
             samples.write_sample(i16::from_le_bytes([pair[0], pair[1]]));

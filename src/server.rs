@@ -1,11 +1,12 @@
 //! [`Server`]: binds both listeners, owns every thread they start, and stops them all.
 
 use std::{
+    collections::HashSet,
     net::{SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     /// The private Unix socket where tiny_http serves what the gate lets through.
     pub(crate) webhooks_socket: PathBuf,
     pub(crate) active_calls: Arc<AtomicUsize>,
+    /// The uuids of calls whose socket is open.
+    pub(crate) live_ids: Arc<Mutex<HashSet<String>>>,
     pub(crate) pending_handshakes: Arc<AtomicUsize>,
     pub(crate) http_connections: Arc<AtomicUsize>,
     pub(crate) calls: ThreadSet,
@@ -102,6 +105,7 @@ impl Server {
             ws_port: ws_addr.port(),
             webhooks_socket,
             active_calls: Arc::default(),
+            live_ids: Arc::default(),
             pending_handshakes: Arc::default(),
             http_connections: Arc::default(),
             calls: ThreadSet::default(),
@@ -207,6 +211,12 @@ fn warn_about_openness(config: &Config) {
         } else {
             log::info!("recording calls to {}", dir.display());
         }
+    }
+    if config.socket_auth == SocketAuth::Token && config.signature_secret.is_none() {
+        log::warn!(
+            "socket tokens without --signature-secret: anyone who can reach the answer webhook \
+             can ask it for a call's token"
+        );
     }
     if config.socket_auth == SocketAuth::None {
         log::warn!("--socket-auth none: anyone who finds the socket can stream into it");

@@ -2,6 +2,7 @@
 //! deadline), and starts one thread per admitted call.
 
 use std::{
+    io::Write,
     net::{SocketAddr, TcpListener, TcpStream},
     sync::Arc,
     time::Instant,
@@ -20,11 +21,11 @@ use crate::{
     auth,
     call::{self, CallId},
     config::{Config, SocketAuth},
-    listen,
+    gate, listen,
     metrics::Refusal,
     server::{Shared, TICK},
     stream::CallStream,
-    threads::Slot,
+    threads::{Registered, Slot},
     webhooks::SOCKET_PATH,
 };
 
@@ -45,8 +46,11 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
     listen::accept_loop(&listener, shared, "socket", |stream, peer| {
         let max = shared.config.max_pending_handshakes;
         let Some(pending) = Slot::try_take(&shared.pending_handshakes, max) else {
-            log::warn!("{peer}: dropped, {max} handshakes already pending");
+            log::warn!("{peer}: refused, {max} handshakes already pending");
             shared.metrics.refused(Refusal::TooManyPending);
+            // Best effort: the socket's send buffer is empty, so this does not block.
+            let _ = stream.set_nonblocking(true);
+            let _ = (&stream).write_all(&gate::refusal(503, "too many handshakes in progress"));
             return;
         };
         let s = Arc::clone(shared);
@@ -59,10 +63,17 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
     });
 }
 
-/// A connection the handshake let in: its call and the call's slot.
+/// A connection the handshake let in: its call, and what it holds while it lasts.
 struct Admitted {
     id: CallId,
-    slot: Slot,
+    guards: CallGuards,
+}
+
+/// What a call holds until it ends: its place under `--max-calls`, and its uuid among the
+/// live ones.
+pub(crate) struct CallGuards {
+    _slot: Slot,
+    _registered: Option<Registered>,
 }
 
 // tungstenite's handshake callback fixes its error type, an HTTP response.
@@ -78,6 +89,11 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
         return;
     }
     let deadline = Instant::now() + config.handshake_timeout;
+    // To answer a request tungstenite refuses without a word (not a WebSocket handshake).
+    let reply_to = stream.try_clone().ok();
+    let mut stream = CallStream::new(stream);
+    // However the request trickles in, the handshake looks up at its deadline.
+    stream.yield_at(deadline);
     let mut admitted = None;
     let callback = |request: &Request, response: Response| {
         let admission = admit(request, shared).map_err(|(why, reason)| {
@@ -87,16 +103,17 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
         admitted = Some(admission);
         Ok(response)
     };
-    let mut attempt = tungstenite::accept_hdr_with_config(
-        CallStream::new(stream),
-        callback,
-        Some(ws_config(config)),
-    );
+    let mut attempt =
+        tungstenite::accept_hdr_with_config(stream, callback, Some(ws_config(config)));
     let mut ws = loop {
         match attempt {
             Ok(ws) => break ws,
             Err(HandshakeError::Interrupted(mid)) => {
-                if Instant::now() >= deadline || shared.stopping() {
+                if shared.stopping() {
+                    shared.metrics.refused(Refusal::ShuttingDown);
+                    return;
+                }
+                if Instant::now() >= deadline {
                     log::warn!(
                         "{peer}: handshake not completed within {:?}; dropped",
                         config.handshake_timeout
@@ -110,6 +127,10 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
                 log::warn!("{peer}: handshake failed: {e}");
                 if admitted.is_none() && !matches!(e, tungstenite::Error::Http(_)) {
                     shared.metrics.refused(Refusal::Malformed);
+                    if let Some(mut socket) = reply_to {
+                        let reason = format!("not a WebSocket handshake: {e}");
+                        let _ = socket.write_all(&gate::refusal(400, &reason));
+                    }
                 }
                 return;
             }
@@ -117,7 +138,8 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
     };
     drop(pending);
     ws.get_mut().defer_writes();
-    let Some(Admitted { id, slot }) = admitted else {
+    drop(reply_to);
+    let Some(Admitted { id, guards }) = admitted else {
         // Unreachable: a completed handshake has passed the callback.
         return;
     };
@@ -127,7 +149,7 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
     let (tx, rx) = std::sync::mpsc::channel();
     let spawned = shared.calls.spawn(name, move || {
         if let Ok(ws) = rx.recv() {
-            call::run(ws, id, peer, slot, &s);
+            call::run(ws, id, peer, guards, &s);
         }
     });
     match spawned {
@@ -140,7 +162,7 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
                 code: CloseCode::Again,
                 reason: "server cannot take the call now".into(),
             }));
-            let _ = ws.flush();
+            let _ = ws.get_mut().send_held();
         }
     }
 }
@@ -183,11 +205,26 @@ fn admit(request: &Request, shared: &Shared) -> Result<Admitted, (Refusal, Strin
         (SocketAuth::Vonage, _, None) => Err(auth::AuthError::Missing),
     };
     verified.map_err(|e| (Refusal::Unauthorized, e.to_string()))?;
+    let registered = match &id {
+        Some(id) => Some(
+            Registered::try_register(&shared.live_ids, id.as_str()).ok_or_else(|| {
+                (
+                    Refusal::Duplicate,
+                    format!("call {id} already has an open socket"),
+                )
+            })?,
+        ),
+        None => None,
+    };
     let id = id.unwrap_or_else(CallId::anonymous);
     let max = shared.config.max_calls;
     let slot = Slot::try_take(&shared.active_calls, max)
         .ok_or_else(|| (Refusal::Capacity, format!("at capacity: {max} calls")))?;
-    Ok(Admitted { id, slot })
+    let guards = CallGuards {
+        _slot: slot,
+        _registered: registered,
+    };
+    Ok(Admitted { id, guards })
 }
 
 /// The HTTP status a refusal is answered with.
@@ -196,6 +233,7 @@ fn status_of(why: Refusal) -> u16 {
         Refusal::Path => 404,
         Refusal::BadUuid | Refusal::Malformed => 400,
         Refusal::Unauthorized => 401,
+        Refusal::Duplicate => 409,
         Refusal::Capacity | Refusal::ShuttingDown | Refusal::TooManyPending | Refusal::Timeout => {
             503
         }

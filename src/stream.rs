@@ -6,6 +6,7 @@
 use std::{
     io::{self, ErrorKind, Read, Write},
     net::TcpStream,
+    time::Instant,
 };
 
 /// Held-back output is written at once past this size, so it stays bounded.
@@ -17,6 +18,7 @@ pub struct CallStream {
     socket: TcpStream,
     held: Vec<u8>,
     defer: bool,
+    yield_at: Option<Instant>,
 }
 
 impl CallStream {
@@ -26,7 +28,16 @@ impl CallStream {
             socket,
             held: Vec::new(),
             defer: false,
+            yield_at: None,
         }
+    }
+
+    /// The first read at or after `at` answers `WouldBlock` instead of reading. tungstenite
+    /// reads on while a frame trickles in byte by byte; this hands control back to the
+    /// thread (to see a shutdown, a deadline, a silent call) however the peer paces its bytes.
+    /// tungstenite keeps a partly read frame across `WouldBlock`.
+    pub fn yield_at(&mut self, at: Instant) {
+        self.yield_at = Some(at);
     }
 
     /// From now on, hold writes until the next read (the handshake is done).
@@ -87,7 +98,17 @@ impl CallStream {
 impl Read for CallStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.send_held()?;
-        self.socket.read(buf)
+        if self.yield_at.is_some_and(|at| Instant::now() >= at) {
+            self.yield_at = None;
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        loop {
+            // A signal interrupts a read with a timeout even under SA_RESTART: read again.
+            match self.socket.read(buf) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
     }
 }
 
@@ -153,6 +174,19 @@ mod tests {
         let mut got = [0u8; 3];
         peer.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"now");
+    }
+
+    #[test]
+    fn a_read_past_its_yield_time_hands_control_back() {
+        let (mut stream, mut peer) = pair();
+        peer.write_all(b"data").unwrap();
+        stream.yield_at(Instant::now());
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            stream.read(&mut buf).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
+        assert_eq!(stream.read(&mut buf).unwrap(), 4, "the next read reads");
     }
 
     #[test]

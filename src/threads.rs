@@ -1,6 +1,7 @@
 //! The threads the server starts, and the counted slots that bound how many run at once.
 
 use std::{
+    collections::HashSet,
     io,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -73,6 +74,37 @@ impl Drop for Slot {
     }
 }
 
+/// A call id in the set of live calls, taken out again when dropped, also on unwind: one
+/// socket per call, so a second socket for a live uuid cannot interleave with the first
+/// (in its recording, say).
+pub(crate) struct Registered {
+    live: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl Registered {
+    /// Registers `id` unless it is live already.
+    pub(crate) fn try_register(live: &Arc<Mutex<HashSet<String>>>, id: &str) -> Option<Registered> {
+        let inserted = live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned());
+        inserted.then(|| Registered {
+            live: Arc::clone(live),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +117,16 @@ mod tests {
         assert!(Slot::try_take(&count, 2).is_none());
         drop(a);
         assert!(Slot::try_take(&count, 2).is_some());
+    }
+
+    #[test]
+    fn an_id_registers_once_until_dropped() {
+        let live = Arc::default();
+        let first = Registered::try_register(&live, "a").unwrap();
+        assert!(Registered::try_register(&live, "a").is_none());
+        assert!(Registered::try_register(&live, "b").is_some());
+        drop(first);
+        assert!(Registered::try_register(&live, "a").is_some());
     }
 
     #[test]

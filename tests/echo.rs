@@ -177,3 +177,86 @@ fn many_servers_start_and_stop_in_one_process() {
         drop(server);
     }
 }
+
+#[test]
+fn shutdown_closes_a_call_that_keeps_streaming_with_1001() {
+    let server = server();
+    let mut ws = open_call(&server, "talker");
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        server.shutdown();
+        started.elapsed()
+    });
+    let mut code = None;
+    for k in 0..500 {
+        if ws.send(Message::binary(frame(k))).is_err() {
+            break;
+        }
+        match ws.read() {
+            Ok(Message::Close(f)) => {
+                code = f.map(|f| u16::from(f.code));
+                break;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(code, Some(1001));
+    assert!(
+        stopper.join().unwrap() < Duration::from_secs(3),
+        "shutdown did not wait for the caller"
+    );
+}
+
+#[test]
+fn a_frame_trickled_byte_by_byte_does_not_hold_up_shutdown() {
+    let server = server();
+    let mut ws = open_call(&server, "trickler");
+    let stream = ws.get_mut();
+    stream
+        .write_all(&[0x82, 0xfe, 0x02, 0x80, 1, 2, 3, 4])
+        .unwrap();
+    let trickle = stream.try_clone().unwrap();
+    let dripping = std::thread::spawn(move || {
+        let mut trickle = trickle;
+        for _ in 0..40 {
+            if trickle.write_all(&[9]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    server.shutdown();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let _ = dripping.join();
+}
+
+#[test]
+fn a_second_socket_for_a_live_call_is_refused_with_409() {
+    let server = server();
+    let endpoint = endpoint(&server, "uuid=twice");
+    let (uri, auth) = (
+        endpoint["uri"].as_str().unwrap(),
+        endpoint["authorization"]["value"].as_str(),
+    );
+    let _first = ws_connect(uri, auth);
+    assert_eq!(refused_status(try_ws_connect(uri, auth)), 409);
+}
+
+#[test]
+fn a_request_that_is_not_a_websocket_handshake_is_400() {
+    let server = server();
+    let answer = raw_http(server.ws_addr(), b"GET /socket HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(answer.status, 400);
+    assert!(answer.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a WebSocket handshake"));
+}

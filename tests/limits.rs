@@ -250,3 +250,29 @@ fn garbage_on_both_ports_is_refused_and_the_server_carries_on() {
             .unwrap();
     assert!(report.passed(), "{report}");
 }
+
+#[test]
+fn a_handshake_trickled_byte_by_byte_is_dropped_at_its_deadline() {
+    let server = start(quick());
+    let slow = TcpStream::connect(server.ws_addr()).unwrap();
+    let mut writer = slow.try_clone().unwrap();
+    let started = Instant::now();
+    thread::spawn(move || {
+        // Never a whole request: a header line without end, a byte every 30 ms.
+        let _ = writer.write_all(b"GET /socket HTTP/1.1\r\nX-Padding: ");
+        while writer.write_all(b"a").is_ok() && started.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(30));
+        }
+    });
+    let mut reader = slow;
+    reader
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let closed = reader.read(&mut [0u8; 64]);
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "dropped after {:?}",
+        started.elapsed()
+    );
+}

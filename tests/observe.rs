@@ -200,3 +200,31 @@ fn event_uuids_cannot_escape_the_record_dir() {
     assert_eq!(std::fs::read_dir(dir.join("calls")).unwrap().count(), 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_reconnected_call_keeps_its_first_recording() {
+    let dir = temp_dir("record-twice");
+    let server = start(config().record_dir(Some(dir.clone())));
+    for fill in [1u8, 2u8] {
+        let mut ws = open_call(&server, "again");
+        ws.send(tungstenite::Message::binary(vec![fill; 640]))
+            .unwrap();
+        let _ = next_data(&mut ws);
+        ws.close(None).unwrap();
+        while ws.read().is_ok() {}
+        eventually("the call to end", || server.active_calls() == 0);
+    }
+    let first: Vec<i16> = hound::WavReader::open(dir.join("again.wav"))
+        .unwrap()
+        .into_samples()
+        .map(Result::unwrap)
+        .collect();
+    let second: Vec<i16> = hound::WavReader::open(dir.join("again.1.wav"))
+        .unwrap()
+        .into_samples()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(first, vec![i16::from_le_bytes([1, 1]); 320]);
+    assert_eq!(second, vec![i16::from_le_bytes([2, 2]); 320]);
+    let _ = std::fs::remove_dir_all(dir);
+}
