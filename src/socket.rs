@@ -34,7 +34,7 @@ use crate::{
 pub fn ws_config(config: &Config) -> WebSocketConfig {
     let max = config.max_message_bytes;
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(2048)
         .write_buffer_size(0)
         .max_write_buffer_size(max + 64 * 1024)
         .max_message_size(Some(max))

@@ -173,7 +173,12 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
         ));
     }
     let agent = options.dial.agent()?;
-    let dialed = dial(&options.dial, &agent)?;
+    let event_url = options.dial.event_target()?;
+    let mut post = |base: &serde_json::Value, status: &'static str| match &event_url {
+        Some(url) => post_event(&agent, &options.dial, url, base, status, Map::new()),
+        None => Ok(()),
+    };
+    let dialed = dial(&options.dial, &agent, &mut post)?;
     let format = dialed.format;
     let (source, frames) = match &options.wav {
         Some(path) => {
@@ -226,14 +231,13 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
     if let Some(e) = outcome.recorder_error.take() {
         error.get_or_insert(format!("recording: {e}"));
     }
-    if options.dial.post_events {
+    if let Some(url) = &event_url {
         let mut extra = Map::new();
         extra.insert(
             "duration".into(),
             answered_at.elapsed().as_secs().to_string().into(),
         );
-        let event_url = options.dial.events()?;
-        if let Err(e) = post_event(&agent, &options.dial, &event_url, &base, "completed", extra) {
+        if let Err(e) = post_event(&agent, &options.dial, url, &base, "completed", extra) {
             error.get_or_insert(e.to_string());
         }
     }

@@ -228,10 +228,32 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     let (plans_tx, plans_rx) = mpsc::sync_channel::<Plan>(1024);
     let frames = (options.duration.as_millis() / 20).max(1) as u64;
 
+    // Call events are posted by a thread of their own, as Vonage posts them beside the
+    // call: dialing waits on the answer webhook and the handshake only.
+    let (events_tx, events_rx) = mpsc::channel::<(
+        serde_json::Value,
+        &'static str,
+        Map<String, serde_json::Value>,
+    )>();
+    let poster = {
+        let (dial, agent) = (options.dial.clone(), agent.clone());
+        let url = options.dial.event_target()?;
+        thread::Builder::new()
+            .name("events".into())
+            .spawn(move || {
+                for (base, status, extra) in events_rx {
+                    if let Some(url) = &url {
+                        let _ = post_event(&agent, &dial, url, &base, status, extra);
+                    }
+                }
+            })
+            .map_err(|e| Error::io("starting the event poster", e))?
+    };
     let mut dialers = Vec::with_capacity(DIALERS);
     for d in 0..DIALERS {
         let ramp_end = Arc::clone(&ramp_end);
         let agent = agent.clone();
+        let events = events_tx.clone();
         let (opts, tx, failed) = (options.clone(), plans_tx.clone(), Arc::clone(&failed));
         let spawned = thread::Builder::new()
             .name(format!("dialer-{d}"))
@@ -239,7 +261,11 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
                 for i in (d..opts.calls).step_by(DIALERS) {
                     let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
                     thread::sleep(at.saturating_duration_since(Instant::now()));
-                    let dialed = dial(&opts.dial, &agent);
+                    let mut queue = |base: &serde_json::Value, status: &'static str| {
+                        let _ = events.send((base.clone(), status, Map::new()));
+                        Ok(())
+                    };
+                    let dialed = dial(&opts.dial, &agent, &mut queue);
                     if let Ok(mut end) = ramp_end.lock() {
                         *end = (*end).max(Instant::now());
                     }
@@ -274,32 +300,24 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
 
     // Completed events are posted off the poll loop, so HTTP never delays a frame.
     let (done_tx, done_rx) = mpsc::channel::<engine::Outcome>();
-    let dial_opts = options.dial.clone();
-    let finisher_agent = agent.clone();
+    let finisher_events = events_tx.clone();
     let finisher = thread::Builder::new()
         .name("finisher".into())
         .spawn(move || {
-            let agent = finisher_agent;
-            let event_url = dial_opts.events().ok().filter(|_| dial_opts.post_events);
             let mut outcomes = Vec::new();
             for o in done_rx {
-                if let (Some(url), Some(id)) = (&event_url, &o.id) {
+                if let Some(id) = &o.id {
                     let mut extra = Map::new();
                     extra.insert("duration".into(), o.streamed.as_secs().to_string().into());
-                    let _ = post_event(
-                        &agent,
-                        &dial_opts,
-                        url,
-                        &json!({"uuid": id.as_str()}),
-                        "completed",
-                        extra,
-                    );
+                    let base = json!({"uuid": id.as_str()});
+                    let _ = finisher_events.send((base, "completed", extra));
                 }
                 outcomes.push(o);
             }
             outcomes
         })
         .map_err(|e| Error::io("starting the finisher", e))?;
+    drop(events_tx);
 
     let streamed = engine::run(started, plans_rx, |o| {
         let _ = done_tx.send(o);
@@ -309,6 +327,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         let _ = d.join();
     }
     let outcomes = finisher.join().unwrap_or_default();
+    let _ = poster.join();
     streamed.map_err(|e| Error::io("streaming", e))?;
 
     let mut report = LoadReport {

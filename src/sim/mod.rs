@@ -184,6 +184,15 @@ impl Dial {
         Ok(tungstenite::Connector::Rustls(std::sync::Arc::new(config)))
     }
 
+    /// Where events go, when they are posted at all.
+    fn event_target(&self) -> Result<Option<String>> {
+        if self.post_events {
+            self.events().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// The event URL: given, or `/webhooks/events` beside the answer URL.
     fn events(&self) -> Result<String> {
         if let Some(url) = &self.event_url {
@@ -221,26 +230,21 @@ pub(crate) struct Dialed {
 
 /// Plays the start of a call as Vonage does: events, the answer webhook, the NCCO's checks,
 /// the handshake at the NCCO's uri, and `websocket:connected`.
-pub(crate) fn dial(dial: &Dial, agent: &ureq::Agent) -> Result<Dialed> {
+/// `post` is handed each call event (the call's common fields and a status) as Vonage would
+/// send it: inline for one call, queued by a load so that dialing does not wait on them.
+pub(crate) fn dial(
+    dial: &Dial,
+    agent: &ureq::Agent,
+    post: &mut dyn FnMut(&Value, &'static str) -> Result<()>,
+) -> Result<Dialed> {
     let id = CallId::random();
     let conversation = format!("CON-{}", uuid::Uuid::new_v4());
-    let event_url = if dial.post_events {
-        Some(dial.events()?)
-    } else {
-        None
-    };
     let base = json!({
         "from": dial.from, "to": dial.to, "uuid": id.as_str(),
         "conversation_uuid": conversation, "direction": "inbound",
     });
-    let post = |status: &str| -> Result<()> {
-        match &event_url {
-            Some(url) => post_event(agent, dial, url, &base, status, Map::new()),
-            None => Ok(()),
-        }
-    };
-    post("started")?;
-    post("ringing")?;
+    post(&base, "started")?;
+    post(&base, "ringing")?;
 
     let params = [
         ("to", dial.to.as_str()),
@@ -308,7 +312,7 @@ pub(crate) fn dial(dial: &Dial, agent: &ureq::Agent) -> Result<Dialed> {
         .websocket()
         .ok_or_else(|| Error::Ncco("no connect action with a websocket endpoint".into()))?
         .clone();
-    post("answered")?;
+    post(&base, "answered")?;
 
     let uri = dial.ws_url.clone().unwrap_or_else(|| endpoint.uri.clone());
     let mut request = uri
