@@ -299,7 +299,11 @@ fn record(audio: &[u8], id: &CallId, tally: &mut Tally, shared: &Shared) {
 
 /// Logs what a text message says.
 fn observe(text: &str, first: bool, id: &CallId, tally: &mut Tally, shared: &Shared) {
-    match messages::parse(text) {
+    let event = messages::parse(text);
+    if first && !matches!(event, SocketEvent::Connected { .. }) {
+        log::warn!("call {id}: first message is not websocket:connected: {text:.200}");
+    }
+    match event {
         SocketEvent::Connected {
             format,
             content_type,
@@ -331,12 +335,6 @@ fn observe(text: &str, first: bool, id: &CallId, tally: &mut Tally, shared: &Sha
             );
         }
         other => log::debug!("call {id} text event: {other:?}"),
-    }
-    if first && !text.contains("websocket:connected") {
-        log::warn!(
-            "call {id}: first message is not websocket:connected: {:.200}",
-            text
-        );
     }
 }
 
