@@ -69,7 +69,7 @@ fn serve_connection(mut client: TcpStream, peer: SocketAddr, shared: &Shared) {
     let _ = client.set_nodelay(true);
     let deadline = Instant::now() + shared.config.http_request_timeout;
     let _ = client.set_write_timeout(Some(shared.config.http_request_timeout));
-    let request = match read_request(&mut client, deadline, shared) {
+    let request = match read_request(&mut client, peer, deadline, shared) {
         Ok(request) => request,
         Err(Refused::Status(status, reason)) => {
             log::warn!("{peer}: HTTP {status}: {reason}");
@@ -79,62 +79,51 @@ fn serve_connection(mut client: TcpStream, peer: SocketAddr, shared: &Shared) {
         }
         Err(Refused::Gone) => return,
     };
-    if let Err(e) = forward(&request.to_upstream(peer), &mut client, shared) {
+    if let Err(e) = forward(&request, &mut client, shared) {
         log::error!("{peer}: webhooks did not answer: {e}");
         let _ = client.write_all(&refusal(503, "webhooks unavailable"));
     }
 }
 
-/// One request, read whole.
-struct Request {
-    head: Vec<u8>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    /// The request as tiny_http gets it: one request per connection, the peer named.
-    fn to_upstream(&self, peer: SocketAddr) -> Vec<u8> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Request::new(&mut headers);
-        // The head parsed once already in read_request.
-        let _ = parsed.parse(&self.head);
-        let mut out = Vec::with_capacity(self.head.len() + self.body.len() + 96);
-        let version = parsed.version.unwrap_or(1);
-        let _ = write!(
-            out,
-            "{} {} HTTP/1.{version}\r\n",
-            parsed.method.unwrap_or("GET"),
-            parsed.path.unwrap_or("/")
-        );
-        for h in parsed.headers.iter() {
-            if HOP_HEADERS
-                .iter()
-                .any(|hop| h.name.eq_ignore_ascii_case(hop))
-            {
-                continue;
-            }
-            out.extend_from_slice(h.name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b"\r\n");
+/// The head of a request as tiny_http gets it: one request per connection, hop headers
+/// dropped, the body's length and the peer named.
+fn upstream_head(parsed: &httparse::Request, body_len: usize, peer: SocketAddr) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    let _ = write!(
+        out,
+        "{} {} HTTP/1.{}\r\n",
+        parsed.method.unwrap_or("GET"),
+        parsed.path.unwrap_or("/"),
+        parsed.version.unwrap_or(1)
+    );
+    for h in parsed.headers.iter() {
+        if HOP_HEADERS
+            .iter()
+            .any(|hop| h.name.eq_ignore_ascii_case(hop))
+        {
+            continue;
         }
-        let _ = write!(
-            out,
-            "Content-Length: {}\r\n{PEER_HEADER}: {peer}\r\nConnection: close\r\n\r\n",
-            self.body.len()
-        );
-        out.extend_from_slice(&self.body);
-        out
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
     }
+    let _ = write!(
+        out,
+        "Content-Length: {body_len}\r\n{PEER_HEADER}: {peer}\r\nConnection: close\r\n\r\n"
+    );
+    out
 }
 
 const MAX_HEADERS: usize = 100;
 
+/// Reads one request whole, within the limits, and returns it as tiny_http gets it.
 fn read_request(
     client: &mut TcpStream,
+    peer: SocketAddr,
     deadline: Instant,
     shared: &Shared,
-) -> Result<Request, Refused> {
+) -> Result<Vec<u8>, Refused> {
     let limits = &shared.config;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -200,14 +189,15 @@ fn read_request(
         let _ = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
 
-    let mut body = buf.split_off(head_len);
-    body.truncate(length);
-    while body.len() < length {
-        let room = (length - body.len()).min(chunk.len());
+    let mut request = upstream_head(&parsed, length, peer);
+    let head_end = request.len();
+    request.extend_from_slice(&buf[head_len..buf.len().min(head_len + length)]);
+    while request.len() - head_end < length {
+        let room = (length - (request.len() - head_end)).min(chunk.len());
         let n = read_before(client, &mut chunk[..room], deadline, shared)?;
-        body.extend_from_slice(&chunk[..n]);
+        request.extend_from_slice(&chunk[..n]);
     }
-    Ok(Request { head: buf, body })
+    Ok(request)
 }
 
 fn bad_request(reason: &str) -> Refused {
@@ -311,14 +301,14 @@ mod tests {
 
     #[test]
     fn upstream_request_drops_hop_headers_and_names_the_peer() {
-        let request = Request {
-            head: b"POST /x HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nX-Vonage-Echo-Peer: forged\r\nContent-Length: 2\r\n\r\n".to_vec(),
-            body: b"{}".to_vec(),
-        };
-        let text = String::from_utf8(request.to_upstream("1.2.3.4:5".parse().unwrap())).unwrap();
+        let head = b"POST /x HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nX-Vonage-Echo-Peer: forged\r\nContent-Length: 2\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        parsed.parse(head).unwrap();
+        let upstream = upstream_head(&parsed, 2, "1.2.3.4:5".parse().unwrap());
         assert_eq!(
-            text,
-            "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-Vonage-Echo-Peer: 1.2.3.4:5\r\nConnection: close\r\n\r\n{}"
+            String::from_utf8(upstream).unwrap(),
+            "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-Vonage-Echo-Peer: 1.2.3.4:5\r\nConnection: close\r\n\r\n"
         );
     }
 }
