@@ -272,44 +272,42 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         let (opts, tx, failed) = (options.clone(), plans_tx.clone(), Arc::clone(&failed));
         let spawned = thread::Builder::new()
             .name(format!("dialer-{d}"))
-            .spawn(move || {
-                loop {
-                    let i = next_call.fetch_add(1, Ordering::Relaxed);
-                    if i >= opts.calls {
-                        return;
-                    }
-                    let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
-                    thread::sleep(at.saturating_duration_since(Instant::now()));
-                    let mut queue = |base: &serde_json::Value, status: &'static str| {
-                        let _ = events.send((base.clone(), status, Map::new()));
-                        Ok(())
-                    };
-                    let dialed = dial(&opts.dial, &agent, &mut queue);
-                    if let Ok(mut end) = ramp_end.lock() {
-                        *end = (*end).max(Instant::now());
-                    }
-                    match dialed {
-                        Ok(dialed) => {
-                            let plan = Plan {
-                                dialed,
-                                frames,
-                                source: Source::Tone { stamp: true },
-                                dtmf: Vec::new(),
-                                recorder: None,
-                                phase: engine::phase(i),
-                            };
-                            if tx.send(plan).is_err() {
-                                return;
-                            }
+            .spawn(move || loop {
+                let i = next_call.fetch_add(1, Ordering::Relaxed);
+                if i >= opts.calls {
+                    return;
+                }
+                let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
+                thread::sleep(at.saturating_duration_since(Instant::now()));
+                let mut queue = |base: &serde_json::Value, status: &'static str| {
+                    let _ = events.send((base.clone(), status, Map::new()));
+                    Ok(())
+                };
+                let dialed = dial(&opts.dial, &agent, &mut queue);
+                if let Ok(mut end) = ramp_end.lock() {
+                    *end = (*end).max(Instant::now());
+                }
+                match dialed {
+                    Ok(dialed) => {
+                        let plan = Plan {
+                            dialed,
+                            frames,
+                            source: Source::Tone { stamp: true },
+                            dtmf: Vec::new(),
+                            recorder: None,
+                            phase: engine::phase(i),
+                        };
+                        if tx.send(plan).is_err() {
+                            return;
                         }
-                        Err(e) => {
-                            let reason = format!("dial: {}", reason_of(&e));
-                            *failed
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .entry(reason)
-                                .or_default() += 1;
-                        }
+                    }
+                    Err(e) => {
+                        let reason = format!("dial: {}", reason_of(&e));
+                        *failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(reason)
+                            .or_default() += 1;
                     }
                 }
             });
