@@ -242,10 +242,10 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         Map<String, serde_json::Value>,
     )>();
     let events_rx = Arc::new(Mutex::new(events_rx));
+    let event_url = options.dial.event_target()?;
     let mut posters = Vec::with_capacity(POSTERS);
     for p in 0..POSTERS {
-        let (dial, agent) = (options.dial.clone(), agent.clone());
-        let url = options.dial.event_target()?;
+        let (dial, agent, url) = (options.dial.clone(), agent.clone(), event_url.clone());
         let events_rx = Arc::clone(&events_rx);
         let spawned = thread::Builder::new()
             .name(format!("events-{p}"))
