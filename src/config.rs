@@ -95,6 +95,16 @@ pub struct Config {
     /// Where each call's inbound audio (`<uuid>.wav`) and events (`<uuid>.events.jsonl`)
     /// are written. `None` (the default) records nothing.
     pub record_dir: Option<std::path::PathBuf>,
+    /// Run each call's thread under `SCHED_FIFO` at this real-time priority (1 to 99).
+    /// `None` (the default) leaves call threads to the kernel's fair scheduler.
+    ///
+    /// Why: with a thousand call threads on one core, the fair scheduler lets some frames
+    /// wait tens of milliseconds for their thread while the core is a third idle (README,
+    /// Benchmarks); a real-time thread runs as soon as its frame arrives. Setup (webhooks,
+    /// handshakes) stays under the fair scheduler, which the kernel's real-time throttling
+    /// keeps from starving. Needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` (`ulimit -r`) of at
+    /// least the priority: [`Server::start`](crate::Server::start) refuses to start otherwise.
+    pub realtime_priority: Option<u8>,
 }
 
 impl Default for Config {
@@ -122,6 +132,7 @@ impl Default for Config {
             socket_auth: SocketAuth::default(),
             socket_key: None,
             record_dir: None,
+            realtime_priority: None,
         }
     }
 }
@@ -184,6 +195,8 @@ impl Config {
         socket_key: Option<Secret>,
         /// Sets [`Config::record_dir`].
         record_dir: Option<std::path::PathBuf>,
+        /// Sets [`Config::realtime_priority`].
+        realtime_priority: Option<u8>,
     }
 
     /// Checks that the settings can run a server; the error names the setting at fault.
@@ -229,6 +242,12 @@ impl Config {
                     "must be between one {frame}-byte audio frame and 64 MiB, not {}",
                     self.max_message_bytes
                 ),
+            ));
+        }
+        if let Some(priority @ (0 | 100..)) = self.realtime_priority {
+            return Err(Error::config(
+                "--realtime-priority",
+                format!("must be 1 to 99, not {priority}"),
             ));
         }
         let positive = [
@@ -296,6 +315,26 @@ mod tests {
         let long = "a".repeat(MAX_GREETING_CHARS + 1);
         let err = Config::default().greeting(long).validate().unwrap_err();
         assert!(err.to_string().contains("--greeting"));
+    }
+
+    #[test]
+    fn realtime_priority_is_one_to_ninety_nine() {
+        for bad in [0, 100, 255] {
+            let err = Config::default()
+                .realtime_priority(Some(bad))
+                .validate()
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("--realtime-priority"),
+                "{bad}: {err}"
+            );
+        }
+        for good in [1, 99] {
+            Config::default()
+                .realtime_priority(Some(good))
+                .validate()
+                .unwrap();
+        }
     }
 
     #[test]

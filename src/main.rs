@@ -200,6 +200,10 @@ struct ServeArgs {
     /// Record each call's inbound audio (<uuid>.wav) and events (<uuid>.events.jsonl) here.
     #[arg(long, env = "VONAGE_ECHO_RECORD_DIR")]
     record_dir: Option<PathBuf>,
+    /// Run call threads under SCHED_FIFO at this priority (1-99), so a frame's thread runs
+    /// as soon as the frame arrives; needs CAP_SYS_NICE or `ulimit -r` of at least it.
+    #[arg(long, env = "VONAGE_ECHO_REALTIME_PRIORITY")]
+    realtime_priority: Option<u8>,
     /// Log level: error, warn, info, debug or trace (RUST_LOG is read when this is absent).
     #[arg(long, env = "VONAGE_ECHO_LOG_LEVEL")]
     log_level: Option<LevelFilter>,
@@ -250,6 +254,7 @@ impl ServeArgs {
             })
             .socket_key(self.socket_key.clone().map(Secret::new))
             .record_dir(self.record_dir.clone())
+            .realtime_priority(self.realtime_priority)
     }
 
     /// File descriptors the settings can use at once: a socket per call and per pending

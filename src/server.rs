@@ -19,7 +19,7 @@ use crate::{
     gate,
     metrics::Metrics,
     socket,
-    threads::ThreadSet,
+    threads::{self, ThreadSet},
     webhooks,
 };
 
@@ -81,6 +81,9 @@ impl Server {
                 source,
             })
         };
+        if let Some(priority) = config.realtime_priority {
+            check_realtime(priority)?;
+        }
         let http_listener = bind("webhooks", config.http_addr)?;
         let ws_listener = bind("socket", config.ws_addr)?;
         let local = |l: &TcpListener| {
@@ -198,6 +201,28 @@ impl Drop for Server {
 }
 
 /// Says at start what is not verified, once.
+/// Refuses a real-time priority the system will not grant, at start rather than on each
+/// call: a scratch thread asks for it, so no thread of the server keeps it.
+fn check_realtime(priority: u8) -> Result<()> {
+    let granted = thread::Builder::new()
+        .name("realtime-check".into())
+        .spawn(move || threads::make_realtime(priority))
+        .map_err(|e| Error::io("starting the real-time check thread", e))?
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the check panicked")));
+    granted.map_err(|e| {
+        Error::config(
+            "--realtime-priority",
+            format!(
+                "the system refuses SCHED_FIFO priority {priority} ({e}); it needs \
+                 CAP_SYS_NICE or `ulimit -r` of at least {priority}"
+            ),
+        )
+    })?;
+    log::info!("call threads run under SCHED_FIFO, priority {priority}");
+    Ok(())
+}
+
 fn warn_about_openness(config: &Config) {
     if config.signature_secret.is_none() {
         log::warn!("webhooks are not verified: no --signature-secret (VONAGE_SIGNATURE_SECRET)");

@@ -25,7 +25,7 @@ use crate::{
     metrics::Refusal,
     server::{Shared, TICK},
     stream::CallStream,
-    threads::{Registered, Slot},
+    threads::{self, Registered, Slot},
     webhooks::SOCKET_PATH,
 };
 
@@ -148,6 +148,13 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
     let id_for_error = id.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let spawned = shared.calls.spawn(name, move || {
+        if let Some(priority) = s.config.realtime_priority {
+            // Server::start checked that the system allows it; a refusal now only costs
+            // this call its place ahead of the fair scheduler.
+            if let Err(e) = threads::make_realtime(priority) {
+                log::warn!("call {id}: stays under the fair scheduler: {e}");
+            }
+        }
         if let Ok(ws) = rx.recv() {
             call::run(ws, id, peer, guards, &s);
         }

@@ -191,6 +191,46 @@ fn binary_says_when_it_cannot_raise_the_file_limit() {
 }
 
 #[test]
+fn binary_refuses_a_realtime_priority_the_system_will_not_grant() {
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: prlimit and setpriv (util-linux) are not installed");
+        return;
+    }
+    // No real-time budget, and for root, no CAP_SYS_NICE either.
+    let mut unprivileged = Command::new("prlimit");
+    unprivileged.arg("--rtprio=0:0");
+    let uid = Command::new("id").arg("-u").output().unwrap().stdout;
+    if uid.trim_ascii() == b"0" {
+        unprivileged.args([
+            "setpriv",
+            "--bounding-set=-sys_nice",
+            "--inh-caps=-sys_nice",
+        ]);
+    }
+    let out = unprivileged
+        .args([
+            BIN,
+            "--http-addr",
+            "127.0.0.1:0",
+            "--ws-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--realtime-priority", "10"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started without the privilege");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("--realtime-priority") && said.contains("CAP_SYS_NICE"),
+        "{said}"
+    );
+}
+
+#[test]
 fn binary_exits_zero_on_sigint() {
     let mut server = start(&[]);
     signal(&server.child, "INT");

@@ -260,3 +260,65 @@ fn a_request_that_is_not_a_websocket_handshake_is_400() {
         .unwrap()
         .contains("not a WebSocket handshake"));
 }
+
+/// Whether the system lets this process run a thread under `SCHED_FIFO` at `priority`,
+/// asked on a scratch thread so that no other thread keeps it.
+fn system_allows_realtime(priority: u8) -> bool {
+    use thread_priority::*;
+    std::thread::spawn(move || {
+        set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Crossplatform(priority.try_into().unwrap()),
+            ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
+        )
+        .is_ok()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Each live thread of this process as (name, scheduling policy, real-time priority), read
+/// from `/proc/self/task/*/stat`.
+fn thread_scheduling() -> Vec<(String, u32, u32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_owned();
+        // After the name come the fields from the 3rd (state) on; proc(5) numbers
+        // rt_priority 40 and policy 41.
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        threads.push((
+            name,
+            fields[41 - 3].parse().unwrap(),
+            fields[40 - 3].parse().unwrap(),
+        ));
+    }
+    threads
+}
+
+#[test]
+fn call_threads_run_realtime_when_asked_and_nothing_else_does() {
+    const SCHED_FIFO: u32 = 1;
+    let config = config().realtime_priority(Some(7));
+    if !system_allows_realtime(7) {
+        let refused = vonage_echo::Server::start(config)
+            .err()
+            .expect("start is refused");
+        assert!(
+            refused.to_string().contains("--realtime-priority"),
+            "{refused}"
+        );
+        return;
+    }
+    let server = start(config);
+    let _ws = open_call(&server, "realtime-probe");
+    let realtime: Vec<_> = thread_scheduling()
+        .into_iter()
+        .filter(|(_, policy, _)| *policy != 0)
+        .collect();
+    // Thread names are cut to 15 bytes: "call-" and the uuid's first 10.
+    assert_eq!(realtime, [("call-realtime-p".to_owned(), SCHED_FIFO, 7)]);
+}
