@@ -95,14 +95,16 @@ pub struct Config {
     /// Where each call's inbound audio (`<uuid>.wav`) and events (`<uuid>.events.jsonl`)
     /// are written. `None` (the default) records nothing.
     pub record_dir: Option<std::path::PathBuf>,
-    /// Run each call's thread under `SCHED_FIFO` at this real-time priority (1 to 99).
+    /// Run each call's thread under `SCHED_RR` at this real-time priority (1 to 99).
     /// `None` (the default) leaves call threads to the kernel's fair scheduler.
     ///
     /// Why: with a thousand call threads on one core, the fair scheduler lets some frames
     /// wait tens of milliseconds for their thread while the core is a third idle (README,
     /// Benchmarks); a real-time thread runs as soon as its frame arrives. Setup (webhooks,
     /// handshakes) stays under the fair scheduler, which the kernel's real-time throttling
-    /// keeps from starving. Needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` (`ulimit -r`) of at
+    /// keeps from starving. No call can keep the core from the others: a thread whose caller
+    /// sends faster than real time yields after a few full reads, and `SCHED_RR`'s time
+    /// slice bounds anything else. Needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` (`ulimit -r`) of at
     /// least the priority: [`Server::start`](crate::Server::start) refuses to start otherwise.
     pub realtime_priority: Option<u8>,
 }

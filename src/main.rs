@@ -200,7 +200,7 @@ struct ServeArgs {
     /// Record each call's inbound audio (<uuid>.wav) and events (<uuid>.events.jsonl) here.
     #[arg(long, env = "VONAGE_ECHO_RECORD_DIR")]
     record_dir: Option<PathBuf>,
-    /// Run call threads under SCHED_FIFO at this priority (1-99), so a frame's thread runs
+    /// Run call threads under SCHED_RR at this priority (1-99), so a frame's thread runs
     /// as soon as the frame arrives; needs CAP_SYS_NICE or `ulimit -r` of at least it.
     #[arg(long, env = "VONAGE_ECHO_REALTIME_PRIORITY")]
     realtime_priority: Option<u8>,

@@ -214,12 +214,12 @@ fn check_realtime(priority: u8) -> Result<()> {
         Error::config(
             "--realtime-priority",
             format!(
-                "the system refuses SCHED_FIFO priority {priority} ({e}); it needs \
+                "the system refuses SCHED_RR priority {priority} ({e}); it needs \
                  CAP_SYS_NICE or `ulimit -r` of at least {priority}"
             ),
         )
     })?;
-    log::info!("call threads run under SCHED_FIFO, priority {priority}");
+    log::info!("call threads run under SCHED_RR, priority {priority}");
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use std::{
 /// default 2 MiB of address space each is waste when thousands of calls run.
 pub(crate) const CONNECTION_STACK: usize = 256 * 1024;
 
-/// Puts the calling thread under `SCHED_FIFO` at `priority` (1 to 99): it then runs as soon
+/// Puts the calling thread under `SCHED_RR` at `priority` (1 to 99): it then runs as soon
 /// as it is woken, ahead of every thread under the fair scheduler.
 pub(crate) fn make_realtime(priority: u8) -> io::Result<()> {
     use thread_priority::{
@@ -26,7 +26,7 @@ pub(crate) fn make_realtime(priority: u8) -> io::Result<()> {
     set_thread_priority_and_policy(
         thread_native_id(),
         ThreadPriority::Crossplatform(value),
-        ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
+        ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::RoundRobin),
     )
     .map_err(|e| match e {
         thread_priority::Error::OS(code) => io::Error::from_raw_os_error(code),

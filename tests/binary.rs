@@ -230,6 +230,84 @@ fn binary_refuses_a_realtime_priority_the_system_will_not_grant() {
     );
 }
 
+/// Opens a socket at `ws_addr` (a server with `--socket-auth none`) and sends 640-byte
+/// audio frames as fast as the connection takes them, reading and dropping the echoes,
+/// until `stop` is set.
+fn flood(ws_addr: &str, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(ws_addr).unwrap();
+    socket
+        .write_all(
+            b"GET /socket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        socket.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut reader = socket.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 65536];
+        while matches!(reader.read(&mut sink), Ok(1..)) {}
+    });
+    // A masked binary frame; the all-zero mask leaves the payload as it is.
+    let mut frame = vec![0x82, 0x80 | 126, 0x02, 0x80, 0, 0, 0, 0];
+    frame.resize(frame.len() + 640, 0x55);
+    let burst = frame.repeat(32);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if socket.write_all(&burst).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_flooding_caller_does_not_stall_other_calls_on_a_realtime_core() {
+    let allowed = Command::new("chrt").args(["-r", "10", "true"]).output();
+    if !allowed.is_ok_and(|out| out.status.success()) {
+        eprintln!("SKIPPED: no chrt (util-linux), or no real-time priority for this user");
+        return;
+    }
+    // The whole server on one core, so the flood's thread and the call's must share it.
+    let mut pinned = Command::new("taskset");
+    pinned.args(["-c", "0", BIN]);
+    let mut server = start_with(
+        pinned,
+        &["--realtime-priority", "10", "--socket-auth", "none"],
+    );
+    let ws_addr = loop {
+        let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
+        if let Some((_, rest)) = line.split_once("WebSocket listening on ws://") {
+            break rest.trim().trim_end_matches("/socket").to_owned();
+        }
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooding = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || flood(&ws_addr, stop))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let call = place_call(&server);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flooding.join().unwrap();
+    signal(&server.child, "TERM");
+    let _ = server.child.wait();
+    assert!(
+        call.status.success(),
+        "a call beside the flood completes: {}{}",
+        String::from_utf8_lossy(&call.stdout),
+        String::from_utf8_lossy(&call.stderr)
+    );
+}
+
 #[test]
 fn binary_exits_zero_on_sigint() {
     let mut server = start(&[]);

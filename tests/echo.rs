@@ -261,7 +261,7 @@ fn a_request_that_is_not_a_websocket_handshake_is_400() {
         .contains("not a WebSocket handshake"));
 }
 
-/// Whether the system lets this process run a thread under `SCHED_FIFO` at `priority`,
+/// Whether the system lets this process run a thread under `SCHED_RR` at `priority`,
 /// asked on a scratch thread so that no other thread keeps it.
 fn system_allows_realtime(priority: u8) -> bool {
     use thread_priority::*;
@@ -269,7 +269,7 @@ fn system_allows_realtime(priority: u8) -> bool {
         set_thread_priority_and_policy(
             thread_native_id(),
             ThreadPriority::Crossplatform(priority.try_into().unwrap()),
-            ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
+            ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::RoundRobin),
         )
         .is_ok()
     })
@@ -301,7 +301,7 @@ fn thread_scheduling() -> Vec<(String, u32, u32)> {
 
 #[test]
 fn call_threads_run_realtime_when_asked_and_nothing_else_does() {
-    const SCHED_FIFO: u32 = 1;
+    const SCHED_RR: u32 = 2;
     let config = config().realtime_priority(Some(7));
     if !system_allows_realtime(7) {
         let refused = vonage_echo::Server::start(config)
@@ -320,5 +320,5 @@ fn call_threads_run_realtime_when_asked_and_nothing_else_does() {
         .filter(|(_, policy, _)| *policy != 0)
         .collect();
     // Thread names are cut to 15 bytes: "call-" and the uuid's first 10.
-    assert_eq!(realtime, [("call-realtime-p".to_owned(), SCHED_FIFO, 7)]);
+    assert_eq!(realtime, [("call-realtime-p".to_owned(), SCHED_RR, 7)]);
 }
