@@ -104,8 +104,9 @@ pub struct Config {
     /// handshakes) stays under the fair scheduler, which the kernel's real-time throttling
     /// keeps from starving. No call can keep the core from the others: a thread whose caller
     /// sends faster than real time yields after a few full reads, and `SCHED_RR`'s time
-    /// slice bounds anything else. Needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` (`ulimit -r`) of at
-    /// least the priority: [`Server::start`](crate::Server::start) refuses to start otherwise.
+    /// slice bounds anything else. Needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` (`ulimit -r`)
+    /// of at least the priority: [`Server::start`](crate::Server::start) refuses to start
+    /// otherwise.
     pub realtime_priority: Option<u8>,
 }
 

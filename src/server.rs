@@ -200,7 +200,6 @@ impl Drop for Server {
     }
 }
 
-/// Says at start what is not verified, once.
 /// Refuses a real-time priority the system will not grant, at start rather than on each
 /// call: a scratch thread asks for it, so no thread of the server keeps it.
 fn check_realtime(priority: u8) -> Result<()> {
@@ -223,6 +222,7 @@ fn check_realtime(priority: u8) -> Result<()> {
     Ok(())
 }
 
+/// Says at start what is not verified, once.
 fn warn_about_openness(config: &Config) {
     if config.signature_secret.is_none() {
         log::warn!("webhooks are not verified: no --signature-secret (VONAGE_SIGNATURE_SECRET)");
