@@ -1,6 +1,6 @@
 //! The answer and event webhooks, and `/health`: tiny_http's blocking loop, routing, and the
 //! status codes and bodies of every answer. Requests reach it whole, through
-//! [`gate`](crate::gate), over a private Unix socket.
+//! `gate`, over a private Unix socket.
 
 use std::{path::Path, sync::Arc, time::Duration};
 

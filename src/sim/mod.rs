@@ -4,7 +4,7 @@
 //! subcommands are thin wrappers.
 //!
 //! Dialing (webhooks, NCCO checks, the handshake) is blocking and happens here; streaming
-//! runs in [`engine`], a `mio` poll loop where one thread paces and checks many calls.
+//! runs in `engine`, a `mio` poll loop where one thread paces and checks many calls.
 
 pub mod call;
 mod engine;
