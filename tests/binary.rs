@@ -57,6 +57,16 @@ fn start_with(mut command: Command, extra: &[&str]) -> Running {
     }
 }
 
+/// The WebSocket listener's `host:port`, read from the binary's log.
+fn ws_addr(server: &Running) -> String {
+    loop {
+        let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
+        if let Some((_, rest)) = line.split_once("WebSocket listening on ws://") {
+            return rest.trim().trim_end_matches("/socket").to_owned();
+        }
+    }
+}
+
 fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args(["-s", name, &child.id().to_string()])
@@ -135,12 +145,7 @@ fn listeners_survive_running_out_of_file_descriptors() {
             "0.5",
         ],
     );
-    let ws_port = loop {
-        let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
-        if let Some((_, rest)) = line.split_once("WebSocket listening on ws://") {
-            break rest.trim().trim_end_matches("/socket").to_owned();
-        }
-    };
+    let ws_port = ws_addr(&server);
     // More connections than the process has descriptors: accept() fails with EMFILE.
     let flood: Vec<_> = (0..60)
         .flat_map(|_| {
@@ -283,12 +288,7 @@ fn a_flooding_caller_does_not_stall_other_calls_on_a_realtime_core() {
         pinned,
         &["--realtime-priority", "10", "--socket-auth", "none"],
     );
-    let ws_addr = loop {
-        let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
-        if let Some((_, rest)) = line.split_once("WebSocket listening on ws://") {
-            break rest.trim().trim_end_matches("/socket").to_owned();
-        }
-    };
+    let ws_addr = ws_addr(&server);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flooding = {
         let stop = std::sync::Arc::clone(&stop);
