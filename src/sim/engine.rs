@@ -32,6 +32,11 @@ pub(crate) const LATE: Duration = Duration::from_millis(5);
 /// How long a call waits for the echo of its last frames, and for the close handshake.
 const DRAIN: Duration = Duration::from_secs(3);
 
+/// The most sockets read in one turn of the loop before due frames are sent again: a
+/// server that falls behind answers in bursts, and reading a burst of a thousand echoes
+/// would hold back every frame due meanwhile.
+const READ_BATCH: usize = 128;
+
 /// The longest the loop sleeps before it looks at its sockets again.
 const TICK: Duration = Duration::from_millis(1);
 
@@ -163,7 +168,7 @@ pub(crate) fn run(
     mut on_done: impl FnMut(Outcome),
 ) -> io::Result<()> {
     let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(1024);
+    let mut events = Events::with_capacity(READ_BATCH);
     let mut legs: Vec<Option<Leg>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
@@ -189,6 +194,27 @@ pub(crate) fn run(
             .min(TICK);
         if wait > SPIN {
             std::thread::sleep(wait);
+        }
+        // Due frames go out before any echo is read: pacing is what the generator
+        // promises, and a burst of echoes must not delay it.
+        let now = Instant::now();
+        while let Some(&Reverse((at, idx))) = timers.peek() {
+            if at > now {
+                break;
+            }
+            timers.pop();
+            let Some(leg) = legs.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            if leg.wake_at != at {
+                continue; // superseded
+            }
+            leg.on_timer(now);
+            if leg.finished() {
+                finish(&poll, &mut legs, &mut free, idx, &mut live, &mut on_done);
+            } else {
+                timers.push(Reverse((leg.wake_at, idx)));
+            }
         }
         match poll.poll(&mut events, Some(Duration::ZERO)) {
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -256,25 +282,6 @@ pub(crate) fn run(
                     dialer_done = true;
                     break;
                 }
-            }
-        }
-        let now = Instant::now();
-        while let Some(&Reverse((at, idx))) = timers.peek() {
-            if at > now {
-                break;
-            }
-            timers.pop();
-            let Some(leg) = legs.get_mut(idx).and_then(Option::as_mut) else {
-                continue;
-            };
-            if leg.wake_at != at {
-                continue; // superseded
-            }
-            leg.on_timer(now);
-            if leg.finished() {
-                finish(&poll, &mut legs, &mut free, idx, &mut live, &mut on_done);
-            } else {
-                timers.push(Reverse((leg.wake_at, idx)));
             }
         }
     }
