@@ -28,10 +28,32 @@ pub(crate) fn make_realtime(priority: u8) -> io::Result<()> {
         ThreadPriority::Crossplatform(value),
         ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::RoundRobin),
     )
-    .map_err(|e| match e {
+    .map_err(io_error)
+}
+
+/// Puts the calling thread under `SCHED_IDLE`: on a shared core it runs only in the time
+/// the other threads leave, and any of them that wakes takes the core back at once (a
+/// thread at nice 19 is not preempted so soon). Lowering one's own priority needs no
+/// privilege.
+pub(crate) fn make_background() -> io::Result<()> {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadPriority, ThreadSchedulePolicy,
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        // SCHED_IDLE has a single priority, 0, which is the crate's minimum for it.
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    )
+    .map_err(io_error)
+}
+
+fn io_error(e: thread_priority::Error) -> io::Error {
+    match e {
         thread_priority::Error::OS(code) => io::Error::from_raw_os_error(code),
         other => io::Error::other(other.to_string()),
-    })
+    }
 }
 
 /// Threads that must all be joined before shutdown returns.

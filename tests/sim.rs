@@ -251,3 +251,64 @@ fn server_usage_is_reported_for_a_pid() {
     let usage = report.server.expect("usage with a pid");
     assert!(usage.peak_rss_mib > 0.0 && usage.peak_threads > 1);
 }
+
+#[test]
+fn load_reports_its_ramp_as_run() {
+    let server = server();
+    let report =
+        load::run(&LoadOptions::new(answer_url(&server), 5, Duration::from_millis(200)).ramp(20.0))
+            .unwrap();
+    assert!(report.passed(), "{report}");
+    // Five calls at 20 a second: the last is due 4/20 s after the first.
+    assert!((report.planned_ramp_seconds - 0.2).abs() < 1e-9, "{report}");
+    assert!(
+        report.ramp_seconds >= 0.2,
+        "dialed ahead of the ramp: {report}"
+    );
+    assert!(report
+        .to_string()
+        .contains("ramp: the last dial ended after"));
+}
+
+/// Scheduling policy (proc(5) field 41) of each of this process's threads, by name.
+fn thread_policies() -> Vec<(String, u32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_owned();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        threads.push((name, fields[41 - 3].parse().unwrap()));
+    }
+    threads
+}
+
+#[test]
+fn load_helpers_leave_the_core_to_the_thread_that_paces_frames() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    let server = server();
+    let url = answer_url(&server);
+    let pid = std::process::id();
+    let load = thread::Builder::new()
+        .name("pacer".into())
+        .spawn(move || {
+            load::run(&LoadOptions::new(url, 2, Duration::from_secs(1)).pid(Some(pid))).unwrap()
+        })
+        .unwrap();
+    // Mid-call: the dials are done, the event posters and the sampler wait for work.
+    thread::sleep(Duration::from_millis(500));
+    let threads = thread_policies();
+    let report = load.join().unwrap();
+    assert!(report.passed(), "{report}");
+    let helpers: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("events-") || name == "sampler")
+        .collect();
+    assert!(helpers.len() >= 2, "{threads:?}");
+    assert!(helpers.iter().all(|(_, p)| *p == SCHED_IDLE), "{threads:?}");
+    let pacer = threads.iter().find(|(name, _)| name == "pacer");
+    assert_eq!(pacer.map(|(_, p)| *p), Some(SCHED_OTHER), "{threads:?}");
+}

@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    fmt,
+    fmt, io,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc, Arc, Mutex,
@@ -22,7 +22,10 @@ use super::{
     engine::{self, Plan, Source},
     percentile, post_event, Dial,
 };
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    threads,
+};
 
 /// Threads that dial (HTTP and handshakes block); streaming needs only one. Each takes the
 /// next call due, so the ramp holds while a loaded server answers a dial in up to
@@ -141,6 +144,11 @@ pub struct LoadReport {
     pub connected: u64,
     /// Calls that failed, by reason.
     pub failed: BTreeMap<String, u64>,
+    /// Seconds from the start until the last dial ended (its socket open, or failed): about
+    /// `(calls - 1) / ramp` when the generator keeps to its ramp.
+    pub ramp_seconds: f64,
+    /// When the last call was due to be dialed, in seconds from the start.
+    pub planned_ramp_seconds: f64,
     /// Audio frames sent.
     pub frames_sent: u64,
     /// Frames echoed byte-identical and in order.
@@ -195,6 +203,11 @@ impl fmt::Display for LoadReport {
         }
         writeln!(
             f,
+            "ramp: the last dial ended after {:.1} s (due at {:.1} s)",
+            self.ramp_seconds, self.planned_ramp_seconds
+        )?;
+        writeln!(
+            f,
             "frames: {} sent, {} echoed, {} lost, {} corrupted, {} sent late (max {:.1} ms)",
             self.frames_sent,
             self.frames_echoed,
@@ -228,7 +241,11 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     }
     let agent = options.dial.agent()?;
     let started = Instant::now();
-    let sampler = options.pid.map(Sampler::start);
+    let sampler = options
+        .pid
+        .map(Sampler::start)
+        .transpose()
+        .map_err(|e| Error::io("starting the server's sampler", e))?;
     let failed: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let ramp_end: Arc<Mutex<Instant>> = Arc::new(Mutex::new(started));
     let (plans_tx, plans_rx) = mpsc::sync_channel::<Plan>(1024);
@@ -247,19 +264,17 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     for p in 0..POSTERS {
         let (dial, agent, url) = (options.dial.clone(), agent.clone(), event_url.clone());
         let events_rx = Arc::clone(&events_rx);
-        let spawned = thread::Builder::new()
-            .name(format!("events-{p}"))
-            .spawn(move || loop {
-                // The lock is held only to take the next event, not to post it.
-                let next = events_rx.lock().map(|rx| rx.recv());
-                let Ok(Ok((base, status, extra))) = next else {
-                    return;
-                };
-                if let Some(url) = &url {
-                    let _ = post_event(&agent, &dial, url, &base, status, extra);
-                }
-            })
-            .map_err(|e| Error::io("starting an event poster", e))?;
+        let spawned = spawn_helper(format!("events-{p}"), move || loop {
+            // The lock is held only to take the next event, not to post it.
+            let next = events_rx.lock().map(|rx| rx.recv());
+            let Ok(Ok((base, status, extra))) = next else {
+                return;
+            };
+            if let Some(url) = &url {
+                let _ = post_event(&agent, &dial, url, &base, status, extra);
+            }
+        })
+        .map_err(|e| Error::io("starting an event poster", e))?;
         posters.push(spawned);
     }
     let next_call = Arc::new(AtomicUsize::new(0));
@@ -270,47 +285,45 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         let agent = agent.clone();
         let events = events_tx.clone();
         let (opts, tx, failed) = (options.clone(), plans_tx.clone(), Arc::clone(&failed));
-        let spawned = thread::Builder::new()
-            .name(format!("dialer-{d}"))
-            .spawn(move || loop {
-                let i = next_call.fetch_add(1, Ordering::Relaxed);
-                if i >= opts.calls {
-                    return;
-                }
-                let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
-                thread::sleep(at.saturating_duration_since(Instant::now()));
-                let mut queue = |base: &serde_json::Value, status: &'static str| {
-                    let _ = events.send((base.clone(), status, Map::new()));
-                    Ok(())
-                };
-                let dialed = dial(&opts.dial, &agent, &mut queue);
-                if let Ok(mut end) = ramp_end.lock() {
-                    *end = (*end).max(Instant::now());
-                }
-                match dialed {
-                    Ok(dialed) => {
-                        let plan = Plan {
-                            dialed,
-                            frames,
-                            source: Source::Tone { stamp: true },
-                            dtmf: Vec::new(),
-                            recorder: None,
-                            phase: engine::phase(i),
-                        };
-                        if tx.send(plan).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let reason = format!("dial: {}", reason_of(&e));
-                        *failed
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .entry(reason)
-                            .or_default() += 1;
+        let spawned = spawn_helper(format!("dialer-{d}"), move || loop {
+            let i = next_call.fetch_add(1, Ordering::Relaxed);
+            if i >= opts.calls {
+                return;
+            }
+            let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
+            thread::sleep(at.saturating_duration_since(Instant::now()));
+            let mut queue = |base: &serde_json::Value, status: &'static str| {
+                let _ = events.send((base.clone(), status, Map::new()));
+                Ok(())
+            };
+            let dialed = dial(&opts.dial, &agent, &mut queue);
+            if let Ok(mut end) = ramp_end.lock() {
+                *end = (*end).max(Instant::now());
+            }
+            match dialed {
+                Ok(dialed) => {
+                    let plan = Plan {
+                        dialed,
+                        frames,
+                        source: Source::Tone { stamp: true },
+                        dtmf: Vec::new(),
+                        recorder: None,
+                        phase: engine::phase(i),
+                    };
+                    if tx.send(plan).is_err() {
+                        return;
                     }
                 }
-            });
+                Err(e) => {
+                    let reason = format!("dial: {}", reason_of(&e));
+                    *failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(reason)
+                        .or_default() += 1;
+                }
+            }
+        });
         dialers.push(spawned.map_err(|e| Error::io("starting a dialer", e))?);
     }
     drop(plans_tx);
@@ -318,22 +331,20 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     // Completed events are posted off the poll loop, so HTTP never delays a frame.
     let (done_tx, done_rx) = mpsc::channel::<engine::Outcome>();
     let finisher_events = events_tx.clone();
-    let finisher = thread::Builder::new()
-        .name("finisher".into())
-        .spawn(move || {
-            let mut outcomes = Vec::new();
-            for o in done_rx {
-                if let Some(id) = &o.id {
-                    let mut extra = Map::new();
-                    extra.insert("duration".into(), o.streamed.as_secs().to_string().into());
-                    let base = json!({"uuid": id.as_str()});
-                    let _ = finisher_events.send((base, "completed", extra));
-                }
-                outcomes.push(o);
+    let finisher = spawn_helper("finisher".into(), move || {
+        let mut outcomes = Vec::new();
+        for o in done_rx {
+            if let Some(id) = &o.id {
+                let mut extra = Map::new();
+                extra.insert("duration".into(), o.streamed.as_secs().to_string().into());
+                let base = json!({"uuid": id.as_str()});
+                let _ = finisher_events.send((base, "completed", extra));
             }
-            outcomes
-        })
-        .map_err(|e| Error::io("starting the finisher", e))?;
+            outcomes.push(o);
+        }
+        outcomes
+    })
+    .map_err(|e| Error::io("starting the finisher", e))?;
     drop(events_tx);
 
     let streamed = engine::run(started, plans_rx, |o| {
@@ -376,7 +387,10 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     // earliest, ends.
     let ramp_end = ramp_end
         .lock()
-        .map_or(0, |at| at.saturating_duration_since(started).as_millis());
+        .map_or(Duration::ZERO, |at| at.saturating_duration_since(started));
+    report.ramp_seconds = ramp_end.as_secs_f64();
+    report.planned_ramp_seconds = options.calls.saturating_sub(1) as f64 / options.ramp;
+    let ramp_end = ramp_end.as_millis();
     let first_end = options.duration.as_millis();
     let mut steady: Vec<u32> = rtts
         .iter()
@@ -422,6 +436,22 @@ fn reason_of_text(text: &str) -> String {
     reason
 }
 
+/// Starts one of the load's helper threads (dialers, event posters, the sampler) at the
+/// lowest priority: they share the generator's core with the thread that paces every
+/// call's frames, and a dial or an event that waits a little costs nothing, while a frame
+/// that waits is a frame sent late.
+fn spawn_helper<T: Send + 'static>(
+    name: String,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<thread::JoinHandle<T>> {
+    thread::Builder::new().name(name).spawn(move || {
+        if let Err(e) = threads::make_background() {
+            log::debug!("a load helper keeps its priority: {e}");
+        }
+        f()
+    })
+}
+
 /// Samples a process's CPU time, resident memory and threads from /proc.
 struct Sampler {
     stop: Arc<AtomicBool>,
@@ -429,10 +459,10 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn start(pid: u32) -> Sampler {
+    fn start(pid: u32) -> io::Result<Sampler> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
+        let thread = spawn_helper("sampler".into(), move || {
             let cpu_at_start = cpu_seconds(pid);
             let mut usage = ServerUsage::default();
             loop {
@@ -447,8 +477,8 @@ impl Sampler {
             }
             usage.cpu_seconds = (cpu_seconds(pid) - cpu_at_start).max(0.0);
             usage
-        });
-        Sampler { stop, thread }
+        })?;
+        Ok(Sampler { stop, thread })
     }
 
     fn stop(self) -> ServerUsage {
