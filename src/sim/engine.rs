@@ -180,36 +180,9 @@ pub(crate) fn run(
         .collect();
 
     while !(dialer_done && live == 0) {
-        // Sleep to the next timer (at most a tick), then harvest readiness without blocking:
-        // the server's echoes then never have to wake this thread, which halves the
-        // cross-core wake-ups a frame costs both programs (on this 2-vCPU machine a
-        // cross-core wake-up costs tens of microseconds). A timer closer than SPIN is waited
-        // for by polling again rather than sleeping: with a thousand calls one is due every
-        // 20 us, and a sleep costs more than it saves. With fewer than 20 calls nothing is
-        // due for a tick or more: then the wait is in the poll itself, so an echo wakes
-        // this thread and its round trip is read when it lands, not a tick later.
-        let wait = timers
-            .peek()
-            .map_or(TICK, |Reverse((at, _))| {
-                at.saturating_duration_since(Instant::now())
-            })
-            .min(TICK);
-        if wait >= TICK {
-            if wait_for_events(&mut poll, &mut events, TICK)? {
-                read_ready(
-                    &events,
-                    &poll,
-                    &mut legs,
-                    &mut free,
-                    &mut live,
-                    &mut on_done,
-                );
-            }
-        } else if wait > SPIN {
-            std::thread::sleep(wait);
-        }
-        // Due frames go out before any echo is read: pacing is what the generator
-        // promises, and a burst of echoes must not delay it.
+        // Due frames go out first in each turn, and a turn reads at most READ_BATCH
+        // sockets: pacing is what the generator promises, and a burst of echoes must not
+        // delay it.
         let now = Instant::now();
         while let Some(&Reverse((at, idx))) = timers.peek() {
             if at > now {
@@ -229,15 +202,52 @@ pub(crate) fn run(
                 timers.push(Reverse((leg.wake_at, idx)));
             }
         }
-        if wait_for_events(&mut poll, &mut events, Duration::ZERO)? {
-            read_ready(
-                &events,
-                &poll,
-                &mut legs,
-                &mut free,
-                &mut live,
-                &mut on_done,
-            );
+        // Sleep to the next timer (at most a tick), then harvest readiness without blocking:
+        // the server's echoes then never have to wake this thread, which halves the
+        // cross-core wake-ups a frame costs both programs (on this 2-vCPU machine a
+        // cross-core wake-up costs tens of microseconds). A timer closer than SPIN is waited
+        // for by polling again rather than sleeping: with a thousand calls one is due every
+        // 20 us, and a sleep costs more than it saves. With fewer than 20 calls nothing is
+        // due for a tick or more: then the wait is in the poll itself, so an echo wakes
+        // this thread and its round trip is read when it lands, not a tick later (mio's
+        // timeouts are whole milliseconds, so a shorter wait cannot be a poll's).
+        let wait = timers
+            .peek()
+            .map_or(TICK, |Reverse((at, _))| {
+                at.saturating_duration_since(Instant::now())
+            })
+            .min(TICK);
+        let timeout = if wait >= TICK {
+            TICK
+        } else {
+            if wait > SPIN {
+                std::thread::sleep(wait);
+            }
+            Duration::ZERO
+        };
+        match poll.poll(&mut events, Some(timeout)) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            other => other?,
+        }
+        for event in events.iter() {
+            let idx = event.token().0;
+            let Some(leg) = legs.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            if event.is_writable() {
+                let _ = leg.ws.flush();
+            }
+            if event.is_read_closed() || event.is_error() {
+                // The end of the stream may have come with the last data: a short read then
+                // does not mean there is nothing more to learn.
+                leg.ws.get_mut().ending = true;
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                leg.on_readable();
+            }
+            if leg.finished() {
+                finish(&poll, &mut legs, &mut free, idx, &mut live, &mut on_done);
+            }
         }
         loop {
             match plans.try_recv() {
@@ -285,47 +295,6 @@ pub(crate) fn run(
         }
     }
     Ok(())
-}
-
-/// Polls for readiness, waiting at most `timeout`; `false` when a signal cut the wait short
-/// and there is nothing to read.
-fn wait_for_events(poll: &mut Poll, events: &mut Events, timeout: Duration) -> io::Result<bool> {
-    match poll.poll(events, Some(timeout)) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Reads every socket `events` reports ready, and ends the legs that finished.
-fn read_ready(
-    events: &Events,
-    poll: &Poll,
-    legs: &mut [Option<Leg>],
-    free: &mut Vec<usize>,
-    live: &mut usize,
-    on_done: &mut impl FnMut(Outcome),
-) {
-    for event in events.iter() {
-        let idx = event.token().0;
-        let Some(leg) = legs.get_mut(idx).and_then(Option::as_mut) else {
-            continue;
-        };
-        if event.is_writable() {
-            let _ = leg.ws.flush();
-        }
-        if event.is_read_closed() || event.is_error() {
-            // The end of the stream may have come with the last data: a short read then
-            // does not mean there is nothing more to learn.
-            leg.ws.get_mut().ending = true;
-        }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            leg.on_readable();
-        }
-        if leg.finished() {
-            finish(poll, legs, free, idx, live, on_done);
-        }
-    }
 }
 
 fn finish(
