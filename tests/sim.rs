@@ -270,21 +270,6 @@ fn load_reports_its_ramp_as_run() {
         .contains("ramp: the last dial ended after"));
 }
 
-/// Scheduling policy (proc(5) field 41) of each of this process's threads, by name.
-fn thread_policies() -> Vec<(String, u32)> {
-    let mut threads = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
-            continue; // the thread ended meanwhile
-        };
-        let (head, rest) = stat.rsplit_once(')').unwrap();
-        let name = head.split_once('(').unwrap().1.to_owned();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        threads.push((name, fields[41 - 3].parse().unwrap()));
-    }
-    threads
-}
-
 #[test]
 fn load_helpers_leave_the_core_to_the_thread_that_paces_frames() {
     const SCHED_OTHER: u32 = 0;
@@ -300,15 +285,18 @@ fn load_helpers_leave_the_core_to_the_thread_that_paces_frames() {
         .unwrap();
     // Mid-call: the dials are done, the event posters and the sampler wait for work.
     thread::sleep(Duration::from_millis(500));
-    let threads = thread_policies();
+    let threads = thread_scheduling();
     let report = load.join().unwrap();
     assert!(report.passed(), "{report}");
     let helpers: Vec<_> = threads
         .iter()
-        .filter(|(name, _)| name.starts_with("events-") || name == "sampler")
+        .filter(|(name, ..)| name.starts_with("events-") || name == "sampler")
         .collect();
     assert!(helpers.len() >= 2, "{threads:?}");
-    assert!(helpers.iter().all(|(_, p)| *p == SCHED_IDLE), "{threads:?}");
-    let pacer = threads.iter().find(|(name, _)| name == "pacer");
-    assert_eq!(pacer.map(|(_, p)| *p), Some(SCHED_OTHER), "{threads:?}");
+    assert!(
+        helpers.iter().all(|(_, p, _)| *p == SCHED_IDLE),
+        "{threads:?}"
+    );
+    let pacer = threads.iter().find(|(name, ..)| name == "pacer");
+    assert_eq!(pacer.map(|(_, p, _)| *p), Some(SCHED_OTHER), "{threads:?}");
 }
