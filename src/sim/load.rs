@@ -436,10 +436,10 @@ fn reason_of_text(text: &str) -> String {
     reason
 }
 
-/// Starts one of the load's helper threads (dialers, event posters, the sampler) at the
-/// lowest priority: they share the generator's core with the thread that paces every
-/// call's frames, and a dial or an event that waits a little costs nothing, while a frame
-/// that waits is a frame sent late.
+/// Starts one of the load's helper threads (dialers, event posters, the finisher, the
+/// sampler) at the lowest priority: they share the generator's core with the thread that
+/// paces every call's frames, and a dial or an event that waits a little costs nothing,
+/// while a frame that waits is a frame sent late.
 fn spawn_helper<T: Send + 'static>(
     name: String,
     f: impl FnOnce() -> T + Send + 'static,
