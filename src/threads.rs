@@ -31,10 +31,10 @@ pub(crate) fn make_realtime(priority: u8) -> io::Result<()> {
     .map_err(io_error)
 }
 
-/// Puts the calling thread under `SCHED_IDLE`: on a shared core it runs only in the time
-/// the other threads leave, and any of them that wakes takes the core back at once (a
-/// thread at nice 19 is not preempted so soon). Lowering one's own priority needs no
-/// privilege.
+/// Puts the calling thread under `SCHED_IDLE`: on a shared core it runs in the time the
+/// other threads leave (its share beside a busy thread is a fifth of a nice-19 thread's),
+/// and a thread that wakes takes the core from it at once, where a nice-19 thread would
+/// first finish its slice. Lowering one's own priority needs no privilege.
 pub(crate) fn make_background() -> io::Result<()> {
     use thread_priority::{
         set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
