@@ -20,7 +20,7 @@ use super::{
     call::ms,
     dial,
     engine::{self, Plan, Source},
-    percentile, post_event, Dial,
+    percentile, post_event, Dial, SetupTimes,
 };
 use crate::{
     error::{Error, Result},
@@ -29,9 +29,9 @@ use crate::{
 
 /// Threads that dial (HTTP and handshakes block); streaming needs only one. Each takes the
 /// next call due, so the ramp holds while a loaded server answers a dial in up to
-/// `DIALERS / ramp` seconds (160 ms at 200 calls a second), instead of slowing to the pace
+/// `DIALERS / ramp` seconds (0.64 s at 200 calls a second), instead of slowing to the pace
 /// of the slowest dial.
-const DIALERS: usize = 32;
+const DIALERS: usize = 128;
 
 /// Threads that post call events: four a call, posted beside the call as Vonage does.
 const POSTERS: usize = 4;
@@ -83,9 +83,9 @@ impl LoadOptions {
     }
 }
 
-/// Round-trip percentiles, in milliseconds.
+/// Percentiles of a latency (a frame's round trip, a step of call setup), in milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct RoundTrip {
+pub struct Percentiles {
     /// Median.
     pub p50_ms: f64,
     /// 90th percentile.
@@ -98,10 +98,10 @@ pub struct RoundTrip {
     pub max_ms: f64,
 }
 
-impl RoundTrip {
-    /// Percentiles of round trips in microseconds, sorted.
-    fn of(sorted: &[u32]) -> RoundTrip {
-        RoundTrip {
+impl Percentiles {
+    /// Percentiles of latencies in microseconds, sorted.
+    fn of(sorted: &[u32]) -> Percentiles {
+        Percentiles {
             p50_ms: ms(percentile(sorted, 50.0)),
             p90_ms: ms(percentile(sorted, 90.0)),
             p99_ms: ms(percentile(sorted, 99.0)),
@@ -111,7 +111,7 @@ impl RoundTrip {
     }
 }
 
-impl fmt::Display for RoundTrip {
+impl fmt::Display for Percentiles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -149,6 +149,12 @@ pub struct LoadReport {
     pub ramp_seconds: f64,
     /// When the last call was due to be dialed, in seconds from the start.
     pub planned_ramp_seconds: f64,
+    /// The answer webhook's latency, from request to whole answer, of the calls that got
+    /// one (Vonage gives it 5 s by default).
+    pub answer_webhook: Percentiles,
+    /// The socket handshake's latency, from TCP connect to the 101, of the calls that got
+    /// that far.
+    pub handshake: Percentiles,
     /// Audio frames sent.
     pub frames_sent: u64,
     /// Frames echoed byte-identical and in order.
@@ -162,10 +168,10 @@ pub struct LoadReport {
     /// The generator's worst pacing miss, in ms.
     pub max_late_ms: f64,
     /// Round trips of every frame.
-    pub round_trip: RoundTrip,
+    pub round_trip: Percentiles,
     /// Round trips of the frames sent while every call was up and none was being set up
     /// or ended (absent when the ramp outlasts a call).
-    pub steady_round_trip: Option<RoundTrip>,
+    pub steady_round_trip: Option<Percentiles>,
     /// The server's CPU and memory, with [`LoadOptions::pid`].
     pub server: Option<ServerUsage>,
     /// Wall time of the whole run, in seconds.
@@ -206,6 +212,8 @@ impl fmt::Display for LoadReport {
             "ramp: the last dial ended after {:.1} s (due at {:.1} s)",
             self.ramp_seconds, self.planned_ramp_seconds
         )?;
+        writeln!(f, "answer webhook ms:            {}", self.answer_webhook)?;
+        writeln!(f, "socket handshake ms:          {}", self.handshake)?;
         writeln!(
             f,
             "frames: {} sent, {} echoed, {} lost, {} corrupted, {} sent late (max {:.1} ms)",
@@ -248,6 +256,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         .map_err(|e| Error::io("starting the server's sampler", e))?;
     let failed: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let ramp_end: Arc<Mutex<Instant>> = Arc::new(Mutex::new(started));
+    let setups: Arc<Mutex<Vec<SetupTimes>>> = Arc::default();
     let (plans_tx, plans_rx) = mpsc::sync_channel::<Plan>(1024);
     let frames = (options.duration.as_millis() / 20).max(1) as u64;
 
@@ -282,48 +291,57 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     for d in 0..DIALERS {
         let next_call = Arc::clone(&next_call);
         let ramp_end = Arc::clone(&ramp_end);
+        let setups = Arc::clone(&setups);
         let agent = agent.clone();
         let events = events_tx.clone();
         let (opts, tx, failed) = (options.clone(), plans_tx.clone(), Arc::clone(&failed));
-        let spawned = spawn_helper(format!("dialer-{d}"), move || loop {
-            let i = next_call.fetch_add(1, Ordering::Relaxed);
-            if i >= opts.calls {
-                return;
-            }
-            let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
-            thread::sleep(at.saturating_duration_since(Instant::now()));
-            let mut queue = |base: &serde_json::Value, status: &'static str| {
-                let _ = events.send((base.clone(), status, Map::new()));
-                Ok(())
-            };
-            let dialed = dial(&opts.dial, &agent, &mut queue);
-            if let Ok(mut end) = ramp_end.lock() {
-                *end = (*end).max(Instant::now());
-            }
-            match dialed {
-                Ok(dialed) => {
-                    let plan = Plan {
-                        dialed,
-                        frames,
-                        source: Source::Tone { stamp: true },
-                        dtmf: Vec::new(),
-                        recorder: None,
-                        phase: engine::phase(i),
-                    };
-                    if tx.send(plan).is_err() {
-                        return;
+        // Dialers keep the process's priority: they time call setup, as Vonage's side sees
+        // it, and a thread in the core's idle time would add its own wait to every figure.
+        let spawned = thread::Builder::new()
+            .name(format!("dialer-{d}"))
+            .spawn(move || loop {
+                let i = next_call.fetch_add(1, Ordering::Relaxed);
+                if i >= opts.calls {
+                    return;
+                }
+                let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
+                thread::sleep(at.saturating_duration_since(Instant::now()));
+                let mut queue = |base: &serde_json::Value, status: &'static str| {
+                    let _ = events.send((base.clone(), status, Map::new()));
+                    Ok(())
+                };
+                let dialed = dial(&opts.dial, &agent, &mut queue);
+                if let Ok(mut end) = ramp_end.lock() {
+                    *end = (*end).max(Instant::now());
+                }
+                match dialed {
+                    Ok(dialed) => {
+                        setups
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(dialed.setup);
+                        let plan = Plan {
+                            dialed,
+                            frames,
+                            source: Source::Tone { stamp: true },
+                            dtmf: Vec::new(),
+                            recorder: None,
+                            phase: engine::phase(i),
+                        };
+                        if tx.send(plan).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let reason = format!("dial: {}", reason_of(&e));
+                        *failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(reason)
+                            .or_default() += 1;
                     }
                 }
-                Err(e) => {
-                    let reason = format!("dial: {}", reason_of(&e));
-                    *failed
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(reason)
-                        .or_default() += 1;
-                }
-            }
-        });
+            });
         dialers.push(spawned.map_err(|e| Error::io("starting a dialer", e))?);
     }
     drop(plans_tx);
@@ -400,9 +418,12 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     let mut all: Vec<u32> = rtts.into_iter().map(|(_, rtt)| rtt).collect();
     all.sort_unstable();
     steady.sort_unstable();
+    let setups = std::mem::take(&mut *setups.lock().unwrap_or_else(|p| p.into_inner()));
+    report.answer_webhook = latency_of(setups.iter().map(|s| s.answer));
+    report.handshake = latency_of(setups.iter().map(|s| s.handshake));
     report.max_late_ms = ms(max_late);
-    report.round_trip = RoundTrip::of(&all);
-    report.steady_round_trip = (!steady.is_empty()).then(|| RoundTrip::of(&steady));
+    report.round_trip = Percentiles::of(&all);
+    report.steady_round_trip = (!steady.is_empty()).then(|| Percentiles::of(&steady));
     report.server = sampler.map(|s| {
         let mut usage = s.stop();
         if report.frames_echoed > 0 {
@@ -412,6 +433,15 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     });
     report.elapsed_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Percentiles of a set of durations.
+fn latency_of(durations: impl Iterator<Item = Duration>) -> Percentiles {
+    let mut micros: Vec<u32> = durations
+        .map(|d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
+        .collect();
+    micros.sort_unstable();
+    Percentiles::of(&micros)
 }
 
 /// A failure's reason without the parts that differ per call (uuids, ports), so failures
@@ -436,8 +466,8 @@ fn reason_of_text(text: &str) -> String {
     reason
 }
 
-/// Starts one of the load's helper threads (dialers, event posters, the finisher, the
-/// sampler) at the lowest priority: they share the generator's core with the thread that
+/// Starts one of the load's helper threads (event posters, the finisher, the sampler) at
+/// the lowest priority: they share the generator's core with the thread that
 /// paces every call's frames, and a dial or an event that waits a little costs nothing,
 /// while a frame that waits is a frame sent late.
 fn spawn_helper<T: Send + 'static>(

@@ -226,6 +226,17 @@ pub(crate) struct Dialed {
     pub(crate) connected: String,
     pub(crate) talks: Vec<String>,
     pub(crate) answered_at: Instant,
+    /// How long the call waited on Vonage's side of call setup.
+    pub(crate) setup: SetupTimes,
+}
+
+/// How long the two steps of call setup took, as Vonage waits on them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SetupTimes {
+    /// From the answer webhook's request to its whole answer.
+    pub(crate) answer: Duration,
+    /// From the socket's TCP connect to the handshake's 101.
+    pub(crate) handshake: Duration,
 }
 
 /// Plays the start of a call as Vonage does: events, the answer webhook, the NCCO's checks,
@@ -254,6 +265,7 @@ pub(crate) fn dial(
         ("region_url", "https://api-us-3.vonage.com"),
         ("endpoint_type", "phone"),
     ];
+    let asked = Instant::now();
     let response = match dial.method {
         AnswerMethod::Get => {
             let mut request = agent.get(&dial.answer_url).query_pairs(params);
@@ -292,6 +304,7 @@ pub(crate) fn dial(
         .limit(1024 * 1024)
         .read_to_vec()
         .map_err(|e| Error::Http(format!("answer webhook body: {e}")))?;
+    let answer_time = asked.elapsed();
     if status != 200 {
         return Err(Error::Http(format!(
             "answer webhook returned {status}: {}",
@@ -342,6 +355,7 @@ pub(crate) fn dial(
         }
         None => {}
     }
+    let connecting = Instant::now();
     let stream = connect(request.uri(), dial.timeout)?;
     let config = socket::ws_config(&Config::default());
     let connector = match request.uri().scheme_str() {
@@ -370,6 +384,7 @@ pub(crate) fn dial(
                 dial.timeout
             )),
         })?;
+    let handshake_time = connecting.elapsed();
     let connected = messages::connected(endpoint.content_type, &endpoint.headers);
     ws.send(tungstenite::Message::text(connected.clone()))?;
     Ok(Dialed {
@@ -381,6 +396,10 @@ pub(crate) fn dial(
         connected,
         talks,
         answered_at: Instant::now(),
+        setup: SetupTimes {
+            answer: answer_time,
+            handshake: handshake_time,
+        },
     })
 }
 
