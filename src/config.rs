@@ -79,6 +79,9 @@ pub struct Config {
     pub max_http_connections: usize,
     /// How long an HTTP request's headers and body may take to arrive. Default 10 s.
     pub http_request_timeout: Duration,
+    /// How long a kept HTTP connection may wait for its next request before it is closed.
+    /// Default 5 s (as Node.js servers keep theirs).
+    pub http_keep_alive: Duration,
     /// The largest HTTP request head (request line and headers); larger gets 431. Default 8 KiB.
     pub max_header_bytes: usize,
     /// The largest HTTP request body; larger gets 413. Default 64 KiB.
@@ -128,6 +131,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(5),
             max_http_connections: 1024,
             http_request_timeout: Duration::from_secs(10),
+            http_keep_alive: Duration::from_secs(5),
             max_header_bytes: 8 * 1024,
             max_body_bytes: 64 * 1024,
             signature_secret: None,
@@ -184,6 +188,8 @@ impl Config {
         max_http_connections: usize,
         /// Sets [`Config::http_request_timeout`].
         http_request_timeout: Duration,
+        /// Sets [`Config::http_keep_alive`].
+        http_keep_alive: Duration,
         /// Sets [`Config::max_header_bytes`].
         max_header_bytes: usize,
         /// Sets [`Config::max_body_bytes`].

@@ -41,6 +41,7 @@ mod listen;
 pub mod messages;
 mod metrics;
 pub mod ncco;
+mod private;
 mod record;
 mod server;
 pub mod sim;
@@ -49,6 +50,7 @@ pub mod socket;
 mod soup;
 mod stream;
 mod threads;
+mod upstream;
 pub mod webhooks;
 
 pub use audio::AudioFormat;

@@ -165,6 +165,9 @@ struct ServeArgs {
     /// Seconds an HTTP request's headers and body may take to arrive.
     #[arg(long, env = "VONAGE_ECHO_HTTP_REQUEST_TIMEOUT", default_value = "10", value_parser = seconds)]
     http_request_timeout: Duration,
+    /// Seconds a kept HTTP connection may wait for its next request (0: one request each).
+    #[arg(long, env = "VONAGE_ECHO_HTTP_KEEP_ALIVE", default_value = "5", value_parser = seconds)]
+    http_keep_alive: Duration,
     /// Seconds a silent caller may block a write before its call is dropped.
     #[arg(long, env = "VONAGE_ECHO_WRITE_TIMEOUT", default_value = "5", value_parser = seconds)]
     write_timeout: Duration,
@@ -240,6 +243,7 @@ impl ServeArgs {
             .idle_close_after(self.idle_close_after)
             .handshake_timeout(self.handshake_timeout)
             .http_request_timeout(self.http_request_timeout)
+            .http_keep_alive(self.http_keep_alive)
             .write_timeout(self.write_timeout)
             .max_http_connections(self.max_http_connections)
             .max_pending_handshakes(self.max_pending_handshakes)

@@ -3,9 +3,8 @@
 use std::{
     collections::HashSet,
     net::{SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     thread::{self, JoinHandle},
@@ -19,8 +18,9 @@ use crate::{
     gate,
     metrics::Metrics,
     socket,
-    threads::{self, ThreadSet},
-    webhooks,
+    threads::{self, Role, ThreadSet},
+    upstream::Upstream,
+    webhooks::{self, Webhooks},
 };
 
 /// How often blocked threads look up from their sockets to see whether the server stops.
@@ -29,6 +29,8 @@ pub(crate) const TICK: Duration = Duration::from_millis(200);
 
 /// What every thread of one server shares.
 pub(crate) struct Shared {
+    /// This server among the process's, for the webhooks they share.
+    pub(crate) id: u64,
     pub(crate) config: Config,
     /// The key this server's socket tokens are made with.
     pub(crate) socket_key: Secret,
@@ -37,15 +39,17 @@ pub(crate) struct Shared {
     pub(crate) stopping: AtomicBool,
     /// The WebSocket listener's real port (the configured one may be 0).
     pub(crate) ws_port: u16,
-    /// The private Unix socket where tiny_http serves what the gate lets through.
-    pub(crate) webhooks_socket: PathBuf,
+    /// The connections to tiny_http, which serves what the gate lets through.
+    pub(crate) upstream: Upstream,
+    /// The nice value the server started with: setup's, which audio runs below.
+    pub(crate) base_nice: i32,
     pub(crate) active_calls: Arc<AtomicUsize>,
     /// The uuids of calls whose socket is open.
     pub(crate) live_ids: Arc<Mutex<HashSet<String>>>,
     pub(crate) pending_handshakes: Arc<AtomicUsize>,
     pub(crate) http_connections: Arc<AtomicUsize>,
+    /// Each call's thread, from its handshake on.
     pub(crate) calls: ThreadSet,
-    pub(crate) handshakes: ThreadSet,
     pub(crate) http_threads: ThreadSet,
 }
 
@@ -67,7 +71,7 @@ pub struct Server {
     ws_addr: SocketAddr,
     shared: Arc<Shared>,
     loops: Vec<JoinHandle<()>>,
-    private_dir: PathBuf,
+    webhooks: &'static Webhooks,
 }
 
 impl Server {
@@ -93,48 +97,54 @@ impl Server {
         let http_addr = local(&http_listener)?;
         let ws_addr = local(&ws_listener)?;
 
-        let private_dir = private_dir()?;
-        let webhooks_socket = private_dir.join("webhooks.sock");
-        let tiny = webhooks::bind(&webhooks_socket)?;
+        let base_nice = threads::own_nice();
+        let webhooks = webhooks::shared_webhooks(config.realtime_priority, base_nice)?;
+        static SERVERS: AtomicU64 = AtomicU64::new(1);
 
         let socket_key = config.socket_key.clone().unwrap_or_else(Secret::random);
         warn_about_openness(&config);
+        let upstream = Upstream::new(webhooks.socket.clone(), config.http_request_timeout);
         let shared = Arc::new(Shared {
+            id: SERVERS.fetch_add(1, Ordering::Relaxed),
+            upstream,
+            base_nice,
             socket_key,
             metrics: Metrics::default(),
             config,
             started: Instant::now(),
             stopping: AtomicBool::new(false),
             ws_port: ws_addr.port(),
-            webhooks_socket,
             active_calls: Arc::default(),
             live_ids: Arc::default(),
             pending_handshakes: Arc::default(),
             http_connections: Arc::default(),
             calls: ThreadSet::default(),
-            handshakes: ThreadSet::default(),
             http_threads: ThreadSet::default(),
         });
 
-        let named = |name: &str, f: Box<dyn FnOnce() + Send>| {
+        webhooks.register(&shared);
+        let setup_thread = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            let realtime = shared.config.realtime_priority;
+            let base_nice = shared.base_nice;
             thread::Builder::new()
                 .name(name.to_owned())
-                .spawn(f)
+                .spawn(move || {
+                    // What these threads start (each connection's) stands where they do.
+                    if let Err(e) = threads::take_role(Role::Setup, realtime, base_nice) {
+                        log::warn!("setup stays at the process's priority: {e}");
+                    }
+                    f();
+                })
                 .map_err(|e| Error::io(format!("starting thread {name}"), e))
         };
-        let mut loops = Vec::with_capacity(3);
+        let mut loops = Vec::with_capacity(2);
         let s = Arc::clone(&shared);
-        loops.push(named(
-            "webhooks",
-            Box::new(move || webhooks::serve(tiny, &s)),
-        )?);
-        let s = Arc::clone(&shared);
-        loops.push(named(
+        loops.push(setup_thread(
             "http-accept",
             Box::new(move || gate::accept_loop(http_listener, &s)),
         )?);
         let s = Arc::clone(&shared);
-        loops.push(named(
+        loops.push(setup_thread(
             "ws-accept",
             Box::new(move || socket::accept_loop(ws_listener, &s)),
         )?);
@@ -146,7 +156,7 @@ impl Server {
             ws_addr,
             shared,
             loops,
-            private_dir,
+            webhooks,
         })
     }
 
@@ -186,10 +196,10 @@ impl Server {
         for handle in self.loops.drain(..) {
             let _ = handle.join();
         }
-        self.shared.handshakes.join_all();
         self.shared.calls.join_all();
         self.shared.http_threads.join_all();
-        let _ = std::fs::remove_dir_all(&self.private_dir);
+        self.webhooks.unregister(self.shared.id);
+        self.shared.upstream.close_all();
         log::info!("server on {} stopped", self.http_addr);
     }
 }
@@ -203,9 +213,11 @@ impl Drop for Server {
 /// Refuses a real-time priority the system will not grant, at start rather than on each
 /// call: a scratch thread asks for it, so no thread of the server keeps it.
 fn check_realtime(priority: u8) -> Result<()> {
+    // Setup runs one above the calls (threads::take_role).
+    let highest = threads::setup_priority(priority);
     let granted = thread::Builder::new()
         .name("realtime-check".into())
-        .spawn(move || threads::make_realtime(priority))
+        .spawn(move || threads::make_realtime(highest))
         .map_err(|e| Error::io("starting the real-time check thread", e))?
         .join()
         .unwrap_or_else(|_| Err(std::io::Error::other("the check panicked")));
@@ -213,12 +225,13 @@ fn check_realtime(priority: u8) -> Result<()> {
         Error::config(
             "--realtime-priority",
             format!(
-                "the system refuses SCHED_RR priority {priority} ({e}); it needs \
-                 CAP_SYS_NICE or `ulimit -r` of at least {priority}"
+                "the system refuses SCHED_RR priority {highest} ({e}); it needs \
+                 CAP_SYS_NICE or `ulimit -r` of at least {highest} (call setup runs one \
+                 above the calls)"
             ),
         )
     })?;
-    log::info!("call threads run under SCHED_RR, priority {priority}");
+    log::info!("call threads run under SCHED_RR, priority {priority}; setup at {highest}");
     Ok(())
 }
 
@@ -258,23 +271,4 @@ fn wake(addr: SocketAddr) {
         });
     }
     let _ = TcpStream::connect_timeout(&target, Duration::from_secs(1));
-}
-
-/// A directory only this user can enter, for the webhooks' private socket.
-fn private_dir() -> Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!(
-        "vonage-echo-{}-{}-{nanos}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    Ok(dir)
 }

@@ -14,7 +14,8 @@ use tungstenite::{
         HandshakeError,
     },
     http,
-    protocol::{frame::coding::CloseCode, CloseFrame, WebSocketConfig},
+    protocol::WebSocketConfig,
+    WebSocket,
 };
 
 use crate::{
@@ -25,7 +26,7 @@ use crate::{
     metrics::Refusal,
     server::{Shared, TICK},
     stream::CallStream,
-    threads::{self, Registered, Slot},
+    threads::{self, Registered, Role, Slot},
     webhooks::SOCKET_PATH,
 };
 
@@ -53,14 +54,39 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
             let _ = (&stream).write_all(&gate::refusal(503, "too many handshakes in progress"));
             return;
         };
+        // To answer if no thread can be had for the connection.
+        let reply_to = stream.try_clone().ok();
         let s = Arc::clone(shared);
-        let spawned = shared.handshakes.spawn(format!("ws-{peer}"), move || {
-            handshake(stream, peer, pending, &s);
+        // One thread per call, from its handshake on: it takes its place below setup once
+        // the handshake has named the call.
+        let spawned = shared.calls.spawn(format!("ws-{peer}"), move || {
+            if let Some((ws, admitted)) = handshake(stream, peer, pending, &s) {
+                run_call(ws, admitted, peer, &s);
+            }
         });
         if let Err(e) = spawned {
-            log::error!("{peer}: cannot start a thread for the handshake: {e}");
+            log::error!("{peer}: cannot start a thread for the call: {e}; refused with 503");
+            shared.metrics.refused(Refusal::Capacity);
+            if let Some(mut socket) = reply_to {
+                let _ = socket.set_nonblocking(true);
+                let _ = socket.write_all(&gate::refusal(503, "server cannot take the call now"));
+            }
         }
     });
+}
+
+/// Turns the handshake's thread into the call's: named for the call, at the audio's place
+/// on the core, then the echo loop to the end.
+fn run_call(ws: WebSocket<CallStream>, admitted: Admitted, peer: SocketAddr, shared: &Shared) {
+    let Admitted { id, guards } = admitted;
+    threads::rename_own(&format!("call-{id}"));
+    let config = &shared.config;
+    // Server::start checked that the system allows it; a refusal now only costs this
+    // call its place.
+    if let Err(e) = threads::take_role(Role::Audio, config.realtime_priority, shared.base_nice) {
+        log::warn!("call {id}: keeps the setup threads' priority: {e}");
+    }
+    call::run(ws, id, peer, guards, shared);
 }
 
 /// A connection the handshake let in: its call, and what it holds while it lasts.
@@ -78,7 +104,12 @@ pub(crate) struct CallGuards {
 
 // tungstenite's handshake callback fixes its error type, an HTTP response.
 #[allow(clippy::result_large_err)]
-fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Shared>) {
+fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    pending: Slot,
+    shared: &Shared,
+) -> Option<(WebSocket<CallStream>, Admitted)> {
     let config = &shared.config;
     let prepared = stream
         .set_nodelay(true)
@@ -86,7 +117,7 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
         .and_then(|()| stream.set_write_timeout(Some(config.write_timeout)));
     if let Err(e) = prepared {
         log::debug!("{peer}: socket setup failed: {e}");
-        return;
+        return None;
     }
     let deadline = Instant::now() + config.handshake_timeout;
     // To answer a request tungstenite refuses without a word (not a WebSocket handshake).
@@ -111,7 +142,7 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
             Err(HandshakeError::Interrupted(mid)) => {
                 if shared.stopping() {
                     shared.metrics.refused(Refusal::ShuttingDown);
-                    return;
+                    return None;
                 }
                 if Instant::now() >= deadline {
                     log::warn!(
@@ -119,7 +150,7 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
                         config.handshake_timeout
                     );
                     shared.metrics.refused(Refusal::Timeout);
-                    return;
+                    return None;
                 }
                 attempt = mid.handshake();
             }
@@ -132,46 +163,15 @@ fn handshake(stream: TcpStream, peer: SocketAddr, pending: Slot, shared: &Arc<Sh
                         let _ = socket.write_all(&gate::refusal(400, &reason));
                     }
                 }
-                return;
+                return None;
             }
         }
     };
     drop(pending);
     ws.get_mut().defer_writes();
     drop(reply_to);
-    let Some(Admitted { id, guards }) = admitted else {
-        // Unreachable: a completed handshake has passed the callback.
-        return;
-    };
-    let s = Arc::clone(shared);
-    let name = format!("call-{id}");
-    let id_for_error = id.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let spawned = shared.calls.spawn(name, move || {
-        if let Some(priority) = s.config.realtime_priority {
-            // Server::start checked that the system allows it; a refusal now only costs
-            // this call its place ahead of the fair scheduler.
-            if let Err(e) = threads::make_realtime(priority) {
-                log::warn!("call {id}: stays under the fair scheduler: {e}");
-            }
-        }
-        if let Ok(ws) = rx.recv() {
-            call::run(ws, id, peer, guards, &s);
-        }
-    });
-    match spawned {
-        Ok(()) => {
-            let _ = tx.send(ws);
-        }
-        Err(e) => {
-            log::error!("call {id_for_error}: cannot start its thread: {e}; refused with 1013");
-            let _ = ws.close(Some(CloseFrame {
-                code: CloseCode::Again,
-                reason: "server cannot take the call now".into(),
-            }));
-            let _ = ws.get_mut().send_held();
-        }
-    }
+    // A completed handshake has passed the callback.
+    admitted.map(|admitted| (ws, admitted))
 }
 
 /// Decides whether a handshake request becomes a call.

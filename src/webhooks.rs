@@ -2,7 +2,12 @@
 //! status codes and bodies of every answer. Requests reach it whole, through
 //! `gate`, over a private Unix socket.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
 
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method};
@@ -13,10 +18,11 @@ use crate::{
     config::SocketAuth,
     error::{Error, Result},
     events::Event,
-    gate::PEER_HEADER,
+    gate::{PEER_HEADER, SERVER_HEADER},
     ncco::{headers_len, Authorization, Ncco, WebsocketEndpoint, MAX_ENDPOINT_HEADERS_BYTES},
-    record,
-    server::{Shared, TICK},
+    private, record,
+    server::Shared,
+    threads::{self, Role},
 };
 
 /// Where the webhooks are served.
@@ -30,8 +36,126 @@ pub const METRICS_PATH: &str = "/metrics";
 /// The path the WebSocket listener upgrades.
 pub const SOCKET_PATH: &str = "/socket";
 
+/// The webhooks every server of the process shares: one tiny_http on a private Unix
+/// socket, and the one blocking loop that answers its requests, each for the server the
+/// gate names in [`SERVER_HEADER`]. tiny_http's threads cannot be joined (its pool's idle
+/// threads end on their own seconds after it is dropped), so it starts with the first
+/// server and lives with the process; a server's shutdown then joins every thread the
+/// server started. Its threads take the place on the core of the thread that starts them:
+/// setup's, of the first server.
+pub(crate) struct Webhooks {
+    /// The private socket tiny_http listens on.
+    pub(crate) socket: PathBuf,
+    servers: Mutex<HashMap<u64, Weak<Shared>>>,
+}
+
+static WEBHOOKS: Mutex<Option<&'static Webhooks>> = Mutex::new(None);
+
+/// The process's webhooks, started on first use at setup's place on the core (see
+/// [`threads::take_role`]).
+pub(crate) fn shared_webhooks(realtime: Option<u8>, base_nice: i32) -> Result<&'static Webhooks> {
+    let mut started = WEBHOOKS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(webhooks) = *started {
+        return Ok(webhooks);
+    }
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("webhooks".into())
+        .spawn(move || {
+            if let Err(e) = threads::take_role(Role::Setup, realtime, base_nice) {
+                log::warn!("webhooks stay at the process's priority: {e}");
+            }
+            // Bound here, so that tiny_http's threads inherit this thread's place.
+            match private::bind_in_private_dir(bind) {
+                Ok((dir, tiny)) => {
+                    let webhooks: &'static Webhooks = Box::leak(Box::new(Webhooks {
+                        socket: dir.join(private::SOCKET_NAME),
+                        servers: Mutex::default(),
+                    }));
+                    let _ = bound_tx.send(Ok(webhooks));
+                    webhooks.serve(tiny);
+                }
+                Err(e) => {
+                    let _ = bound_tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| Error::io("starting the webhooks thread", e))?;
+    let webhooks = bound_rx.recv().unwrap_or_else(|_| {
+        Err(Error::io(
+            "starting the webhooks",
+            std::io::Error::other("the webhooks thread ended"),
+        ))
+    })?;
+    *started = Some(webhooks);
+    Ok(webhooks)
+}
+
+impl Webhooks {
+    /// Answers requests for `shared`'s server from now on.
+    pub(crate) fn register(&self, shared: &Arc<Shared>) {
+        self.servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(shared.id, Arc::downgrade(shared));
+    }
+
+    /// Stops answering for server `id`.
+    pub(crate) fn unregister(&self, id: u64) {
+        self.servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    fn server(&self, id: Option<u64>) -> Option<Arc<Shared>> {
+        let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        servers.get(&id?).and_then(Weak::upgrade)
+    }
+
+    /// Serves webhook requests for the life of the process. Should tiny_http's accept
+    /// thread give up, it is started again on the same private socket.
+    fn serve(&self, mut tiny: tiny_http::Server) {
+        loop {
+            match tiny.recv() {
+                Ok(request) => self.dispatch(request),
+                Err(e) => {
+                    log::error!("webhooks stopped accepting ({e}); starting them again");
+                    drop(tiny);
+                    tiny = loop {
+                        match bind(&self.socket) {
+                            Ok(t) => break t,
+                            Err(e) => {
+                                log::error!("{e}");
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    fn dispatch(&self, request: tiny_http::Request) {
+        let server = request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(SERVER_HEADER))
+            .and_then(|h| h.value.as_str().parse().ok());
+        match self.server(server) {
+            Some(shared) => handle(request, &shared),
+            None => {
+                let reply = Reply::error(503, "server stopped");
+                let _ = request.respond(
+                    tiny_http::Response::from_string(reply.body).with_status_code(reply.status),
+                );
+            }
+        }
+    }
+}
+
 /// Binds tiny_http to the private socket.
-pub(crate) fn bind(path: &Path) -> Result<tiny_http::Server> {
+fn bind(path: &Path) -> Result<tiny_http::Server> {
     let _ = std::fs::remove_file(path);
     tiny_http::Server::http_unix(path).map_err(|e| {
         Error::io(
@@ -39,36 +163,6 @@ pub(crate) fn bind(path: &Path) -> Result<tiny_http::Server> {
             std::io::Error::other(e.to_string()),
         )
     })
-}
-
-/// Serves webhook requests until the server stops. Should tiny_http's accept thread give
-/// up, it is started again on the same private socket.
-pub(crate) fn serve(mut tiny: tiny_http::Server, shared: &Arc<Shared>) {
-    loop {
-        match tiny.recv_timeout(TICK) {
-            Ok(Some(request)) => handle(request, shared),
-            Ok(None) => {}
-            Err(e) => {
-                log::error!("webhooks stopped accepting ({e}); starting them again");
-                drop(tiny);
-                loop {
-                    if shared.stopping() {
-                        return;
-                    }
-                    match bind(&shared.webhooks_socket) {
-                        Ok(t) => break tiny = t,
-                        Err(e) => {
-                            log::error!("{e}");
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
-                    }
-                }
-            }
-        }
-        if shared.stopping() {
-            return;
-        }
-    }
 }
 
 /// An answer: status, JSON body, and the `Allow` header of a 405.

@@ -379,3 +379,27 @@ fn help_lists_every_setting() {
         assert!(help.contains(&env), "{env} missing from --help");
     }
 }
+
+#[test]
+fn binary_serves_with_an_unwritable_temporary_directory() {
+    let mut command = Command::new(BIN);
+    command.env("TMPDIR", "/proc/self");
+    let mut server = start_with(command, &[]);
+    let health = Command::new(BIN)
+        .args([
+            "call",
+            "--answer-url",
+            &format!("http://{}/webhooks/answer", server.http),
+            "--duration",
+            "0.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stdout)
+    );
+    signal(&server.child, "TERM");
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+}

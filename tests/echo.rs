@@ -278,10 +278,10 @@ fn system_allows_realtime(priority: u8) -> bool {
 }
 
 #[test]
-fn call_threads_run_realtime_when_asked_and_nothing_else_does() {
+fn call_threads_run_realtime_below_setup_when_asked_and_nothing_else_does() {
     const SCHED_RR: u32 = 2;
     let config = config().realtime_priority(Some(7));
-    if !system_allows_realtime(7) {
+    if !system_allows_realtime(8) {
         let refused = vonage_echo::Server::start(config)
             .err()
             .expect("start is refused");
@@ -295,8 +295,52 @@ fn call_threads_run_realtime_when_asked_and_nothing_else_does() {
     let _ws = open_call(&server, "realtime-probe");
     let realtime: Vec<_> = thread_scheduling()
         .into_iter()
-        .filter(|(_, policy, _)| *policy != 0)
+        .filter(|(_, policy, ..)| *policy != 0)
+        .map(|(name, policy, priority, _)| (name, policy, priority))
         .collect();
     // Thread names are cut to 15 bytes: "call-" and the uuid's first 10.
-    assert_eq!(realtime, [("call-realtime-p".to_owned(), SCHED_RR, 7)]);
+    let calls: Vec<_> = realtime
+        .iter()
+        .filter(|(n, ..)| n.starts_with("call-"))
+        .collect();
+    assert_eq!(calls, [&("call-realtime-p".to_owned(), SCHED_RR, 7)]);
+    let setup: Vec<_> = realtime
+        .iter()
+        .filter(|(n, ..)| !n.starts_with("call-"))
+        .collect();
+    for name in ["http-accept", "ws-accept"] {
+        assert!(
+            setup.iter().any(|(n, ..)| n == name),
+            "{name} is not real-time: {realtime:?}"
+        );
+    }
+    // Only the server's setup threads (and the process's webhooks, when this server
+    // started them) run above the calls; nothing else is real-time.
+    for (name, policy, priority) in setup {
+        assert!(
+            ["http-", "ws-accept", "webhooks"]
+                .iter()
+                .any(|p| name.starts_with(p)),
+            "{name} is real-time"
+        );
+        assert_eq!((*policy, *priority), (SCHED_RR, 8), "{name}");
+    }
+}
+
+#[test]
+fn call_threads_run_ten_nice_steps_below_setup_under_the_fair_scheduler() {
+    let server = start(config());
+    let _ws = open_call(&server, "nice-probe");
+    let threads = thread_scheduling();
+    let nice_of = |name: &str| {
+        threads
+            .iter()
+            .find(|(n, ..)| n == name)
+            .map(|(.., nice)| *nice)
+            .unwrap_or_else(|| panic!("no thread {name}: {threads:?}"))
+    };
+    // Names are cut to 15 bytes.
+    let call = nice_of("call-nice-probe");
+    let accept = nice_of("ws-accept");
+    assert_eq!(call - accept, 10, "{threads:?}");
 }

@@ -294,9 +294,9 @@ fn load_helpers_leave_the_core_to_the_thread_that_paces_frames() {
         .collect();
     assert!(helpers.len() >= 2, "{threads:?}");
     assert!(
-        helpers.iter().all(|(_, p, _)| *p == SCHED_IDLE),
+        helpers.iter().all(|(_, p, ..)| *p == SCHED_IDLE),
         "{threads:?}"
     );
     let pacer = threads.iter().find(|(name, ..)| name == "pacer");
-    assert_eq!(pacer.map(|(_, p, _)| *p), Some(SCHED_OTHER), "{threads:?}");
+    assert_eq!(pacer.map(|(_, p, ..)| *p), Some(SCHED_OTHER), "{threads:?}");
 }

@@ -216,9 +216,9 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Each live thread of this process as (name, scheduling policy, real-time priority), read
-/// from `/proc/self/task/*/stat`.
-pub fn thread_scheduling() -> Vec<(String, u32, u32)> {
+/// Each live thread of this process as (name, scheduling policy, real-time priority, nice),
+/// read from `/proc/self/task/*/stat`.
+pub fn thread_scheduling() -> Vec<(String, u32, u32, i32)> {
     let mut threads = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
@@ -226,13 +226,14 @@ pub fn thread_scheduling() -> Vec<(String, u32, u32)> {
         };
         let (head, rest) = stat.rsplit_once(')').unwrap();
         let name = head.split_once('(').unwrap().1.to_owned();
-        // After the name come the fields from the 3rd (state) on; proc(5) numbers
-        // rt_priority 40 and policy 41.
+        // After the name come the fields from the 3rd (state) on; proc(5) numbers nice
+        // 19, rt_priority 40 and policy 41.
         let fields: Vec<&str> = rest.split_whitespace().collect();
         threads.push((
             name,
             fields[41 - 3].parse().unwrap(),
             fields[40 - 3].parse().unwrap(),
+            fields[19 - 3].parse().unwrap(),
         ));
     }
     threads
