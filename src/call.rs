@@ -22,6 +22,7 @@ use crate::{
     server::{Shared, TICK},
     socket::CallGuards,
     stream::CallStream,
+    threads::{self, Role},
 };
 
 /// The longest call id accepted.
@@ -188,6 +189,8 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mut Tally) -> End {
     let config = &shared.config;
     let mut first = true;
+    // Whether the thread has taken the audio's place (after the first frame's echo).
+    let mut settled = false;
     let mut last_heard = Instant::now();
     let mut pinged_at: Option<Instant> = None;
     loop {
@@ -266,6 +269,10 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
                 tally.frames_out += 1;
                 tally.bytes_out += len;
                 shared.metrics.frame_out(len as usize);
+                if !settled && tally.frames_in > 0 {
+                    settled = true;
+                    settle(id, shared);
+                }
             }
             Err(WsError::Io(e))
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
@@ -277,6 +284,19 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
             }
             Err(e) => return ended_by(ws, e),
         }
+    }
+}
+
+/// Takes the audio's place on the core, below call setup, once the call's first frame has
+/// been echoed. What a call allocates at its start (its first message parsed, its buffers
+/// grown, its log lines) is then behind it: the allocator's locks are shared with setup's
+/// threads, and a call thread that held one while it waited for the core would make them
+/// wait behind every call.
+fn settle(id: &CallId, shared: &Shared) {
+    // Server::start checked that the system allows it; a refusal now only costs this
+    // call its place.
+    if let Err(e) = threads::take_role(Role::Audio, &shared.config, shared.base_nice) {
+        log::warn!("call {id}: keeps the setup threads' priority: {e}");
     }
 }
 

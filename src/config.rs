@@ -19,6 +19,30 @@ pub enum SocketAuth {
     None,
 }
 
+/// Where a call's audio runs on the core, under the kernel's fair scheduler, beside call
+/// setup (webhooks, handshakes), which always keeps the process's priority. A call not
+/// answered in time is lost, while a frame delayed is only late, so audio runs below setup;
+/// this says how far. (Under [`Config::realtime_priority`] audio runs one real-time level
+/// below setup instead.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AudioPriority {
+    /// `SCHED_IDLE`: audio runs in the time setup leaves, and a setup thread that wakes
+    /// takes the core at once. The only choice that keeps setup on time when the audio
+    /// fills the core (README, Benchmarks). Beside CPU-bound neighbours on the same host a
+    /// few calls get little of the core: each call thread weighs a fifth of a nice-19 one.
+    /// The binary's default: a server process of its own.
+    Idle,
+    /// Ten nice steps below setup (`SCHED_OTHER`): for hosts shared with CPU-bound work,
+    /// and the library's default: a server embedded in a test rig shares its process with
+    /// the rig's threads (a load generator that paces frames keeps a core busy), beside
+    /// which audio under `SCHED_IDLE` would get only the time they leave. Setup then shares
+    /// the core with the audio by weight, and waits seconds for it once the audio fills the
+    /// core.
+    #[default]
+    Nice,
+}
+
 /// The greeting the tutorial speaks before connecting the caller.
 pub const DEFAULT_GREETING: &str = "Please wait while we connect you to the echo server";
 
@@ -111,6 +135,9 @@ pub struct Config {
     /// of at least the priority: [`Server::start`](crate::Server::start) refuses to start
     /// otherwise.
     pub realtime_priority: Option<u8>,
+    /// Where calls' audio runs below call setup under the fair scheduler. Default
+    /// [`AudioPriority::Nice`]; the binary's is `idle`.
+    pub audio_priority: AudioPriority,
 }
 
 impl Default for Config {
@@ -140,6 +167,7 @@ impl Default for Config {
             socket_key: None,
             record_dir: None,
             realtime_priority: None,
+            audio_priority: AudioPriority::default(),
         }
     }
 }
@@ -206,6 +234,8 @@ impl Config {
         record_dir: Option<std::path::PathBuf>,
         /// Sets [`Config::realtime_priority`].
         realtime_priority: Option<u8>,
+        /// Sets [`Config::audio_priority`].
+        audio_priority: AudioPriority,
     }
 
     /// Checks that the settings can run a server; the error names the setting at fault.

@@ -1,13 +1,15 @@
 //! The `vonage-echo` binary: the echo server by default, and the Vonage side of a call
 //! (`call`, `load`) for trying and measuring it.
 
+mod logging;
+
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use log::LevelFilter;
 use vonage_echo::{
     auth::Secret,
-    config::SocketAuth,
+    config::{AudioPriority, SocketAuth},
     sim::{
         call::{self, CallOptions},
         load::{self, LoadOptions},
@@ -197,6 +199,11 @@ struct ServeArgs {
     /// (Vonage's signed JWT; needs --signature-secret) or none.
     #[arg(long, env = "VONAGE_ECHO_SOCKET_AUTH", default_value = "token", value_parser = ["token", "vonage", "none"])]
     socket_auth: String,
+    /// Where calls' audio runs below call setup under the fair scheduler: idle (SCHED_IDLE,
+    /// keeps setup on time when audio fills the core) or nice (ten nice steps below, for
+    /// hosts shared with CPU-bound work).
+    #[arg(long, env = "VONAGE_ECHO_AUDIO_PRIORITY", default_value = "idle", value_parser = ["idle", "nice"])]
+    audio_priority: String,
     /// Key for socket tokens, shared by instances behind one host [default: random per process].
     #[arg(long, env = "VONAGE_ECHO_SOCKET_KEY", hide_env_values = true)]
     socket_key: Option<String>,
@@ -251,6 +258,10 @@ impl ServeArgs {
             .max_body_bytes(self.max_body_bytes)
             .signature_secret(self.signature_secret.clone().map(Secret::new))
             .signature_tolerance(self.signature_tolerance)
+            .audio_priority(match self.audio_priority.as_str() {
+                "nice" => AudioPriority::Nice,
+                _ => AudioPriority::Idle,
+            })
             .socket_auth(match self.socket_auth.as_str() {
                 "vonage" => SocketAuth::Vonage,
                 "none" => SocketAuth::None,
@@ -288,21 +299,20 @@ fn init_logging(level: Option<LevelFilter>) {
     let level = level
         .or_else(|| std::env::var("RUST_LOG").ok().and_then(|v| v.parse().ok()))
         .unwrap_or(LevelFilter::Info);
-    // Local timestamps panic in multi-threaded processes; UTC does not.
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_utc_timestamps()
-        .init();
+    logging::init(level);
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let status = match cli.command {
         None => serve(&cli.serve),
         Some(Command::Serve(args)) => serve(&args),
         Some(Command::Call(args)) => place_call(&args),
         Some(Command::Load(args)) => place_load(&args),
-    }
+    };
+    // Lines still queued are printed before the process ends.
+    log::logger().flush();
+    status
 }
 
 fn place_call(args: &CallArgs) -> ExitCode {

@@ -18,7 +18,7 @@ use crate::{
     gate,
     metrics::Metrics,
     socket,
-    threads::{self, Role, ThreadSet},
+    threads::{self, CallThreads, Role, ThreadSet},
     upstream::Upstream,
     webhooks::{self, Webhooks},
 };
@@ -48,8 +48,10 @@ pub(crate) struct Shared {
     pub(crate) live_ids: Arc<Mutex<HashSet<String>>>,
     pub(crate) pending_handshakes: Arc<AtomicUsize>,
     pub(crate) http_connections: Arc<AtomicUsize>,
-    /// Each call's thread, from its handshake on.
-    pub(crate) calls: ThreadSet,
+    /// Each connection's thread while its handshake lasts.
+    pub(crate) handshakes: ThreadSet,
+    /// The threads that run calls, kept between calls.
+    pub(crate) calls: CallThreads,
     pub(crate) http_threads: ThreadSet,
 }
 
@@ -98,7 +100,7 @@ impl Server {
         let ws_addr = local(&ws_listener)?;
 
         let base_nice = threads::own_nice();
-        let webhooks = webhooks::shared_webhooks(config.realtime_priority, base_nice)?;
+        let webhooks = webhooks::shared_webhooks(&config, base_nice)?;
         static SERVERS: AtomicU64 = AtomicU64::new(1);
 
         let socket_key = config.socket_key.clone().unwrap_or_else(Secret::random);
@@ -118,19 +120,19 @@ impl Server {
             live_ids: Arc::default(),
             pending_handshakes: Arc::default(),
             http_connections: Arc::default(),
-            calls: ThreadSet::default(),
+            handshakes: ThreadSet::default(),
+            calls: CallThreads::default(),
             http_threads: ThreadSet::default(),
         });
 
         webhooks.register(&shared);
         let setup_thread = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            let realtime = shared.config.realtime_priority;
-            let base_nice = shared.base_nice;
+            let s = Arc::clone(&shared);
             thread::Builder::new()
                 .name(name.to_owned())
                 .spawn(move || {
                     // What these threads start (each connection's) stands where they do.
-                    if let Err(e) = threads::take_role(Role::Setup, realtime, base_nice) {
+                    if let Err(e) = threads::take_role(Role::Setup, &s.config, s.base_nice) {
                         log::warn!("setup stays at the process's priority: {e}");
                     }
                     f();
@@ -196,6 +198,7 @@ impl Server {
         for handle in self.loops.drain(..) {
             let _ = handle.join();
         }
+        self.shared.handshakes.join_all();
         self.shared.calls.join_all();
         self.shared.http_threads.join_all();
         self.webhooks.unregister(self.shared.id);

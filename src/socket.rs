@@ -26,7 +26,7 @@ use crate::{
     metrics::Refusal,
     server::{Shared, TICK},
     stream::CallStream,
-    threads::{self, Registered, Role, Slot},
+    threads::{self, CallJob, Registered, Slot},
     webhooks::SOCKET_PATH,
 };
 
@@ -57,15 +57,14 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         // To answer if no thread can be had for the connection.
         let reply_to = stream.try_clone().ok();
         let s = Arc::clone(shared);
-        // One thread per call, from its handshake on: it takes its place below setup once
-        // the handshake has named the call.
-        let spawned = shared.calls.spawn(format!("ws-{peer}"), move || {
+        // The handshake runs on a thread of setup's; the call then on a call thread.
+        let spawned = shared.handshakes.spawn(format!("ws-{peer}"), move || {
             if let Some((ws, admitted)) = handshake(stream, peer, pending, &s) {
-                run_call(ws, admitted, peer, &s);
+                start_call(ws, admitted, peer, &s);
             }
         });
         if let Err(e) = spawned {
-            log::error!("{peer}: cannot start a thread for the call: {e}; refused with 503");
+            log::error!("{peer}: cannot start a thread for the handshake: {e}; refused with 503");
             shared.metrics.refused(Refusal::Capacity);
             if let Some(mut socket) = reply_to {
                 let _ = socket.set_nonblocking(true);
@@ -75,18 +74,40 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
     });
 }
 
-/// Turns the handshake's thread into the call's: named for the call, at the audio's place
-/// on the core, then the echo loop to the end.
-fn run_call(ws: WebSocket<CallStream>, admitted: Admitted, peer: SocketAddr, shared: &Shared) {
+/// Hands an admitted call to a call thread, which names itself for the call and runs the
+/// echo loop to the end (taking the audio's place on the core once the call has settled).
+fn start_call(
+    ws: WebSocket<CallStream>,
+    admitted: Admitted,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+) {
     let Admitted { id, guards } = admitted;
-    threads::rename_own(&format!("call-{id}"));
-    let config = &shared.config;
-    // Server::start checked that the system allows it; a refusal now only costs this
-    // call its place.
-    if let Err(e) = threads::take_role(Role::Audio, config.realtime_priority, shared.base_nice) {
-        log::warn!("call {id}: keeps the setup threads' priority: {e}");
+    let name = format!("call-{id}");
+    // Kept to close the socket with 1013 should no thread run the call.
+    let socket = ws.get_ref().try_clone_socket().ok();
+    let s = Arc::clone(shared);
+    let job: CallJob = Box::new(move || {
+        threads::rename_own(&format!("call-{id}"));
+        call::run(ws, id, peer, guards, &s);
+    });
+    let s = Arc::clone(shared);
+    let stopping = Arc::new(move || s.stopping());
+    if let Err(e) = shared.calls.run(name.clone(), job, stopping) {
+        log::error!("{name}: cannot start its thread: {e}; closed with 1013");
+        if let Some(socket) = socket {
+            let mut ws = WebSocket::from_raw_socket(
+                CallStream::new(socket),
+                tungstenite::protocol::Role::Server,
+                Some(ws_config(&shared.config)),
+            );
+            let _ = ws.close(Some(tungstenite::protocol::CloseFrame {
+                code: tungstenite::protocol::frame::coding::CloseCode::Again,
+                reason: "server cannot take the call now".into(),
+            }));
+            let _ = ws.flush();
+        }
     }
-    call::run(ws, id, peer, guards, shared);
 }
 
 /// A connection the handshake let in: its call, and what it holds while it lasts.

@@ -10,7 +10,7 @@ use std::{
 };
 
 /// Held-back output is written at once past this size, so it stays bounded.
-const MAX_HELD: usize = 16 * 1024;
+const MAX_HELD: usize = 4 * 1024;
 
 /// Reads in a row that fill the buffer before the thread yields the core. A read that fills
 /// it means more input is waiting: a caller far ahead of real time (a 20 ms frame is under
@@ -47,6 +47,11 @@ impl CallStream {
     /// tungstenite keeps a partly read frame across `WouldBlock`.
     pub fn yield_at(&mut self, at: Instant) {
         self.yield_at = Some(at);
+    }
+
+    /// Another handle to the socket, to write on it once this stream is gone.
+    pub fn try_clone_socket(&self) -> io::Result<TcpStream> {
+        self.socket.try_clone()
     }
 
     /// From now on, hold writes until the next read (the handshake is done).

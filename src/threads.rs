@@ -1,11 +1,13 @@
 //! The threads the server starts, and the counted slots that bound how many run at once.
 
+use crate::config::{AudioPriority, Config};
+
 use std::{
     collections::HashSet,
     io,
     sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        mpsc, Arc, Mutex,
     },
     thread::{self, JoinHandle},
 };
@@ -14,11 +16,9 @@ use std::{
 /// default 2 MiB of address space each is waste when thousands of calls run.
 pub(crate) const CONNECTION_STACK: usize = 256 * 1024;
 
-/// How far below call setup a call's audio runs under the fair scheduler, in nice steps.
-/// A woken thread at nice 0 beside a thousand at nice 10 is picked about nine times sooner
-/// than they are (its virtual deadline comes nine times sooner), so an answer webhook or a
-/// handshake no longer waits behind every call's frame; the calls keep their shares among
-/// themselves, and setup is a small, bounded part of the core (about 1.4 ms a call).
+/// How far below call setup a call's audio runs with [`AudioPriority::Nice`], in nice
+/// steps: a woken thread at nice 0 beside a thousand at nice 10 is picked about nine times
+/// sooner than they are, but with the core full it still gets only its weight's share.
 pub(crate) const AUDIO_NICE_STEPS: i32 = 10;
 
 /// What a server thread does, which decides where it stands on the core: call setup
@@ -33,16 +33,22 @@ pub(crate) enum Role {
 }
 
 /// Puts the calling thread where `role` stands. Under the fair scheduler (no
-/// `realtime`), setup keeps the process's nice value and audio runs
-/// [`AUDIO_NICE_STEPS`] lower; lowering one's own priority needs no privilege. Under
-/// `SCHED_RR` at `realtime`, audio runs at that priority and setup one above it.
-/// Threads a setup thread starts (tiny_http's among them) inherit its place.
-pub(crate) fn take_role(role: Role, realtime: Option<u8>, base_nice: i32) -> io::Result<()> {
-    match (role, realtime) {
-        (Role::Setup, None) => Ok(()),
-        (Role::Audio, None) => set_own_nice((base_nice + AUDIO_NICE_STEPS).min(19)),
-        (Role::Setup, Some(priority)) => make_realtime(setup_priority(priority)),
-        (Role::Audio, Some(priority)) => make_realtime(priority),
+/// `realtime`), setup keeps the process's place and audio runs below it as `audio` says
+/// (lowering one's own priority needs no privilege). Under `SCHED_RR` at `realtime`, audio
+/// runs at that priority and setup one above it. Threads a setup thread starts (tiny_http's
+/// among them) inherit its place.
+pub(crate) fn take_role(role: Role, config: &Config, base_nice: i32) -> io::Result<()> {
+    match (role, config.realtime_priority, config.audio_priority) {
+        (Role::Setup, None, _) => Ok(()),
+        (Role::Audio, None, AudioPriority::Idle) => make_background(),
+        (Role::Audio, None, AudioPriority::Nice) => {
+            set_own_nice((base_nice + AUDIO_NICE_STEPS).min(19))
+        }
+        (Role::Setup, Some(priority), _) => make_realtime(setup_priority(priority)),
+        (Role::Audio, Some(priority), _) => make_realtime(priority),
+        // A priority this crate does not know yet keeps the process's place.
+        #[allow(unreachable_patterns)]
+        (Role::Audio, None, _) => Ok(()),
     }
 }
 
@@ -175,6 +181,94 @@ impl ThreadSet {
     }
 }
 
+/// A call's echo, handed to a call thread.
+pub(crate) type CallJob = Box<dyn FnOnce() + Send>;
+
+/// The threads that run calls' audio, kept between calls: one call at a time each, and a
+/// thread that has run a call waits for the next. A call's thread runs below call setup
+/// ([`Role::Audio`]); were it to end with its call, its exit would take locks of the C
+/// library's (its stack cache, the allocator's) that every new thread of setup takes too,
+/// and a thread low on the core that holds one while the core is full makes setup wait
+/// behind every call. So only idle threads end, after [`CALL_THREAD_IDLE`] without a call
+/// (when calls have become fewer, the core is no longer full), or when the server stops.
+#[derive(Default)]
+pub(crate) struct CallThreads {
+    /// How to hand a call to each idle thread, by the thread's number; the last to go idle
+    /// is the first to be handed a call.
+    idle: Arc<IdleCallThreads>,
+    numbers: AtomicU64,
+    threads: ThreadSet,
+}
+
+/// Idle call threads, by number, each with the way to hand it a call.
+type IdleCallThreads = Mutex<Vec<(u64, mpsc::SyncSender<CallJob>)>>;
+
+/// How long a call thread waits for its next call before it ends.
+pub(crate) const CALL_THREAD_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl CallThreads {
+    /// Runs `job` on an idle call thread, or on a new one (named `name`) when none is
+    /// idle. `stopping` tells idle threads to end.
+    pub(crate) fn run(
+        &self,
+        name: String,
+        job: CallJob,
+        stopping: Arc<dyn Fn() -> bool + Send + Sync>,
+    ) -> io::Result<()> {
+        let claimed = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let job = match claimed {
+            // A thread leaves the list before it ends, so it is there to take the job; a
+            // job it cannot take all the same runs on a new thread.
+            Some((_, thread)) => match thread.send(job) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let idle = Arc::clone(&self.idle);
+        let number = self.numbers.fetch_add(1, Ordering::Relaxed);
+        self.threads.spawn(name, move || {
+            job();
+            serve_calls(number, &idle, &*stopping);
+        })
+    }
+
+    /// Waits for every call thread, once the server stops.
+    pub(crate) fn join_all(&self) {
+        self.threads.join_all();
+    }
+}
+
+/// A call thread's life after its first call: waits for the next, runs it, and so on,
+/// until it has waited [`CALL_THREAD_IDLE`] unclaimed or the server stops.
+fn serve_calls(number: u64, idle: &IdleCallThreads, stopping: &dyn Fn() -> bool) {
+    let (handle, calls) = mpsc::sync_channel(1);
+    loop {
+        rename_own("call-idle");
+        idle.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((number, handle.clone()));
+        let mut waited = std::time::Duration::ZERO;
+        let job = loop {
+            let tick = crate::server::TICK;
+            match calls.recv_timeout(tick) {
+                Ok(job) => break job,
+                Err(mpsc::RecvTimeoutError::Timeout) => waited += tick,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            if stopping() || waited >= CALL_THREAD_IDLE {
+                let mut threads = idle.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(at) = threads.iter().position(|(n, _)| *n == number) {
+                    threads.swap_remove(at);
+                    return;
+                }
+                // Claimed meanwhile: its call is on its way.
+            }
+        };
+        job();
+    }
+}
+
 /// One unit of a bounded count (a call, a pending handshake, an HTTP connection): taken
 /// only while the count is below its maximum, given back when dropped, also on unwind.
 pub(crate) struct Slot(Arc<AtomicUsize>);
@@ -233,12 +327,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn audio_runs_ten_nice_steps_below_setup() {
-        let (setup, audio) = thread::spawn(|| {
+    fn niced_audio_runs_ten_nice_steps_below_setup() {
+        let config = Config::default().audio_priority(AudioPriority::Nice);
+        let (setup, audio) = thread::spawn(move || {
             let base = own_nice();
-            take_role(Role::Setup, None, base).unwrap();
+            take_role(Role::Setup, &config, base).unwrap();
             let setup = own_nice();
-            take_role(Role::Audio, None, base).unwrap();
+            take_role(Role::Audio, &config, base).unwrap();
             (setup - base, own_nice() - base)
         })
         .join()
@@ -256,6 +351,36 @@ mod tests {
                 .unwrap();
             assert_eq!(got.unwrap(), nice);
         }
+    }
+
+    #[test]
+    fn a_call_thread_runs_the_next_call_and_ends_when_the_server_stops() {
+        let calls = CallThreads::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let stopping: Arc<dyn Fn() -> bool + Send + Sync> =
+            Arc::new(move || flag.load(Ordering::SeqCst));
+        let (ran, ran_on) = mpsc::channel();
+        let mut threads = Vec::new();
+        for _ in 0..2 {
+            let ran = ran.clone();
+            let job: CallJob = Box::new(move || ran.send(thread::current().id()).unwrap());
+            calls
+                .run("call-t".into(), job, Arc::clone(&stopping))
+                .unwrap();
+            threads.push(ran_on.recv().unwrap());
+            // The thread goes idle once its call is done.
+            while calls.idle.lock().unwrap().is_empty() {
+                thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        assert_eq!(
+            threads[0], threads[1],
+            "the second call ran on the first's thread"
+        );
+        stop.store(true, Ordering::SeqCst);
+        calls.join_all();
+        assert!(calls.idle.lock().unwrap().is_empty());
     }
 
     #[test]

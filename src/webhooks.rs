@@ -15,7 +15,7 @@ use tiny_http::{Header, Method};
 use crate::{
     auth::{self, AuthError},
     call::CallId,
-    config::SocketAuth,
+    config::{Config, SocketAuth},
     error::{Error, Result},
     events::Event,
     gate::{PEER_HEADER, SERVER_HEADER},
@@ -53,16 +53,17 @@ static WEBHOOKS: Mutex<Option<&'static Webhooks>> = Mutex::new(None);
 
 /// The process's webhooks, started on first use at setup's place on the core (see
 /// [`threads::take_role`]).
-pub(crate) fn shared_webhooks(realtime: Option<u8>, base_nice: i32) -> Result<&'static Webhooks> {
+pub(crate) fn shared_webhooks(config: &Config, base_nice: i32) -> Result<&'static Webhooks> {
     let mut started = WEBHOOKS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(webhooks) = *started {
         return Ok(webhooks);
     }
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let config = config.clone();
     std::thread::Builder::new()
         .name("webhooks".into())
         .spawn(move || {
-            if let Err(e) = threads::take_role(Role::Setup, realtime, base_nice) {
+            if let Err(e) = threads::take_role(Role::Setup, &config, base_nice) {
                 log::warn!("webhooks stay at the process's priority: {e}");
             }
             // Bound here, so that tiny_http's threads inherit this thread's place.

@@ -292,7 +292,8 @@ fn call_threads_run_realtime_below_setup_when_asked_and_nothing_else_does() {
         return;
     }
     let server = start(config);
-    let _ws = open_call(&server, "realtime-probe");
+    let mut ws = open_call(&server, "realtime-probe");
+    echo_one_frame(&mut ws);
     let realtime: Vec<_> = thread_scheduling()
         .into_iter()
         .filter(|(_, policy, ..)| *policy != 0)
@@ -328,9 +329,27 @@ fn call_threads_run_realtime_below_setup_when_asked_and_nothing_else_does() {
 }
 
 #[test]
-fn call_threads_run_ten_nice_steps_below_setup_under_the_fair_scheduler() {
+fn a_call_thread_runs_under_sched_idle_once_its_first_frame_is_echoed() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    let server = start(config().audio_priority(vonage_echo::config::AudioPriority::Idle));
+    let mut ws = open_call(&server, "idle-probe");
+    // Names are cut to 15 bytes.
+    assert_eq!(
+        policy_of("call-idle-probe"),
+        SCHED_OTHER,
+        "set up at setup's place"
+    );
+    echo_one_frame(&mut ws);
+    assert_eq!(policy_of("call-idle-probe"), SCHED_IDLE);
+    assert_eq!(policy_of("ws-accept"), SCHED_OTHER);
+}
+
+#[test]
+fn call_threads_run_ten_nice_steps_below_setup_by_default() {
     let server = start(config());
-    let _ws = open_call(&server, "nice-probe");
+    let mut ws = open_call(&server, "nice-probe");
+    echo_one_frame(&mut ws);
     let threads = thread_scheduling();
     let nice_of = |name: &str| {
         threads
@@ -339,8 +358,26 @@ fn call_threads_run_ten_nice_steps_below_setup_under_the_fair_scheduler() {
             .map(|(.., nice)| *nice)
             .unwrap_or_else(|| panic!("no thread {name}: {threads:?}"))
     };
-    // Names are cut to 15 bytes.
-    let call = nice_of("call-nice-probe");
-    let accept = nice_of("ws-accept");
-    assert_eq!(call - accept, 10, "{threads:?}");
+    assert_eq!(
+        nice_of("call-nice-probe") - nice_of("ws-accept"),
+        10,
+        "{threads:?}"
+    );
+}
+
+/// The scheduling policy of this process's thread `name`.
+fn policy_of(name: &str) -> u32 {
+    let threads = thread_scheduling();
+    threads
+        .iter()
+        .find(|(n, ..)| n == name)
+        .map(|(_, policy, ..)| *policy)
+        .unwrap_or_else(|| panic!("no thread {name}: {threads:?}"))
+}
+
+/// Sends one frame and waits for its echo: once it is back, the call has settled.
+fn echo_one_frame(ws: &mut tungstenite::WebSocket<std::net::TcpStream>) {
+    let frame = Message::binary(vec![7u8; 640]);
+    ws.send(frame.clone()).unwrap();
+    assert_eq!(next_data(ws), frame);
 }

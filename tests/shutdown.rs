@@ -32,9 +32,21 @@ fn shutdown_leaves_no_thread_the_server_started() {
             "a {prefix} thread outlived shutdown: {after:?}"
         );
     }
-    assert_eq!(
-        after.len(),
-        before.len(),
-        "before {before:?}, after {after:?}"
+    // Threads that came and stayed can only be the shared webhooks' (tiny_http starts a
+    // worker when a connection finds none idle; they inherit the webhooks thread's name).
+    let mut left = before.clone();
+    let new: Vec<&String> = after
+        .iter()
+        .filter(|name| match left.iter().position(|b| b == *name) {
+            Some(at) => {
+                left.swap_remove(at);
+                false
+            }
+            None => true,
+        })
+        .collect();
+    assert!(
+        new.iter().all(|name| *name == "webhooks"),
+        "threads that outlived shutdown: {new:?}"
     );
 }
