@@ -18,7 +18,7 @@ use std::{
 use crate::{
     listen,
     server::{Shared, TICK},
-    threads::Slot,
+    threads::{self, Slot},
 };
 
 /// The header that carries the caller's address to the webhooks; any copy a client sends
@@ -75,10 +75,13 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
             return;
         };
         let s = Arc::clone(shared);
-        let spawned = shared.http_threads.spawn(format!("http-{peer}"), move || {
-            let _slot = slot;
-            serve_connection(stream, peer, &s);
-        });
+        let name = format!("http-{peer}");
+        let spawned = shared
+            .http_threads
+            .spawn_sized(name, threads::SETUP_STACK, move || {
+                let _slot = slot;
+                serve_connection(stream, peer, &s);
+            });
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a thread for the request: {e}");
         }

@@ -58,11 +58,14 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         let reply_to = stream.try_clone().ok();
         let s = Arc::clone(shared);
         // The handshake runs on a thread of setup's; the call then on a call thread.
-        let spawned = shared.handshakes.spawn(format!("ws-{peer}"), move || {
-            if let Some((ws, admitted)) = handshake(stream, peer, pending, &s) {
-                start_call(ws, admitted, peer, &s);
-            }
-        });
+        let name = format!("ws-{peer}");
+        let spawned = shared
+            .handshakes
+            .spawn_sized(name, threads::SETUP_STACK, move || {
+                if let Some((ws, admitted)) = handshake(stream, peer, pending, &s) {
+                    start_call(ws, admitted, peer, &s);
+                }
+            });
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a thread for the handshake: {e}; refused with 503");
             shared.metrics.refused(Refusal::Capacity);

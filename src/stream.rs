@@ -9,8 +9,10 @@ use std::{
     time::Instant,
 };
 
-/// Held-back output is written at once past this size, so it stays bounded.
-const MAX_HELD: usize = 4 * 1024;
+/// The most output held back: three 20 ms frames at 16 kHz. It is allocated once and never
+/// grows, so a thread that fell behind keeps no larger buffer when it has caught up (at
+/// 2,000 calls that is megabytes).
+const MAX_HELD: usize = 2048;
 
 /// Reads in a row that fill the buffer before the thread yields the core. A read that fills
 /// it means more input is waiting: a caller far ahead of real time (a 20 ms frame is under
@@ -142,10 +144,17 @@ impl Write for CallStream {
         if !self.defer {
             return self.socket.write(buf);
         }
-        self.held.extend_from_slice(buf);
-        if self.held.len() >= MAX_HELD {
+        // What is held never outgrows MAX_HELD: it leaves first.
+        if self.held.len() + buf.len() > MAX_HELD {
             self.send_held()?;
         }
+        if buf.len() >= MAX_HELD {
+            return self.socket.write(buf);
+        }
+        if self.held.capacity() == 0 {
+            self.held.reserve_exact(MAX_HELD);
+        }
+        self.held.extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -215,11 +224,23 @@ mod tests {
     }
 
     #[test]
-    fn held_output_is_bounded() {
+    fn held_output_leaves_before_it_outgrows_its_buffer() {
         let (mut stream, mut peer) = pair();
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
         stream.defer_writes();
-        stream.write_all(&vec![1u8; MAX_HELD]).unwrap();
-        let mut got = vec![0u8; MAX_HELD];
+        let frame = [1u8; 650];
+        for _ in 0..10 {
+            stream.write_all(&frame).unwrap();
+            assert!(stream.held.len() <= MAX_HELD);
+        }
+        assert_eq!(
+            stream.held.capacity(),
+            MAX_HELD,
+            "allocated once, never grown"
+        );
+        // Nine frames have left without a read: all but what three frames' room holds.
+        let mut got = vec![0u8; 650 * 9];
         peer.read_exact(&mut got).unwrap();
     }
 }

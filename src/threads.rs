@@ -16,6 +16,12 @@ use std::{
 /// default 2 MiB of address space each is waste when thousands of calls run.
 pub(crate) const CONNECTION_STACK: usize = 256 * 1024;
 
+/// Stack for threads that parse requests and handshakes (the HTTP connections', the
+/// handshakes'): smaller than a call's, so that the C library, which keeps the stacks of
+/// ended threads for new ones of a size they fit, never hands a call a stack that a
+/// handshake has already touched (a call would hold its pages for its whole life).
+pub(crate) const SETUP_STACK: usize = 128 * 1024;
+
 /// How far below call setup a call's audio runs with [`AudioPriority::Nice`], in nice
 /// steps: a woken thread at nice 0 beside a thousand at nice 10 is picked about nine times
 /// sooner than they are, but with the core full it still gets only its weight's share.
@@ -153,9 +159,19 @@ impl ThreadSet {
     /// Starts `f` on a named thread and keeps its handle; finished threads are forgotten here
     /// so the set stays as large as what runs.
     pub(crate) fn spawn(&self, name: String, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        self.spawn_sized(name, CONNECTION_STACK, f)
+    }
+
+    /// As [`ThreadSet::spawn`], with a stack of `stack` bytes.
+    pub(crate) fn spawn_sized(
+        &self,
+        name: String,
+        stack: usize,
+        f: impl FnOnce() + Send + 'static,
+    ) -> io::Result<()> {
         let handle = thread::Builder::new()
             .name(name)
-            .stack_size(CONNECTION_STACK)
+            .stack_size(stack)
             .spawn(f)?;
         let mut handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
         handles.retain(|h| !h.is_finished());
