@@ -369,6 +369,12 @@ fn route_label(path: &str) -> &'static str {
 }
 
 fn answer(fields: Map<String, Value>, req: &Incoming, shared: &Shared) -> Reply {
+    // Said at once, so Vonage can try the fallback answer URL instead of connecting a call
+    // that the handshake would refuse.
+    let max = shared.config.max_calls;
+    if shared.active_calls() >= max {
+        return Reply::error(503, format!("at capacity: {max} calls"));
+    }
     let text = |k: &str| fields.get(k).and_then(Value::as_str);
     let id = match text("uuid") {
         Some(uuid) => match CallId::parse(uuid) {

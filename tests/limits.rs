@@ -126,8 +126,9 @@ fn a_handshake_that_never_finishes_is_dropped() {
 #[test]
 fn calls_beyond_max_calls_get_503_and_calls_up_are_untouched() {
     let server = start(config().max_calls(1));
-    let mut first = open_call(&server, "first");
+    // Answered while there was room; the first call takes it before this one connects.
     let uri = endpoint(&server, "uuid=second");
+    let mut first = open_call(&server, "first");
     let refused = try_ws_connect(
         uri["uri"].as_str().unwrap(),
         uri["authorization"]["value"].as_str(),
@@ -135,6 +136,24 @@ fn calls_beyond_max_calls_get_503_and_calls_up_are_untouched() {
     assert_eq!(refused_status(refused), 503);
     first.send(Message::binary(vec![5u8; 640])).unwrap();
     assert_eq!(next_data(&mut first), Message::binary(vec![5u8; 640]));
+}
+
+#[test]
+fn the_answer_webhook_at_capacity_is_503_at_once() {
+    let server = start(config().max_calls(1));
+    let _first = open_call(&server, "first");
+    let answer = http(
+        server.http_addr(),
+        "GET",
+        "/webhooks/answer?uuid=second",
+        "",
+        "",
+    );
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("at capacity: 1 calls"));
 }
 
 #[test]
