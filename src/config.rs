@@ -84,10 +84,11 @@ pub struct Config {
     /// The largest WebSocket message accepted; a larger one closes the call with 1009.
     /// Default 64 KiB: a 20 ms frame is at most 960 bytes.
     pub max_message_bytes: usize,
-    /// The most calls held at once; the handshake of one more is answered 503. Default 4,000.
+    /// The most calls held at once; at it the answer webhook answers 503 at once, and the
+    /// handshake of one more is answered 503. Default 4,000.
     pub max_calls: usize,
     /// The most WebSocket connections still in their handshake; beyond it new connections are
-    /// dropped unanswered, so idle connections cannot pile up threads. Default 1,024.
+    /// answered 503, so idle connections cannot pile up threads. Default 1,024.
     pub max_pending_handshakes: usize,
     /// How long a WebSocket handshake may take from accept. Default 5 s.
     pub handshake_timeout: Duration,
@@ -127,13 +128,13 @@ pub struct Config {
     ///
     /// Why: with a thousand call threads on one core, the fair scheduler lets some frames
     /// wait tens of milliseconds for their thread while the core is a third idle (README,
-    /// Benchmarks); a real-time thread runs as soon as its frame arrives. Setup (webhooks,
-    /// handshakes) stays under the fair scheduler, which the kernel's real-time throttling
-    /// keeps from starving. No call can keep the core from the others: a thread whose caller
-    /// sends faster than real time yields after a few full reads, and `SCHED_RR`'s time
-    /// slice bounds anything else. Needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` (`ulimit -r`)
-    /// of at least the priority: [`Server::start`](crate::Server::start) refuses to start
-    /// otherwise.
+    /// Benchmarks); a real-time thread runs as soon as its frame arrives. Call setup
+    /// (webhooks, handshakes) runs one real-time priority above the calls, so new calls are
+    /// answered on time however busy the audio is. No call can keep the core from the
+    /// others: a thread whose caller sends faster than real time yields after a few full
+    /// reads, and `SCHED_RR`'s time slice bounds anything else. Needs `CAP_SYS_NICE` or an
+    /// `RLIMIT_RTPRIO` (`ulimit -r`) of at least the priority plus one:
+    /// [`Server::start`](crate::Server::start) refuses to start otherwise.
     pub realtime_priority: Option<u8>,
     /// Where calls' audio runs below call setup under the fair scheduler. Default
     /// [`AudioPriority::Nice`]; the binary's is `idle`.

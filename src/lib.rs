@@ -27,6 +27,11 @@
 //! time, size and connections), [`ncco`] builds the answer, [`events`] reads call events,
 //! the socket listener admits calls and [`call`] echoes each on its own thread;
 //! [`messages`] reads the socket's text events; [`sim`] plays Vonage's side for tests.
+//!
+//! Call setup comes first on the core: accepting, webhooks and handshakes keep the
+//! process's priority, and each call's thread runs below them once its first frame is
+//! echoed ([`config::AudioPriority`]), so new calls are answered on time however busy the
+//! audio is. Call threads are kept between calls.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

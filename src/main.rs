@@ -152,7 +152,7 @@ struct ServeArgs {
     /// Largest WebSocket message accepted, in bytes; larger closes the call with 1009.
     #[arg(long, env = "VONAGE_ECHO_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     max_message_bytes: usize,
-    /// Most calls at once; one more is refused with 503 at the handshake.
+    /// Most calls at once; at it the answer webhook answers 503, and one more handshake gets 503.
     #[arg(long, env = "VONAGE_ECHO_MAX_CALLS", default_value_t = 4000)]
     max_calls: usize,
     /// Seconds a call may be silent before the server pings it.
@@ -176,7 +176,7 @@ struct ServeArgs {
     /// Most HTTP connections at once; more are answered 503.
     #[arg(long, env = "VONAGE_ECHO_MAX_HTTP_CONNECTIONS", default_value_t = 1024)]
     max_http_connections: usize,
-    /// Most WebSocket handshakes in progress; more connections are dropped.
+    /// Most WebSocket handshakes in progress; more connections are answered 503.
     #[arg(
         long,
         env = "VONAGE_ECHO_MAX_PENDING_HANDSHAKES",
