@@ -52,9 +52,6 @@ pub(crate) fn take_role(role: Role, config: &Config, base_nice: i32) -> io::Resu
         }
         (Role::Setup, Some(priority), _) => make_realtime(setup_priority(priority)),
         (Role::Audio, Some(priority), _) => make_realtime(priority),
-        // A priority this crate does not know yet keeps the process's place.
-        #[allow(unreachable_patterns)]
-        (Role::Audio, None, _) => Ok(()),
     }
 }
 

@@ -223,6 +223,33 @@ fn load_counts_add_up() {
 }
 
 #[test]
+fn load_reports_call_setup_latencies_of_their_own() {
+    let server = server();
+    let report = load::run(
+        &LoadOptions::new(answer_url(&server), 5, Duration::from_millis(200)).ramp(100.0),
+    )
+    .unwrap();
+    assert!(report.passed(), "{report}");
+    for (name, setup) in [
+        ("answer", &report.answer_webhook),
+        ("handshake", &report.handshake),
+    ] {
+        // Every call was timed: a real request takes some time, and the order holds.
+        assert!(setup.p50_ms > 0.0, "{name}: {report}");
+        assert!(
+            setup.p50_ms <= setup.p99_ms && setup.p99_ms <= setup.max_ms,
+            "{name}"
+        );
+    }
+    let text = report.to_string();
+    assert!(text.contains("answer webhook ms:"), "{text}");
+    assert!(text.contains("socket handshake ms:"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert!(json["answer_webhook"]["p99_ms"].as_f64().unwrap() > 0.0);
+    assert!(json["handshake"]["max_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
 fn load_reports_failures_by_reason() {
     let server = start(config().max_calls(2));
     // Calls long enough that the two up are still up when the last dial lands, however
