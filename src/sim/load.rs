@@ -369,9 +369,11 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         let _ = done_tx.send(o);
     });
     drop(done_tx);
-    for d in dialers {
-        let _ = d.join();
-    }
+    let dialers_died = dialers
+        .into_iter()
+        .map(|d| d.join())
+        .filter(Result::is_err)
+        .count();
     let outcomes = finisher.join().unwrap_or_default();
     for p in posters {
         let _ = p.join();
@@ -384,6 +386,14 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         failed: std::mem::take(&mut *failed.lock().unwrap_or_else(|p| p.into_inner())),
         ..LoadReport::default()
     };
+    // Every call dialed is connected or failed: a call whose dialer died is a failure.
+    let unaccounted = report
+        .attempted
+        .saturating_sub(report.connected + report.failed_calls());
+    if unaccounted > 0 || dialers_died > 0 {
+        let reason = format!("dial: {dialers_died} dialer thread(s) ended abnormally");
+        *report.failed.entry(reason).or_default() += unaccounted;
+    }
     let mut rtts = Vec::new();
     let mut max_late = Duration::ZERO;
     for o in outcomes {
@@ -462,7 +472,12 @@ fn reason_of_text(text: &str) -> String {
         })
         .collect();
     let mut reason = words.join(" ");
-    reason.truncate(120);
+    // At most 120 bytes, cut where a character starts: a server's text may be anything.
+    let mut end = reason.len().min(120);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.truncate(end);
     reason
 }
 
@@ -561,6 +576,16 @@ mod tests {
             reason_of_text("socket handshake at ws://127.0.0.1:5/socket?uuid=abc refused with 503"),
             "socket handshake at … refused with 503"
         );
+    }
+
+    #[test]
+    fn a_long_non_ascii_reason_is_cut_between_characters() {
+        for pad in 0..4 {
+            let text = format!("{}{}", "x".repeat(pad), "é…ü".repeat(60));
+            let reason = reason_of_text(&text);
+            assert!(reason.len() <= 120);
+            assert!(text.starts_with(&reason));
+        }
     }
 
     #[test]
