@@ -49,6 +49,7 @@ pub mod ncco;
 mod private;
 mod record;
 mod server;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod socket;
 #[cfg(test)]
