@@ -176,6 +176,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
+        // No test waits for ever: a read that times out fails its test.
+        for socket in [&server, &client] {
+            socket
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+        }
         (CallStream::new(server), client)
     }
 
@@ -226,8 +232,6 @@ mod tests {
     #[test]
     fn held_output_leaves_before_it_outgrows_its_buffer() {
         let (mut stream, mut peer) = pair();
-        peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
         stream.defer_writes();
         let frame = [1u8; 650];
         for _ in 0..10 {

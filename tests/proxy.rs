@@ -1,7 +1,8 @@
 //! One public host for many instances: nginx terminates TLS on loopback in front of two
 //! instances sharing a socket key, and `vonage-echo call` plays calls through it over
 //! `https://` and `wss://`. The configuration is the README's, with test paths and ports.
-//! Skipped, with the reason printed, where nginx or openssl is absent.
+//! `cargo test` reports these ignored, saying why; `.ci/run` installs nginx and openssl and
+//! runs them (`cargo test --test proxy -- --ignored`).
 
 mod support;
 
@@ -197,20 +198,13 @@ fn calls_total(server: &Server) -> u64 {
 }
 
 #[test]
+#[ignore = "needs nginx and openssl: .ci/run installs them and runs it (cargo test --test proxy -- --ignored)"]
 fn calls_through_nginx_with_tls_reach_both_instances() {
-    let Some(binary) = nginx() else {
-        eprintln!(
-            "SKIPPED calls_through_nginx_with_tls_reach_both_instances: nginx is not installed"
-        );
-        return;
-    };
+    let binary = nginx().expect("nginx is installed");
     let dir = std::env::temp_dir().join(format!("vonage-echo-nginx-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    if !certificate(&dir) {
-        eprintln!("SKIPPED calls_through_nginx_with_tls_reach_both_instances: openssl cannot make a certificate");
-        return;
-    }
+    assert!(certificate(&dir), "openssl makes a certificate");
     let key = Some(Secret::new("shared between instances"));
     let a = start(config().socket_key(key.clone()));
     let b = start(config().socket_key(key));
@@ -245,20 +239,13 @@ fn calls_through_nginx_with_tls_reach_both_instances() {
 }
 
 #[test]
+#[ignore = "needs nginx and openssl: .ci/run installs them and runs it (cargo test --test proxy -- --ignored)"]
 fn the_binary_plays_a_call_through_nginx() {
-    let Some(binary) = nginx() else {
-        eprintln!("SKIPPED the_binary_plays_a_call_through_nginx: nginx is not installed");
-        return;
-    };
+    let binary = nginx().expect("nginx is installed");
     let dir = std::env::temp_dir().join(format!("vonage-echo-nginx-bin-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    if !certificate(&dir) {
-        eprintln!(
-            "SKIPPED the_binary_plays_a_call_through_nginx: openssl cannot make a certificate"
-        );
-        return;
-    }
+    assert!(certificate(&dir), "openssl makes a certificate");
     let server = server();
     let port = free_port();
     let _nginx = start_nginx(&binary, &dir, port, &[&server]);
