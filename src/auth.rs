@@ -29,9 +29,9 @@ impl Secret {
 
     /// A fresh random 256-bit secret (from the operating system's generator).
     pub fn random() -> Secret {
-        let mut bytes = Vec::with_capacity(32);
-        bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-        bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        let mut bytes = vec![0u8; 32];
+        // The same generator the uuids of calls come from; without it nothing here works.
+        getrandom::fill(&mut bytes).expect("the operating system's random generator answers");
         Secret(bytes)
     }
 
@@ -231,6 +231,13 @@ mod tests {
 
     fn bearer_of(token: &str) -> String {
         format!("Bearer {token}")
+    }
+
+    #[test]
+    fn random_secrets_are_256_bits_and_distinct() {
+        let (a, b) = (Secret::random(), Secret::random());
+        assert_eq!((a.0.len(), b.0.len()), (32, 32));
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -238,14 +238,13 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
                 shared.metrics.frame_in(audio.len());
                 record(&audio, id, tally, shared);
                 let len = audio.len() as u64;
-                ws.send(Message::Binary(audio)).map(|()| len)
+                ws.send(Message::Binary(audio)).map(|()| Some(len))
             }
             Message::Text(text) => {
                 tally.texts_in += 1;
                 observe(&text, first, id, tally, shared);
                 first = false;
-                let len = text.len() as u64;
-                ws.send(Message::Text(text)).map(|()| len)
+                ws.send(Message::Text(text)).map(|()| None)
             }
             Message::Close(frame) => {
                 // tungstenite has queued the reply; the next read sends it and ends the call.
@@ -265,15 +264,17 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         };
         match sent {
-            Ok(len) => {
+            // Audio counts as frames and bytes; a text echoed counts as a text.
+            Ok(Some(len)) => {
                 tally.frames_out += 1;
                 tally.bytes_out += len;
                 shared.metrics.frame_out(len as usize);
-                if !settled && tally.frames_in > 0 {
+                if !settled {
                     settled = true;
                     settle(id, shared);
                 }
             }
+            Ok(None) => shared.metrics.text_out(),
             Err(WsError::Io(e))
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
             {

@@ -80,6 +80,7 @@ pub(crate) struct Metrics {
     refused: [AtomicU64; Refusal::ALL.len()],
     frames_in: AtomicU64,
     frames_out: AtomicU64,
+    texts_out: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     dtmf_digits: AtomicU64,
@@ -125,6 +126,10 @@ impl Metrics {
     pub(crate) fn frame_out(&self, bytes: usize) {
         self.frames_out.fetch_add(1, Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn text_out(&self) {
+        self.texts_out.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn dtmf(&self) {
@@ -214,8 +219,13 @@ impl Metrics {
             ),
             (
                 "vonage_echo_frames_out_total",
-                "Messages echoed back.",
+                "Binary audio messages echoed back.",
                 &self.frames_out,
+            ),
+            (
+                "vonage_echo_texts_out_total",
+                "Text messages echoed back.",
+                &self.texts_out,
             ),
             (
                 "vonage_echo_bytes_in_total",
@@ -224,7 +234,7 @@ impl Metrics {
             ),
             (
                 "vonage_echo_bytes_out_total",
-                "Bytes echoed back.",
+                "Bytes of audio echoed back.",
                 &self.bytes_out,
             ),
             (

@@ -58,8 +58,10 @@ fn metrics_move_as_a_call_happens() {
     assert_eq!(moved("vonage_echo_calls_ended_total{code=\"1000\"}"), 1.0);
     assert_eq!(moved("vonage_echo_frames_in_total"), 50.0);
     assert_eq!(moved("vonage_echo_bytes_in_total"), 50.0 * 640.0);
-    // 50 frames and 3 texts (websocket:connected and two keys) echoed.
-    assert_eq!(moved("vonage_echo_frames_out_total"), 53.0);
+    // 50 frames, and 3 texts (websocket:connected and two keys), echoed.
+    assert_eq!(moved("vonage_echo_frames_out_total"), 50.0);
+    assert_eq!(moved("vonage_echo_texts_out_total"), 3.0);
+    assert_eq!(moved("vonage_echo_bytes_out_total"), 50.0 * 640.0);
     assert_eq!(moved("vonage_echo_dtmf_digits_total"), 2.0);
     assert_eq!(moved("vonage_echo_call_duration_seconds_count"), 1.0);
     assert_eq!(
