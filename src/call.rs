@@ -175,7 +175,7 @@ pub(crate) fn run(
 
 /// Runs `f`, turning a panic into its message, so a bug met by one call ends that call only
 /// (with 1011) and the server carries on.
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
         panic
             .downcast_ref::<&str>()

@@ -14,7 +14,7 @@ use tiny_http::{Header, Method};
 
 use crate::{
     auth::{self, AuthError},
-    call::CallId,
+    call::{self, CallId},
     config::{Config, SocketAuth},
     error::{Error, Result},
     events::Event,
@@ -119,7 +119,13 @@ impl Webhooks {
     fn serve(&self, mut tiny: tiny_http::Server) {
         loop {
             match tiny.recv() {
-                Ok(request) => self.dispatch(request),
+                // A bug met by one request must not stop the webhooks of every server;
+                // tiny_http answers a request dropped unanswered with 500.
+                Ok(request) => {
+                    if let Err(what) = call::guarded(|| self.dispatch(request)) {
+                        log::error!("webhooks: a request panicked: {what}; serving on");
+                    }
+                }
                 Err(e) => {
                     log::error!("webhooks stopped accepting ({e}); starting them again");
                     drop(tiny);
