@@ -5,7 +5,6 @@ use std::{
     io::ErrorKind,
     net::SocketAddr,
     panic::{catch_unwind, AssertUnwindSafe},
-    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -15,60 +14,31 @@ use tungstenite::{
     Error as WsError, Message, WebSocket,
 };
 
+pub use crate::call_id::{CallId, MAX_CALL_ID_LEN};
+
 use crate::{
     audio::AudioFormat,
     messages::{self, SocketEvent},
     record::Recording,
-    server::{Shared, TICK},
-    socket::CallGuards,
+    shared::Shared,
     stream::CallStream,
-    threads::{self, Role},
+    threads::{self, Registered, Role, Slot, TICK},
 };
 
-/// The longest call id accepted.
-pub const MAX_CALL_ID_LEN: usize = 64;
-
-/// A call leg's id: Vonage's `uuid`. Limited to URL- and log-safe characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CallId(String);
-
-impl CallId {
-    /// Accepts 1 to 64 ASCII letters, digits, `-`, `_` and `.`; the error says why not.
-    pub fn parse(s: &str) -> Result<CallId, String> {
-        if s.is_empty() || s.len() > MAX_CALL_ID_LEN {
-            return Err(format!("uuid must be 1 to {MAX_CALL_ID_LEN} characters"));
-        }
-        if !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(format!(
-                "uuid {s:?} may hold only letters, digits, '-', '_' and '.'"
-            ));
-        }
-        Ok(CallId(s.to_owned()))
-    }
-
-    /// A fresh random (v4) uuid, for an answer request that brought none.
-    pub fn random() -> CallId {
-        CallId(uuid::Uuid::new_v4().to_string())
-    }
-
-    /// An id for a socket whose uri named no call.
-    pub fn anonymous() -> CallId {
-        static SEQ: AtomicU64 = AtomicU64::new(1);
-        CallId(format!("anon-{}", SEQ.fetch_add(1, Ordering::Relaxed)))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// What a call holds until it ends: its place under `--max-calls`, and its uuid among the
+/// live ones.
+pub(crate) struct CallGuards {
+    _slot: Slot,
+    _registered: Option<Registered>,
 }
 
-impl fmt::Display for CallId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl CallGuards {
+    /// What an admitted call holds.
+    pub(crate) fn new(slot: Slot, registered: Option<Registered>) -> CallGuards {
+        CallGuards {
+            _slot: slot,
+            _registered: registered,
+        }
     }
 }
 
@@ -418,21 +388,6 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn call_ids_are_url_and_log_safe() {
-        assert!(CallId::parse("aaaaaaaa-bbbb-cccc-dddd-123456789abc").is_ok());
-        for bad in ["", "a b", "a&b=c", "a\nb", &"x".repeat(65)] {
-            assert!(CallId::parse(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn random_ids_are_valid_and_distinct() {
-        let (a, b) = (CallId::random(), CallId::random());
-        assert_ne!(a, b);
-        assert!(CallId::parse(a.as_str()).is_ok());
-    }
 
     #[test]
     fn a_panic_becomes_its_message() {

@@ -49,8 +49,8 @@ pub const DEFAULT_GREETING: &str = "Please wait while we connect you to the echo
 /// The caller id the tutorial's `connect` action presents.
 pub const DEFAULT_FROM: &str = "NexmoTest";
 
-/// Vonage's limit on a `talk` action's text.
-pub const MAX_GREETING_CHARS: usize = 1500;
+/// Vonage's limit on a `talk` action's text, which the greeting is.
+pub use crate::ncco::MAX_TALK_CHARS as MAX_GREETING_CHARS;
 
 /// Settings for a [`Server`](crate::Server).
 ///

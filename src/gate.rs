@@ -17,8 +17,8 @@ use std::{
 
 use crate::{
     listen,
-    server::{Shared, TICK},
-    threads::{self, Slot},
+    shared::{refusal, Shared},
+    threads::{self, Slot, TICK},
 };
 
 /// The header that carries the caller's address to the webhooks; any copy a client sends
@@ -429,29 +429,6 @@ fn read_before(
                 ) => {}
             Err(_) => return Err(Refused::Gone),
         }
-    }
-}
-
-/// A complete HTTP response refusing a request, with the reason as JSON.
-pub(crate) fn refusal(status: u16, reason: &str) -> Vec<u8> {
-    let body = serde_json::json!({ "error": reason }).to_string();
-    format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        reason_phrase(status),
-        body.len()
-    )
-    .into_bytes()
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
     }
 }
 

@@ -38,6 +38,7 @@
 pub mod audio;
 pub mod auth;
 pub mod call;
+pub mod call_id;
 pub mod config;
 mod error;
 pub mod events;
@@ -49,6 +50,7 @@ pub mod ncco;
 mod private;
 mod record;
 mod server;
+mod shared;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod socket;
@@ -60,7 +62,7 @@ mod upstream;
 pub mod webhooks;
 
 pub use audio::AudioFormat;
-pub use call::CallId;
+pub use call_id::CallId;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use ncco::Ncco;

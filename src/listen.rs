@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Hands every accepted connection to `on_accept` until the server stops.
 pub(crate) fn accept_loop(

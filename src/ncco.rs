@@ -9,6 +9,9 @@ use crate::{audio::AudioFormat, error::Error};
 /// Vonage's limit on a websocket endpoint's `headers`, serialized.
 pub const MAX_ENDPOINT_HEADERS_BYTES: usize = 512;
 
+/// Vonage's limit on a `talk` action's text, in characters.
+pub const MAX_TALK_CHARS: usize = 1500;
+
 /// Actions Vonage documents; any other action name fails the call.
 const KNOWN_ACTIONS: [&str; 9] = [
     "talk",
@@ -143,7 +146,7 @@ impl Ncco {
             };
             if let Action::Talk(talk) = &action {
                 let chars = talk.text.chars().count();
-                if chars == 0 || chars > crate::config::MAX_GREETING_CHARS {
+                if chars == 0 || chars > MAX_TALK_CHARS {
                     return Err(Error::Ncco(format!(
                         "action {i} (talk): text of {chars} characters; 1 to 1500 allowed"
                     )));

@@ -1,11 +1,10 @@
 //! [`Server`]: binds both listeners, owns every thread they start, and stops them all.
 
 use std::{
-    collections::HashSet,
     net::{SocketAddr, TcpListener, TcpStream},
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -17,53 +16,12 @@ use crate::{
     error::{Error, Result},
     gate,
     metrics::Metrics,
+    shared::Shared,
     socket,
     threads::{self, CallThreads, Role, ThreadSet},
     upstream::Upstream,
     webhooks::{self, Webhooks},
 };
-
-/// How often blocked threads look up from their sockets to see whether the server stops.
-/// Calls in progress never wait on it: audio arrives every 20 ms.
-pub(crate) const TICK: Duration = Duration::from_millis(200);
-
-/// What every thread of one server shares.
-pub(crate) struct Shared {
-    /// This server among the process's, for the webhooks they share.
-    pub(crate) id: u64,
-    pub(crate) config: Config,
-    /// The key this server's socket tokens are made with.
-    pub(crate) socket_key: Secret,
-    pub(crate) metrics: Metrics,
-    pub(crate) started: Instant,
-    pub(crate) stopping: AtomicBool,
-    /// The WebSocket listener's real port (the configured one may be 0).
-    pub(crate) ws_port: u16,
-    /// The connections to tiny_http, which serves what the gate lets through.
-    pub(crate) upstream: Upstream,
-    /// The nice value the server started with: setup's, which audio runs below.
-    pub(crate) base_nice: i32,
-    pub(crate) active_calls: Arc<AtomicUsize>,
-    /// The uuids of calls whose socket is open.
-    pub(crate) live_ids: Arc<Mutex<HashSet<String>>>,
-    pub(crate) pending_handshakes: Arc<AtomicUsize>,
-    pub(crate) http_connections: Arc<AtomicUsize>,
-    /// Each connection's thread while its handshake lasts.
-    pub(crate) handshakes: ThreadSet,
-    /// The threads that run calls, kept between calls.
-    pub(crate) calls: CallThreads,
-    pub(crate) http_threads: ThreadSet,
-}
-
-impl Shared {
-    pub(crate) fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn active_calls(&self) -> usize {
-        self.active_calls.load(Ordering::Acquire)
-    }
-}
 
 /// A running echo server: the webhooks and the WebSocket listener, each on its own port.
 ///

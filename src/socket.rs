@@ -20,14 +20,14 @@ use tungstenite::{
 
 use crate::{
     auth,
-    call::{self, CallId},
+    call::{self, CallGuards},
+    call_id::CallId,
     config::{Config, SocketAuth},
-    gate, listen,
+    listen,
     metrics::Refusal,
-    server::{Shared, TICK},
+    shared::{refusal, Shared, SOCKET_PATH},
     stream::CallStream,
-    threads::{self, CallJob, Registered, Slot},
-    webhooks::SOCKET_PATH,
+    threads::{self, CallJob, Registered, Slot, TICK},
 };
 
 /// The WebSocket settings for a call: buffers sized for 20 ms frames (a few KiB, not
@@ -51,7 +51,7 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
             shared.metrics.refused(Refusal::TooManyPending);
             // Best effort: the socket's send buffer is empty, so this does not block.
             let _ = stream.set_nonblocking(true);
-            let _ = (&stream).write_all(&gate::refusal(503, "too many handshakes in progress"));
+            let _ = (&stream).write_all(&refusal(503, "too many handshakes in progress"));
             return;
         };
         // To answer if no thread can be had for the connection.
@@ -71,7 +71,7 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
             shared.metrics.refused(Refusal::Capacity);
             if let Some(mut socket) = reply_to {
                 let _ = socket.set_nonblocking(true);
-                let _ = socket.write_all(&gate::refusal(503, "server cannot take the call now"));
+                let _ = socket.write_all(&refusal(503, "server cannot take the call now"));
             }
         }
     });
@@ -117,13 +117,6 @@ fn start_call(
 struct Admitted {
     id: CallId,
     guards: CallGuards,
-}
-
-/// What a call holds until it ends: its place under `--max-calls`, and its uuid among the
-/// live ones.
-pub(crate) struct CallGuards {
-    _slot: Slot,
-    _registered: Option<Registered>,
 }
 
 // tungstenite's handshake callback fixes its error type, an HTTP response.
@@ -184,7 +177,7 @@ fn handshake(
                     shared.metrics.refused(Refusal::Malformed);
                     if let Some(mut socket) = reply_to {
                         let reason = format!("not a WebSocket handshake: {e}");
-                        let _ = socket.write_all(&gate::refusal(400, &reason));
+                        let _ = socket.write_all(&refusal(400, &reason));
                     }
                 }
                 return None;
@@ -251,10 +244,7 @@ fn admit(request: &Request, shared: &Shared) -> Result<Admitted, (Refusal, Strin
     let max = shared.config.max_calls;
     let slot = Slot::try_take(&shared.active_calls, max)
         .ok_or_else(|| (Refusal::Capacity, format!("at capacity: {max} calls")))?;
-    let guards = CallGuards {
-        _slot: slot,
-        _registered: registered,
-    };
+    let guards = CallGuards::new(slot, registered);
     Ok(Admitted { id, guards })
 }
 

@@ -10,7 +10,12 @@ use std::{
         mpsc, Arc, Mutex,
     },
     thread::{self, JoinHandle},
+    time::Duration,
 };
+
+/// How often blocked threads look up from their sockets to see whether the server stops.
+/// Calls in progress never wait on it: audio arrives every 20 ms.
+pub(crate) const TICK: Duration = Duration::from_millis(200);
 
 /// Stack for per-connection threads: they hold a socket and a few KiB of buffers, so the
 /// default 2 MiB of address space each is waste when thousands of calls run.
@@ -263,7 +268,7 @@ fn serve_calls(number: u64, idle: &IdleCallThreads, stopping: &dyn Fn() -> bool)
             .push((number, handle.clone()));
         let mut waited = std::time::Duration::ZERO;
         let job = loop {
-            let tick = crate::server::TICK;
+            let tick = TICK;
             match calls.recv_timeout(tick) {
                 Ok(job) => break job,
                 Err(mpsc::RecvTimeoutError::Timeout) => waited += tick,

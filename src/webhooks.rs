@@ -14,14 +14,15 @@ use tiny_http::{Header, Method};
 
 use crate::{
     auth::{self, AuthError},
-    call::{self, CallId},
+    call,
+    call_id::CallId,
     config::{Config, SocketAuth},
     error::{Error, Result},
     events::Event,
     gate::{PEER_HEADER, SERVER_HEADER},
     ncco::{headers_len, Authorization, Ncco, WebsocketEndpoint, MAX_ENDPOINT_HEADERS_BYTES},
     private, record,
-    server::Shared,
+    shared::Shared,
     threads::{self, Role},
 };
 
@@ -33,8 +34,7 @@ pub const EVENTS_PATH: &str = "/webhooks/events";
 pub const HEALTH_PATH: &str = "/health";
 /// The Prometheus scrape.
 pub const METRICS_PATH: &str = "/metrics";
-/// The path the WebSocket listener upgrades.
-pub const SOCKET_PATH: &str = "/socket";
+pub use crate::shared::SOCKET_PATH;
 
 /// The webhooks every server of the process shares: one tiny_http on a private Unix
 /// socket, and the one blocking loop that answers its requests, each for the server the

@@ -1,0 +1,83 @@
+//! What the two paths of a call share: the server's state that every thread of it holds,
+//! the socket's path, and the HTTP refusal both listeners answer with.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Instant,
+};
+
+use crate::{
+    auth::Secret,
+    config::Config,
+    metrics::Metrics,
+    threads::{CallThreads, ThreadSet},
+    upstream::Upstream,
+};
+
+/// The path the WebSocket listener upgrades, which the NCCO's socket URL names.
+pub const SOCKET_PATH: &str = "/socket";
+
+/// What every thread of one server shares.
+pub(crate) struct Shared {
+    /// This server among the process's, for the webhooks they share.
+    pub(crate) id: u64,
+    pub(crate) config: Config,
+    /// The key this server's socket tokens are made with.
+    pub(crate) socket_key: Secret,
+    pub(crate) metrics: Metrics,
+    pub(crate) started: Instant,
+    pub(crate) stopping: AtomicBool,
+    /// The WebSocket listener's real port (the configured one may be 0).
+    pub(crate) ws_port: u16,
+    /// The connections to tiny_http, which serves what the gate lets through.
+    pub(crate) upstream: Upstream,
+    /// The nice value the server started with: setup's, which audio runs below.
+    pub(crate) base_nice: i32,
+    pub(crate) active_calls: Arc<AtomicUsize>,
+    /// The uuids of calls whose socket is open.
+    pub(crate) live_ids: Arc<Mutex<HashSet<String>>>,
+    pub(crate) pending_handshakes: Arc<AtomicUsize>,
+    pub(crate) http_connections: Arc<AtomicUsize>,
+    /// Each connection's thread while its handshake lasts.
+    pub(crate) handshakes: ThreadSet,
+    /// The threads that run calls, kept between calls.
+    pub(crate) calls: CallThreads,
+    pub(crate) http_threads: ThreadSet,
+}
+
+impl Shared {
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn active_calls(&self) -> usize {
+        self.active_calls.load(Ordering::Acquire)
+    }
+}
+
+/// A complete HTTP response refusing a request, with the reason as JSON.
+pub(crate) fn refusal(status: u16, reason: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "error": reason }).to_string();
+    format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        reason_phrase(status),
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
