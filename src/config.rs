@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use crate::{audio::AudioFormat, auth::Secret, error::Error};
+use crate::{error::Error, protocol::audio::AudioFormat, protocol::auth::Secret};
 
 /// How the socket handshake proves it comes from the call the NCCO was made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,7 +50,7 @@ pub const DEFAULT_GREETING: &str = "Please wait while we connect you to the echo
 pub const DEFAULT_FROM: &str = "NexmoTest";
 
 /// Vonage's limit on a `talk` action's text, which the greeting is.
-pub use crate::ncco::MAX_TALK_CHARS as MAX_GREETING_CHARS;
+pub use crate::protocol::ncco::MAX_TALK_CHARS as MAX_GREETING_CHARS;
 
 /// Settings for a [`Server`](crate::Server).
 ///

@@ -35,31 +35,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod audio;
-pub mod auth;
-pub mod call;
-pub mod call_id;
 pub mod config;
 mod error;
-pub mod events;
-mod gate;
+mod http;
 mod listen;
-pub mod messages;
 mod metrics;
-pub mod ncco;
-mod private;
+mod protocol;
 mod record;
 mod server;
 mod shared;
 #[cfg(feature = "sim")]
 pub mod sim;
-pub mod socket;
 #[cfg(test)]
 mod soup;
-mod stream;
 mod threads;
-mod upstream;
-pub mod webhooks;
+mod ws;
+
+pub use http::webhooks;
+pub use protocol::{audio, auth, call_id, events, messages, ncco};
+pub use ws::{call, socket};
 
 pub use audio::AudioFormat;
 pub use call_id::CallId;

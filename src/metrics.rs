@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use crate::events::CallStatus;
+use crate::protocol::events::CallStatus;
 
 /// Close codes counted one by one; any other lands in `other`.
 const CLOSE_CODES: [u16; 9] = [1000, 1001, 1002, 1005, 1006, 1007, 1009, 1011, 1013];

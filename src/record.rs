@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{audio::AudioFormat, call_id::CallId};
+use crate::{protocol::audio::AudioFormat, protocol::call_id::CallId};
 
 /// How many frames between header updates, so a file cut short by a crash still opens:
 /// one second of audio.

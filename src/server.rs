@@ -11,16 +11,16 @@ use std::{
 };
 
 use crate::{
-    auth::Secret,
     config::{Config, SocketAuth},
     error::{Error, Result},
-    gate,
+    http::gate,
+    http::upstream::Upstream,
+    http::webhooks::{self, Webhooks},
     metrics::Metrics,
+    protocol::auth::Secret,
     shared::Shared,
-    socket,
     threads::{self, CallThreads, Role, ThreadSet},
-    upstream::Upstream,
-    webhooks::{self, Webhooks},
+    ws::socket,
 };
 
 /// A running echo server: the webhooks and the WebSocket listener, each on its own port.

@@ -11,11 +11,11 @@ use std::{
 };
 
 use crate::{
-    auth::Secret,
     config::Config,
+    http::upstream::Upstream,
     metrics::Metrics,
+    protocol::auth::Secret,
     threads::{CallThreads, ThreadSet},
-    upstream::Upstream,
 };
 
 /// The path the WebSocket listener upgrades, which the NCCO's socket URL names.

@@ -199,6 +199,18 @@ impl ThreadSet {
     }
 }
 
+/// Runs `f`, turning a panic into its message, so a bug met by one call or one request ends
+/// that call (with 1011) or that request only, and the server carries on.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into())
+    })
+}
+
 /// A call's echo, handed to a call thread.
 pub(crate) type CallJob = Box<dyn FnOnce() + Send>;
 
@@ -399,6 +411,13 @@ mod tests {
         stop.store(true, Ordering::SeqCst);
         calls.join_all();
         assert!(calls.idle.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_panic_becomes_its_message() {
+        assert_eq!(guarded(|| 7), Ok(7));
+        let caught = guarded(|| -> u8 { panic!("bad frame {}", 3) });
+        assert_eq!(caught, Err("bad frame 3".to_owned()));
     }
 
     #[test]

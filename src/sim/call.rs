@@ -16,10 +16,10 @@ use super::{
     percentile, post_event, Dial,
 };
 use crate::{
-    audio::AudioFormat,
     error::{Error, Result},
-    messages::is_dtmf_digit,
-    CallId,
+    protocol::audio::AudioFormat,
+    protocol::call_id::CallId,
+    protocol::messages::is_dtmf_digit,
 };
 
 /// What one simulated call does.
@@ -191,7 +191,7 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
             (options.duration.as_millis() / 20).max(1) as u64,
         ),
     };
-    let length = super::super::audio::FRAME_DURATION * frames as u32;
+    let length = crate::protocol::audio::FRAME_DURATION * frames as u32;
     let keys: Vec<char> = options.dtmf.chars().collect();
     let dtmf = keys
         .iter()

@@ -21,8 +21,9 @@ use tungstenite::{
 
 use super::Dialed;
 use crate::{
-    audio::{AudioFormat, FRAME_DURATION},
-    messages, CallId,
+    protocol::audio::{AudioFormat, FRAME_DURATION},
+    protocol::call_id::CallId,
+    protocol::messages,
 };
 
 /// A frame that leaves this much after its schedule counts as late: the generator's own
@@ -350,7 +351,7 @@ impl Leg {
             drained: false,
             ending: false,
         };
-        let config = crate::socket::ws_config(&crate::Config::default());
+        let config = crate::ws::socket::ws_config(&crate::config::Config::default());
         Leg {
             epoch,
             ws: WebSocket::from_raw_socket(probe, Role::Client, Some(config)),

@@ -20,12 +20,14 @@ use serde_json::{json, Map, Value};
 use tungstenite::{client::IntoClientRequest, http, stream::MaybeTlsStream, WebSocket};
 
 use crate::{
-    audio::AudioFormat,
-    auth::{self, Secret},
+    config::Config,
     error::{Error, Result},
-    messages,
-    ncco::{Authorization, Ncco},
-    socket, CallId, Config,
+    protocol::audio::AudioFormat,
+    protocol::auth::{self, Secret},
+    protocol::call_id::CallId,
+    protocol::messages,
+    protocol::ncco::{Authorization, Ncco},
+    ws::socket,
 };
 
 /// How the answer webhook is requested.

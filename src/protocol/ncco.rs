@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{audio::AudioFormat, error::Error};
+use crate::{error::Error, protocol::audio::AudioFormat};
 
 /// Vonage's limit on a websocket endpoint's `headers`, serialized.
 pub const MAX_ENDPOINT_HEADERS_BYTES: usize = 512;

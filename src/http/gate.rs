@@ -4,7 +4,7 @@
 //! `httparse` accepts. So the public port is ours: this module accepts with backoff, bounds
 //! connections, reads each request whole under a deadline and within size limits, makes
 //! its head one that tiny_http takes, and only then hands it to tiny_http over the private
-//! socket ([`crate::upstream`]), where none of those failure modes can be reached from the
+//! socket ([`crate::http::upstream`]), where none of those failure modes can be reached from the
 //! network. A connection carries as many requests as its client sends (keep-alive), so a
 //! webhook costs no connect and no thread of its own.
 
@@ -315,7 +315,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Refused> {
 }
 
 /// The body's length from `Content-Length`, within the limit; chunked bodies are refused.
-fn body_length(head: &Head, limits: &crate::Config) -> Result<usize, Refused> {
+fn body_length(head: &Head, limits: &crate::config::Config) -> Result<usize, Refused> {
     if head.values("transfer-encoding").next().is_some() {
         return Err(Refused::Status(
             411,

@@ -4,7 +4,6 @@ use std::{
     fmt,
     io::ErrorKind,
     net::SocketAddr,
-    panic::{catch_unwind, AssertUnwindSafe},
     time::{Duration, Instant},
 };
 
@@ -14,15 +13,15 @@ use tungstenite::{
     Error as WsError, Message, WebSocket,
 };
 
-pub use crate::call_id::{CallId, MAX_CALL_ID_LEN};
+pub use crate::protocol::call_id::{CallId, MAX_CALL_ID_LEN};
 
 use crate::{
-    audio::AudioFormat,
-    messages::{self, SocketEvent},
+    protocol::audio::AudioFormat,
+    protocol::messages::{self, SocketEvent},
     record::Recording,
     shared::Shared,
-    stream::CallStream,
     threads::{self, Registered, Role, Slot, TICK},
+    ws::stream::CallStream,
 };
 
 /// What a call holds until it ends: its place under `--max-calls`, and its uuid among the
@@ -115,7 +114,7 @@ pub(crate) fn run(
     shared.metrics.call_started();
     log::info!("call {id} socket open from {peer}");
     let mut tally = Tally::default();
-    let outcome = guarded(|| echo(&mut ws, &id, shared, &mut tally));
+    let outcome = threads::guarded(|| echo(&mut ws, &id, shared, &mut tally));
     let end = outcome.unwrap_or_else(|what| {
         log::error!("call {id}: panicked: {what}; ending this call only");
         let _ = ws.close(Some(close_frame(CloseCode::Error, "internal error")));
@@ -141,18 +140,6 @@ pub(crate) fn run(
         tally.texts_in,
         tally.dtmf,
     );
-}
-
-/// Runs `f`, turning a panic into its message, so a bug met by one call ends that call only
-/// (with 1011) and the server carries on.
-pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
-        panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into())
-    })
 }
 
 /// The echo loop: every data message goes straight back, unchanged and in order.
@@ -388,13 +375,6 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_panic_becomes_its_message() {
-        assert_eq!(guarded(|| 7), Ok(7));
-        let caught = guarded(|| -> u8 { panic!("bad frame {}", 3) });
-        assert_eq!(caught, Err("bad frame 3".to_owned()));
-    }
 
     #[test]
     fn close_reasons_fit_a_control_frame() {

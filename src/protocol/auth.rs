@@ -13,7 +13,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::call_id::CallId;
+use crate::protocol::call_id::CallId;
 
 type HmacSha256 = Hmac<Sha256>;
 

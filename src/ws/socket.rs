@@ -19,15 +19,15 @@ use tungstenite::{
 };
 
 use crate::{
-    auth,
-    call::{self, CallGuards},
-    call_id::CallId,
     config::{Config, SocketAuth},
     listen,
     metrics::Refusal,
+    protocol::auth,
+    protocol::call_id::CallId,
     shared::{refusal, Shared, SOCKET_PATH},
-    stream::CallStream,
     threads::{self, CallJob, Registered, Slot, TICK},
+    ws::call::{self, CallGuards},
+    ws::stream::CallStream,
 };
 
 /// The WebSocket settings for a call: buffers sized for 20 ms frames (a few KiB, not

@@ -13,15 +13,17 @@ use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method};
 
 use crate::{
-    auth::{self, AuthError},
-    call,
-    call_id::CallId,
     config::{Config, SocketAuth},
     error::{Error, Result},
-    events::Event,
-    gate::{PEER_HEADER, SERVER_HEADER},
-    ncco::{headers_len, Authorization, Ncco, WebsocketEndpoint, MAX_ENDPOINT_HEADERS_BYTES},
-    private, record,
+    http::gate::{PEER_HEADER, SERVER_HEADER},
+    http::private,
+    protocol::auth::{self, AuthError},
+    protocol::call_id::CallId,
+    protocol::events::Event,
+    protocol::ncco::{
+        headers_len, Authorization, Ncco, WebsocketEndpoint, MAX_ENDPOINT_HEADERS_BYTES,
+    },
+    record,
     shared::Shared,
     threads::{self, Role},
 };
@@ -122,7 +124,7 @@ impl Webhooks {
                 // A bug met by one request must not stop the webhooks of every server;
                 // tiny_http answers a request dropped unanswered with 500.
                 Ok(request) => {
-                    if let Err(what) = call::guarded(|| self.dispatch(request)) {
+                    if let Err(what) = threads::guarded(|| self.dispatch(request)) {
                         log::error!("webhooks: a request panicked: {what}; serving on");
                     }
                 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::audio::AudioFormat;
+use crate::protocol::audio::AudioFormat;
 
 /// What a text message from Vonage says. Parsing never fails: anything unrecognised is
 /// [`SocketEvent::Other`] or [`SocketEvent::Unparsed`], to be logged and tolerated.
