@@ -73,6 +73,11 @@ const DURATION_BUCKETS: [f64; 10] = [
 ];
 
 /// The server's counters.
+/// A metric family's `HELP` and `TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
 #[derive(Default)]
 pub(crate) struct Metrics {
     calls_total: AtomicU64,
@@ -160,18 +165,24 @@ impl Metrics {
     /// The exposition, `# HELP` and `# TYPE` before each family.
     pub(crate) fn render(&self, active_calls: usize) -> String {
         let mut out = String::with_capacity(4096);
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
+        self.render_calls(&mut out, active_calls);
+        self.render_counters(&mut out);
+        self.render_webhooks(&mut out);
+        self.render_durations(&mut out);
+        out
+    }
+
+    /// Calls up, admitted and ended, and handshakes refused.
+    fn render_calls(&self, out: &mut String, active_calls: usize) {
         family(
-            &mut out,
+            out,
             "vonage_echo_calls_active",
             "gauge",
             "Calls connected now.",
         );
         let _ = writeln!(out, "vonage_echo_calls_active {active_calls}");
         family(
-            &mut out,
+            out,
             "vonage_echo_calls_total",
             "counter",
             "Calls admitted since start.",
@@ -182,7 +193,7 @@ impl Metrics {
             self.calls_total.load(Relaxed)
         );
         family(
-            &mut out,
+            out,
             "vonage_echo_calls_ended_total",
             "counter",
             "Calls ended, by WebSocket close code (1006: lost without a close).",
@@ -198,7 +209,7 @@ impl Metrics {
             );
         }
         family(
-            &mut out,
+            out,
             "vonage_echo_handshakes_refused_total",
             "counter",
             "WebSocket handshakes refused or dropped, by reason.",
@@ -211,6 +222,10 @@ impl Metrics {
                 count.load(Relaxed)
             );
         }
+    }
+
+    /// The counters of one value each: frames, texts, bytes, keys.
+    fn render_counters(&self, out: &mut String) {
         for (name, help, value) in [
             (
                 "vonage_echo_frames_in_total",
@@ -243,11 +258,15 @@ impl Metrics {
                 &self.dtmf_digits,
             ),
         ] {
-            family(&mut out, name, "counter", help);
+            family(out, name, "counter", help);
             let _ = writeln!(out, "{name} {}", value.load(Relaxed));
         }
+    }
+
+    /// Webhook requests by route and status, and call events by status.
+    fn render_webhooks(&self, out: &mut String) {
         family(
-            &mut out,
+            out,
             "vonage_echo_webhook_requests_total",
             "counter",
             "Webhook requests, by route and status.",
@@ -261,7 +280,7 @@ impl Metrics {
             let _ = writeln!(out, "vonage_echo_webhook_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
         }
         family(
-            &mut out,
+            out,
             "vonage_echo_call_events_total",
             "counter",
             "Event webhook requests, by call status.",
@@ -272,8 +291,12 @@ impl Metrics {
                 "vonage_echo_call_events_total{{status=\"{status}\"}} {count}"
             );
         }
+    }
+
+    /// The histogram of call durations.
+    fn render_durations(&self, out: &mut String) {
         family(
-            &mut out,
+            out,
             "vonage_echo_call_duration_seconds",
             "histogram",
             "How long calls lasted.",
@@ -296,7 +319,6 @@ impl Metrics {
             self.duration_sum_ms.load(Relaxed) as f64 / 1000.0
         );
         let _ = writeln!(out, "vonage_echo_call_duration_seconds_count {total}");
-        out
     }
 }
 
