@@ -162,21 +162,8 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
             {
                 // A tick without a whole message: look up from the socket.
-                match pinged_at {
-                    None if last_heard.elapsed() >= config.idle_ping_after => {
-                        log::info!(
-                            "call {id}: silent for {:?}; pinging",
-                            config.idle_ping_after
-                        );
-                        if let Err(e) = ws.send(Message::Ping(Default::default())) {
-                            return End::Vanished(format!("ping failed: {e}"));
-                        }
-                        pinged_at = Some(Instant::now());
-                    }
-                    Some(at) if at.elapsed() >= config.idle_close_after => {
-                        return close(ws, CloseCode::Normal, "silent call, ping unanswered");
-                    }
-                    _ => {}
+                if let Some(end) = mind_silence(ws, id, config, last_heard, &mut pinged_at) {
+                    return end;
                 }
                 continue;
             }
@@ -203,21 +190,7 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
                 first = false;
                 ws.send(Message::Text(text)).map(|()| None)
             }
-            Message::Close(frame) => {
-                // tungstenite has queued the reply; the next read sends it and ends the call.
-                let code = frame.map(|f| u16::from(f.code));
-                loop {
-                    match ws.read() {
-                        Err(WsError::Io(e))
-                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                        {
-                            continue
-                        }
-                        Err(_) => return End::CallerClosed(code),
-                        Ok(_) => {}
-                    }
-                }
-            }
+            Message::Close(frame) => return closed_by_caller(ws, frame),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         };
         match sent {
@@ -255,6 +228,48 @@ fn settle(id: &CallId, shared: &Shared) {
     // call its place.
     if let Err(e) = threads::take_role(Role::Audio, &shared.config, shared.base_nice) {
         log::warn!("call {id}: keeps the setup threads' priority: {e}");
+    }
+}
+
+/// Pings a call silent for `idle_ping_after`, and ends one whose ping went unanswered
+/// for `idle_close_after`.
+fn mind_silence(
+    ws: &mut WebSocket<CallStream>,
+    id: &CallId,
+    config: &crate::config::Config,
+    last_heard: Instant,
+    pinged_at: &mut Option<Instant>,
+) -> Option<End> {
+    match *pinged_at {
+        None if last_heard.elapsed() >= config.idle_ping_after => {
+            log::info!(
+                "call {id}: silent for {:?}; pinging",
+                config.idle_ping_after
+            );
+            if let Err(e) = ws.send(Message::Ping(Default::default())) {
+                return Some(End::Vanished(format!("ping failed: {e}")));
+            }
+            *pinged_at = Some(Instant::now());
+            None
+        }
+        Some(at) if at.elapsed() >= config.idle_close_after => {
+            Some(close(ws, CloseCode::Normal, "silent call, ping unanswered"))
+        }
+        _ => None,
+    }
+}
+
+/// The caller sent a close frame: tungstenite has queued the reply, and the next read
+/// sends it and ends the call.
+fn closed_by_caller(ws: &mut WebSocket<CallStream>, frame: Option<CloseFrame>) -> End {
+    let code = frame.map(|f| u16::from(f.code));
+    loop {
+        match ws.read() {
+            Err(WsError::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return End::CallerClosed(code),
+            Ok(_) => {}
+        }
     }
 }
 
