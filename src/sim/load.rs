@@ -254,116 +254,12 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         .map(Sampler::start)
         .transpose()
         .map_err(|e| Error::io("starting the server's sampler", e))?;
-    let failed: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-    let ramp_end: Arc<Mutex<Instant>> = Arc::new(Mutex::new(started));
-    let setups: Arc<Mutex<Vec<SetupTimes>>> = Arc::default();
+    let tally = Arc::new(DialTally::new(started));
     let (plans_tx, plans_rx) = mpsc::sync_channel::<Plan>(1024);
-    let frames = (options.duration.as_millis() / 20).max(1) as u64;
-
-    // Call events are posted by a thread of their own, as Vonage posts them beside the
-    // call: dialing waits on the answer webhook and the handshake only.
-    let (events_tx, events_rx) = mpsc::channel::<(
-        serde_json::Value,
-        &'static str,
-        Map<String, serde_json::Value>,
-    )>();
-    let events_rx = Arc::new(Mutex::new(events_rx));
-    let event_url = options.dial.event_target()?;
-    let mut posters = Vec::with_capacity(POSTERS);
-    for p in 0..POSTERS {
-        let (dial, agent, url) = (options.dial.clone(), agent.clone(), event_url.clone());
-        let events_rx = Arc::clone(&events_rx);
-        let spawned = spawn_helper(format!("events-{p}"), move || loop {
-            // The lock is held only to take the next event, not to post it.
-            let next = events_rx.lock().map(|rx| rx.recv());
-            let Ok(Ok((base, status, extra))) = next else {
-                return;
-            };
-            if let Some(url) = &url {
-                let _ = post_event(&agent, &dial, url, &base, status, extra);
-            }
-        })
-        .map_err(|e| Error::io("starting an event poster", e))?;
-        posters.push(spawned);
-    }
-    let next_call = Arc::new(AtomicUsize::new(0));
-    let mut dialers = Vec::with_capacity(DIALERS);
-    for d in 0..DIALERS {
-        let next_call = Arc::clone(&next_call);
-        let ramp_end = Arc::clone(&ramp_end);
-        let setups = Arc::clone(&setups);
-        let agent = agent.clone();
-        let events = events_tx.clone();
-        let (opts, tx, failed) = (options.clone(), plans_tx.clone(), Arc::clone(&failed));
-        // Dialers keep the process's priority: they time call setup, as Vonage's side sees
-        // it, and a thread in the core's idle time would add its own wait to every figure.
-        let spawned = thread::Builder::new()
-            .name(format!("dialer-{d}"))
-            .spawn(move || loop {
-                let i = next_call.fetch_add(1, Ordering::Relaxed);
-                if i >= opts.calls {
-                    return;
-                }
-                let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
-                thread::sleep(at.saturating_duration_since(Instant::now()));
-                let mut queue = |base: &serde_json::Value, status: &'static str| {
-                    let _ = events.send((base.clone(), status, Map::new()));
-                    Ok(())
-                };
-                let dialed = dial(&opts.dial, &agent, &mut queue);
-                if let Ok(mut end) = ramp_end.lock() {
-                    *end = (*end).max(Instant::now());
-                }
-                match dialed {
-                    Ok(dialed) => {
-                        setups
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(dialed.setup);
-                        let plan = Plan {
-                            dialed,
-                            frames,
-                            source: Source::Tone { stamp: true },
-                            dtmf: Vec::new(),
-                            recorder: None,
-                            phase: engine::phase(i),
-                        };
-                        if tx.send(plan).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let reason = format!("dial: {}", reason_of(&e));
-                        *failed
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .entry(reason)
-                            .or_default() += 1;
-                    }
-                }
-            });
-        dialers.push(spawned.map_err(|e| Error::io("starting a dialer", e))?);
-    }
+    let (events_tx, posters) = start_posters(options, &agent)?;
+    let dialers = start_dialers(options, &agent, started, &tally, &plans_tx, &events_tx)?;
     drop(plans_tx);
-
-    // Completed events are posted off the poll loop, so HTTP never delays a frame.
-    let (done_tx, done_rx) = mpsc::channel::<engine::Outcome>();
-    let finisher_events = events_tx.clone();
-    let finisher = spawn_helper("finisher".into(), move || {
-        let mut outcomes = Vec::new();
-        for o in done_rx {
-            if let Some(id) = &o.id {
-                let mut extra = Map::new();
-                extra.insert("duration".into(), o.streamed.as_secs().to_string().into());
-                let base = json!({"uuid": id.as_str()});
-                let _ = finisher_events.send((base, "completed", extra));
-            }
-            outcomes.push(o);
-        }
-        outcomes
-    })
-    .map_err(|e| Error::io("starting the finisher", e))?;
-    drop(events_tx);
+    let (done_tx, finisher) = start_finisher(events_tx)?;
 
     let streamed = engine::run(started, plans_rx, |o| {
         let _ = done_tx.send(o);
@@ -383,10 +279,189 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     let mut report = LoadReport {
         attempted: options.calls as u64,
         connected: outcomes.len() as u64,
-        failed: std::mem::take(&mut *failed.lock().unwrap_or_else(|p| p.into_inner())),
+        failed: std::mem::take(&mut *lock(&tally.failed)),
         ..LoadReport::default()
     };
-    // Every call dialed is connected or failed: a call whose dialer died is a failure.
+    count_unaccounted(&mut report, dialers_died);
+    let rtts = add_outcomes(&mut report, outcomes);
+    add_timings(&mut report, options, started, &tally, rtts);
+    report.server = sampler.map(|s| {
+        let mut usage = s.stop();
+        if report.frames_echoed > 0 {
+            usage.cpu_us_per_frame = usage.cpu_seconds * 1e6 / report.frames_echoed as f64;
+        }
+        usage
+    });
+    report.elapsed_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// A call event for the posters: the call's common fields, its status, and fields of its
+/// own.
+type QueuedEvent = (
+    serde_json::Value,
+    &'static str,
+    Map<String, serde_json::Value>,
+);
+
+/// What the dialers report as they go, summed into the report at the end.
+struct DialTally {
+    /// Calls that failed, by reason.
+    failed: Mutex<BTreeMap<String, u64>>,
+    /// When the last dial ended.
+    ramp_end: Mutex<Instant>,
+    /// Call setup's timings, of each call that connected.
+    setups: Mutex<Vec<SetupTimes>>,
+}
+
+impl DialTally {
+    fn new(started: Instant) -> DialTally {
+        DialTally {
+            failed: Mutex::default(),
+            ramp_end: Mutex::new(started),
+            setups: Mutex::default(),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts the threads that post call events, as Vonage posts them beside the call: dialing
+/// waits on the answer webhook and the handshake only.
+fn start_posters(
+    options: &LoadOptions,
+    agent: &ureq::Agent,
+) -> Result<(mpsc::Sender<QueuedEvent>, Vec<thread::JoinHandle<()>>)> {
+    let (events_tx, events_rx) = mpsc::channel::<QueuedEvent>();
+    let events_rx = Arc::new(Mutex::new(events_rx));
+    let event_url = options.dial.event_target()?;
+    let mut posters = Vec::with_capacity(POSTERS);
+    for p in 0..POSTERS {
+        let (dial, agent, url) = (options.dial.clone(), agent.clone(), event_url.clone());
+        let events_rx = Arc::clone(&events_rx);
+        let spawned = spawn_helper(format!("events-{p}"), move || loop {
+            // The lock is held only to take the next event, not to post it.
+            let next = events_rx.lock().map(|rx| rx.recv());
+            let Ok(Ok((base, status, extra))) = next else {
+                return;
+            };
+            if let Some(url) = &url {
+                let _ = post_event(&agent, &dial, url, &base, status, extra);
+            }
+        })
+        .map_err(|e| Error::io("starting an event poster", e))?;
+        posters.push(spawned);
+    }
+    Ok((events_tx, posters))
+}
+
+/// Starts the dialers: each takes the next call due, dials it at its time on the ramp, and
+/// hands it to the poll loop.
+fn start_dialers(
+    options: &LoadOptions,
+    agent: &ureq::Agent,
+    started: Instant,
+    tally: &Arc<DialTally>,
+    plans: &mpsc::SyncSender<Plan>,
+    events: &mpsc::Sender<QueuedEvent>,
+) -> Result<Vec<thread::JoinHandle<()>>> {
+    let next_call = Arc::new(AtomicUsize::new(0));
+    let mut dialers = Vec::with_capacity(DIALERS);
+    for d in 0..DIALERS {
+        let next_call = Arc::clone(&next_call);
+        let tally = Arc::clone(tally);
+        let agent = agent.clone();
+        let (opts, plans, events) = (options.clone(), plans.clone(), events.clone());
+        // Dialers keep the process's priority: they time call setup, as Vonage's side sees
+        // it, and a thread in the core's idle time would add its own wait to every figure.
+        let spawned = thread::Builder::new()
+            .name(format!("dialer-{d}"))
+            .spawn(move || loop {
+                let i = next_call.fetch_add(1, Ordering::Relaxed);
+                if i >= opts.calls {
+                    return;
+                }
+                let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
+                thread::sleep(at.saturating_duration_since(Instant::now()));
+                let Some(plan) = dial_one(i, &opts, &agent, &tally, &events) else {
+                    continue;
+                };
+                if plans.send(plan).is_err() {
+                    return;
+                }
+            });
+        dialers.push(spawned.map_err(|e| Error::io("starting a dialer", e))?);
+    }
+    Ok(dialers)
+}
+
+/// Dials call `i`: its plan for the poll loop, or `None` with its failure counted.
+fn dial_one(
+    i: usize,
+    opts: &LoadOptions,
+    agent: &ureq::Agent,
+    tally: &DialTally,
+    events: &mpsc::Sender<QueuedEvent>,
+) -> Option<Plan> {
+    let mut queue = |base: &serde_json::Value, status: &'static str| {
+        let _ = events.send((base.clone(), status, Map::new()));
+        Ok(())
+    };
+    let dialed = dial(&opts.dial, agent, &mut queue);
+    {
+        let mut end = lock(&tally.ramp_end);
+        *end = (*end).max(Instant::now());
+    }
+    match dialed {
+        Ok(dialed) => {
+            lock(&tally.setups).push(dialed.setup);
+            Some(Plan {
+                dialed,
+                frames: (opts.duration.as_millis() / 20).max(1) as u64,
+                source: Source::Tone { stamp: true },
+                dtmf: Vec::new(),
+                recorder: None,
+                phase: engine::phase(i),
+            })
+        }
+        Err(e) => {
+            let reason = format!("dial: {}", reason_of(&e));
+            *lock(&tally.failed).entry(reason).or_default() += 1;
+            None
+        }
+    }
+}
+
+/// Starts the thread that collects each call's outcome and posts its `completed` event,
+/// off the poll loop, so HTTP never delays a frame.
+fn start_finisher(
+    events: mpsc::Sender<QueuedEvent>,
+) -> Result<(
+    mpsc::Sender<engine::Outcome>,
+    thread::JoinHandle<Vec<engine::Outcome>>,
+)> {
+    let (done_tx, done_rx) = mpsc::channel::<engine::Outcome>();
+    let finisher = spawn_helper("finisher".into(), move || {
+        let mut outcomes = Vec::new();
+        for o in done_rx {
+            if let Some(id) = &o.id {
+                let mut extra = Map::new();
+                extra.insert("duration".into(), o.streamed.as_secs().to_string().into());
+                let base = json!({"uuid": id.as_str()});
+                let _ = events.send((base, "completed", extra));
+            }
+            outcomes.push(o);
+        }
+        outcomes
+    })
+    .map_err(|e| Error::io("starting the finisher", e))?;
+    Ok((done_tx, finisher))
+}
+
+/// Every call dialed is connected or failed: a call whose dialer died is a failure.
+fn count_unaccounted(report: &mut LoadReport, dialers_died: usize) {
     let unaccounted = report
         .attempted
         .saturating_sub(report.connected + report.failed_calls());
@@ -394,6 +469,11 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         let reason = format!("dial: {dialers_died} dialer thread(s) ended abnormally");
         *report.failed.entry(reason).or_default() += unaccounted;
     }
+}
+
+/// Adds each call's frames and failure to the report; returns every frame's round trip,
+/// with when it left.
+fn add_outcomes(report: &mut LoadReport, outcomes: Vec<engine::Outcome>) -> Vec<(u32, u32)> {
     let mut rtts = Vec::new();
     let mut max_late = Duration::ZERO;
     for o in outcomes {
@@ -411,13 +491,23 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
                 .or_default() += 1;
         }
     }
-    // Every call is up from the last dial until the first call, started at the epoch at the
-    // earliest, ends.
-    let ramp_end = ramp_end
-        .lock()
-        .map_or(Duration::ZERO, |at| at.saturating_duration_since(started));
+    report.max_late_ms = ms(max_late);
+    rtts
+}
+
+/// Adds the ramp as run, call setup's latencies and the round trips' percentiles.
+fn add_timings(
+    report: &mut LoadReport,
+    options: &LoadOptions,
+    started: Instant,
+    tally: &DialTally,
+    rtts: Vec<(u32, u32)>,
+) {
+    let ramp_end = lock(&tally.ramp_end).saturating_duration_since(started);
     report.ramp_seconds = ramp_end.as_secs_f64();
     report.planned_ramp_seconds = options.calls.saturating_sub(1) as f64 / options.ramp;
+    // Every call is up from the last dial until the first call, started at the epoch at the
+    // earliest, ends.
     let ramp_end = ramp_end.as_millis();
     let first_end = options.duration.as_millis();
     let mut steady: Vec<u32> = rtts
@@ -428,21 +518,11 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     let mut all: Vec<u32> = rtts.into_iter().map(|(_, rtt)| rtt).collect();
     all.sort_unstable();
     steady.sort_unstable();
-    let setups = std::mem::take(&mut *setups.lock().unwrap_or_else(|p| p.into_inner()));
+    let setups = std::mem::take(&mut *lock(&tally.setups));
     report.answer_webhook = latency_of(setups.iter().map(|s| s.answer));
     report.handshake = latency_of(setups.iter().map(|s| s.handshake));
-    report.max_late_ms = ms(max_late);
     report.round_trip = Percentiles::of(&all);
     report.steady_round_trip = (!steady.is_empty()).then(|| Percentiles::of(&steady));
-    report.server = sampler.map(|s| {
-        let mut usage = s.stop();
-        if report.frames_echoed > 0 {
-            usage.cpu_us_per_frame = usage.cpu_seconds * 1e6 / report.frames_echoed as f64;
-        }
-        usage
-    });
-    report.elapsed_seconds = started.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 /// Percentiles of a set of durations.
