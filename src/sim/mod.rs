@@ -268,9 +268,47 @@ pub(crate) fn dial(
         ("endpoint_type", "phone"),
     ];
     let asked = Instant::now();
+    let body = ask_answer(dial, agent, &params)?;
+    let answer_time = asked.elapsed();
+    let ncco = Ncco::parse(&body)?;
+    let talks: Vec<String> = ncco.talks().map(str::to_owned).collect();
+    let endpoint = ncco
+        .websocket()
+        .ok_or_else(|| Error::Ncco("no connect action with a websocket endpoint".into()))?
+        .clone();
+    post(&base, "answered")?;
+
+    let socket_uri = dial.ws_url.clone().unwrap_or_else(|| endpoint.uri.clone());
+    let request = socket_request(dial, &socket_uri, endpoint.authorization.as_ref())?;
+    let connecting = Instant::now();
+    let mut ws = open_socket(dial, &socket_uri, request)?;
+    let handshake_time = connecting.elapsed();
+    let connected = messages::connected(endpoint.content_type, &endpoint.headers);
+    ws.send(tungstenite::Message::text(connected.clone()))?;
+    Ok(Dialed {
+        id,
+        conversation,
+        format: endpoint.content_type,
+        socket_uri,
+        ws,
+        connected,
+        talks,
+        answered_at: Instant::now(),
+        setup: SetupTimes {
+            answer: answer_time,
+            handshake: handshake_time,
+        },
+    })
+}
+
+/// Asks the answer webhook, by the dial's method, with Vonage's parameters; returns its
+/// body once it has answered 200 with JSON.
+fn ask_answer(dial: &Dial, agent: &ureq::Agent, params: &[(&str, &str); 6]) -> Result<Vec<u8>> {
     let response = match dial.method {
         AnswerMethod::Get => {
-            let mut request = agent.get(&dial.answer_url).query_pairs(params);
+            let mut request = agent
+                .get(&dial.answer_url)
+                .query_pairs(params.iter().copied());
             if let Some(signed) = dial.signed(None) {
                 request = request.header("Authorization", signed);
             }
@@ -306,7 +344,6 @@ pub(crate) fn dial(
         .limit(1024 * 1024)
         .read_to_vec()
         .map_err(|e| Error::Http(format!("answer webhook body: {e}")))?;
-    let answer_time = asked.elapsed();
     if status != 200 {
         return Err(Error::Http(format!(
             "answer webhook returned {status}: {}",
@@ -321,20 +358,19 @@ pub(crate) fn dial(
             "answered with Content-Type {content_type:?}, not application/json: Vonage fails the call"
         )));
     }
-    let ncco = Ncco::parse(&body)?;
-    let talks: Vec<String> = ncco.talks().map(str::to_owned).collect();
-    let endpoint = ncco
-        .websocket()
-        .ok_or_else(|| Error::Ncco("no connect action with a websocket endpoint".into()))?
-        .clone();
-    post(&base, "answered")?;
+    Ok(body)
+}
 
-    let uri = dial.ws_url.clone().unwrap_or_else(|| endpoint.uri.clone());
+/// The handshake request for the NCCO's socket, with the endpoint's authorization.
+fn socket_request(
+    dial: &Dial,
+    uri: &str,
+    authorization: Option<&Authorization>,
+) -> Result<tungstenite::handshake::client::Request> {
     let mut request = uri
-        .as_str()
         .into_client_request()
         .map_err(|e| Error::Ncco(format!("socket uri {uri:?}: {e}")))?;
-    match &endpoint.authorization {
+    match authorization {
         Some(Authorization::Custom { value }) => {
             let value = http::HeaderValue::from_str(value)
                 .map_err(|_| Error::Ncco("authorization value is not a valid header".into()))?;
@@ -357,15 +393,22 @@ pub(crate) fn dial(
         }
         None => {}
     }
-    let connecting = Instant::now();
+    Ok(request)
+}
+
+/// Connects to the socket and completes its handshake (over TLS for `wss://`).
+fn open_socket(
+    dial: &Dial,
+    uri: &str,
+    request: tungstenite::handshake::client::Request,
+) -> Result<WebSocket<MaybeTlsStream<TcpStream>>> {
     let stream = connect(request.uri(), dial.timeout)?;
     let config = socket::ws_config(&Config::default());
     let connector = match request.uri().scheme_str() {
         Some("wss") => Some(dial.tls_connector()?),
         _ => None,
     };
-    let socket_uri = uri.clone();
-    let (mut ws, _) = tungstenite::client_tls_with_config(request, stream, Some(config), connector)
+    let (ws, _) = tungstenite::client_tls_with_config(request, stream, Some(config), connector)
         .map_err(|e| match e {
             tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response)) => {
                 let body = response
@@ -386,23 +429,7 @@ pub(crate) fn dial(
                 dial.timeout
             )),
         })?;
-    let handshake_time = connecting.elapsed();
-    let connected = messages::connected(endpoint.content_type, &endpoint.headers);
-    ws.send(tungstenite::Message::text(connected.clone()))?;
-    Ok(Dialed {
-        id,
-        conversation,
-        format: endpoint.content_type,
-        socket_uri,
-        ws,
-        connected,
-        talks,
-        answered_at: Instant::now(),
-        setup: SetupTimes {
-            answer: answer_time,
-            handshake: handshake_time,
-        },
-    })
+    Ok(ws)
 }
 
 /// The TCP stream under a socket, TLS or not.
