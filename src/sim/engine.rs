@@ -168,29 +168,61 @@ pub(crate) fn run(
     plans: mpsc::Receiver<Plan>,
     mut on_done: impl FnMut(Outcome),
 ) -> io::Result<()> {
-    let mut poll = Poll::new()?;
+    let mut engine = Engine::new(epoch)?;
     let mut events = Events::with_capacity(READ_BATCH);
-    let mut legs: Vec<Option<Leg>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
-    let mut live = 0usize;
     let mut dialer_done = false;
-    let tones: Vec<Arc<Vec<Bytes>>> = AudioFormat::ALL
-        .iter()
-        .map(|f| Arc::new(tone(*f)))
-        .collect();
-
-    while !(dialer_done && live == 0) {
+    while !(dialer_done && engine.live == 0) {
         // Due frames go out first in each turn, and a turn reads at most READ_BATCH
         // sockets: pacing is what the generator promises, and a burst of echoes must not
         // delay it.
+        engine.fire_due_timers(&mut on_done);
+        match engine.poll.poll(&mut events, Some(engine.wait())) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            other => other?,
+        }
+        engine.read_ready(&events, &mut on_done);
+        dialer_done = engine.admit(&plans, &mut on_done);
+    }
+    Ok(())
+}
+
+/// The poll loop's state: every call's leg, by its token, and the timers of their frames.
+struct Engine {
+    poll: Poll,
+    epoch: Instant,
+    legs: Vec<Option<Leg>>,
+    free: Vec<usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    live: usize,
+    tones: Vec<Arc<Vec<Bytes>>>,
+}
+
+impl Engine {
+    fn new(epoch: Instant) -> io::Result<Engine> {
+        Ok(Engine {
+            poll: Poll::new()?,
+            epoch,
+            legs: Vec::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+            live: 0,
+            tones: AudioFormat::ALL
+                .iter()
+                .map(|f| Arc::new(tone(*f)))
+                .collect(),
+        })
+    }
+
+    /// Sends every frame (and key, and hang-up) that is due.
+    fn fire_due_timers(&mut self, on_done: &mut impl FnMut(Outcome)) {
+        let timers = &mut self.timers;
         let now = Instant::now();
         while let Some(&Reverse((at, idx))) = timers.peek() {
             if at > now {
                 break;
             }
             timers.pop();
-            let Some(leg) = legs.get_mut(idx).and_then(Option::as_mut) else {
+            let Some(leg) = self.legs.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
             if leg.wake_at != at {
@@ -198,41 +230,52 @@ pub(crate) fn run(
             }
             leg.on_timer(now);
             if leg.finished() {
-                finish(&poll, &mut legs, &mut free, idx, &mut live, &mut on_done);
+                finish(
+                    &self.poll,
+                    &mut self.legs,
+                    &mut self.free,
+                    idx,
+                    &mut self.live,
+                    on_done,
+                );
             } else {
                 timers.push(Reverse((leg.wake_at, idx)));
             }
         }
-        // Sleep to the next timer (at most a tick), then harvest readiness without blocking:
-        // the server's echoes then never have to wake this thread, which halves the
-        // cross-core wake-ups a frame costs both programs (on this 2-vCPU machine a
-        // cross-core wake-up costs tens of microseconds). A timer closer than SPIN is waited
-        // for by polling again rather than sleeping: with a thousand calls one is due every
-        // 20 us, and a sleep costs more than it saves. With fewer than 20 calls nothing is
-        // due for a tick or more: then the wait is in the poll itself, so an echo wakes
-        // this thread and its round trip is read when it lands, not a tick later (mio's
-        // timeouts are whole milliseconds, so a shorter wait cannot be a poll's).
-        let wait = timers
+    }
+
+    /// Sleeps to the next timer (at most a tick) and returns the poll's timeout, so that the
+    /// poll harvests readiness without blocking: the server's echoes then never have to wake this thread, which halves the
+    /// cross-core wake-ups a frame costs both programs (on this 2-vCPU machine a
+    /// cross-core wake-up costs tens of microseconds). A timer closer than SPIN is waited
+    /// for by polling again rather than sleeping: with a thousand calls one is due every
+    /// 20 us, and a sleep costs more than it saves. With fewer than 20 calls nothing is
+    /// due for a tick or more: then the wait is in the poll itself, so an echo wakes
+    /// this thread and its round trip is read when it lands, not a tick later (mio's
+    /// timeouts are whole milliseconds, so a shorter wait cannot be a poll's).
+    fn wait(&self) -> Duration {
+        let wait = self
+            .timers
             .peek()
             .map_or(TICK, |Reverse((at, _))| {
                 at.saturating_duration_since(Instant::now())
             })
             .min(TICK);
-        let timeout = if wait >= TICK {
+        if wait >= TICK {
             TICK
         } else {
             if wait > SPIN {
                 std::thread::sleep(wait);
             }
             Duration::ZERO
-        };
-        match poll.poll(&mut events, Some(timeout)) {
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            other => other?,
         }
+    }
+
+    /// Reads what every ready socket brings, and ends the calls that are done.
+    fn read_ready(&mut self, events: &Events, on_done: &mut impl FnMut(Outcome)) {
         for event in events.iter() {
             let idx = event.token().0;
-            let Some(leg) = legs.get_mut(idx).and_then(Option::as_mut) else {
+            let Some(leg) = self.legs.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
             if event.is_writable() {
@@ -247,55 +290,65 @@ pub(crate) fn run(
                 leg.on_readable();
             }
             if leg.finished() {
-                finish(&poll, &mut legs, &mut free, idx, &mut live, &mut on_done);
-            }
-        }
-        loop {
-            match plans.try_recv() {
-                Ok(plan) => {
-                    let idx = free.pop().unwrap_or_else(|| {
-                        legs.push(None);
-                        legs.len() - 1
-                    });
-                    let fd = super::tcp(plan.dialed.ws.get_ref()).as_raw_fd();
-                    if let Err(e) = super::tcp(plan.dialed.ws.get_ref())
-                        .set_nonblocking(true)
-                        .and_then(|()| {
-                            poll.registry().register(
-                                &mut SourceFd(&fd),
-                                Token(idx),
-                                Interest::READABLE | Interest::WRITABLE,
-                            )
-                        })
-                    {
-                        on_done(Outcome {
-                            id: Some(plan.dialed.id.clone()),
-                            error: Some(format!("cannot stream: {e}")),
-                            ..Outcome::default()
-                        });
-                        free.push(idx);
-                        continue;
-                    }
-                    let tone = Arc::clone(
-                        &tones[AudioFormat::ALL
-                            .iter()
-                            .position(|f| *f == plan.dialed.format)
-                            .unwrap_or(1)],
-                    );
-                    let leg = Leg::new(plan, tone, epoch);
-                    timers.push(Reverse((leg.wake_at, idx)));
-                    legs[idx] = Some(leg);
-                    live += 1;
-                }
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    dialer_done = true;
-                    break;
-                }
+                finish(
+                    &self.poll,
+                    &mut self.legs,
+                    &mut self.free,
+                    idx,
+                    &mut self.live,
+                    on_done,
+                );
             }
         }
     }
-    Ok(())
+
+    /// Starts streaming the plans the dialers have sent; says whether they have all hung up.
+    fn admit(&mut self, plans: &mpsc::Receiver<Plan>, on_done: &mut impl FnMut(Outcome)) -> bool {
+        loop {
+            match plans.try_recv() {
+                Ok(plan) => self.start(plan, on_done),
+                Err(mpsc::TryRecvError::Empty) => return false,
+                Err(mpsc::TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+
+    /// Registers a dialed call with the poll and schedules its first frame.
+    fn start(&mut self, plan: Plan, on_done: &mut impl FnMut(Outcome)) {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.legs.push(None);
+            self.legs.len() - 1
+        });
+        let fd = super::tcp(plan.dialed.ws.get_ref()).as_raw_fd();
+        if let Err(e) = super::tcp(plan.dialed.ws.get_ref())
+            .set_nonblocking(true)
+            .and_then(|()| {
+                self.poll.registry().register(
+                    &mut SourceFd(&fd),
+                    Token(idx),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+            })
+        {
+            on_done(Outcome {
+                id: Some(plan.dialed.id.clone()),
+                error: Some(format!("cannot stream: {e}")),
+                ..Outcome::default()
+            });
+            self.free.push(idx);
+            return;
+        }
+        let tone = Arc::clone(
+            &self.tones[AudioFormat::ALL
+                .iter()
+                .position(|f| *f == plan.dialed.format)
+                .unwrap_or(1)],
+        );
+        let leg = Leg::new(plan, tone, self.epoch);
+        self.timers.push(Reverse((leg.wake_at, idx)));
+        self.legs[idx] = Some(leg);
+        self.live += 1;
+    }
 }
 
 fn finish(
