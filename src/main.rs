@@ -131,77 +131,79 @@ struct LoadArgs {
 #[derive(Args, Clone)]
 struct ServeArgs {
     /// Address of the answer and event webhooks.
-    #[arg(long, env = "VONAGE_ECHO_HTTP_ADDR", default_value = "0.0.0.0:3000")]
+    #[arg(long, env = "VONAGE_ECHO_HTTP_ADDR", default_value_t = DEFAULTS.http_addr)]
     http_addr: SocketAddr,
     /// Address of the WebSocket listener.
-    #[arg(long, env = "VONAGE_ECHO_WS_ADDR", default_value = "0.0.0.0:3001")]
+    #[arg(long, env = "VONAGE_ECHO_WS_ADDR", default_value_t = DEFAULTS.ws_addr)]
     ws_addr: SocketAddr,
     /// Public socket URL put in the NCCO (e.g. wss://echo.example.com/socket); derived from
     /// each answer request's Host or X-Forwarded-* headers when absent.
     #[arg(long, env = "VONAGE_ECHO_WS_URL")]
     ws_url: Option<String>,
     /// Audio sample rate asked for in the NCCO.
-    #[arg(long, env = "VONAGE_ECHO_RATE", default_value = "16000", value_parser = rate)]
-    rate: AudioFormat,
+    #[arg(long, env = "VONAGE_ECHO_RATE", default_value_t = DEFAULTS.audio.rate(), value_parser = rate)]
+    rate: u32,
     /// What the NCCO's talk action says before connecting.
-    #[arg(long, env = "VONAGE_ECHO_GREETING", default_value = vonage_echo::config::DEFAULT_GREETING)]
+    #[arg(long, env = "VONAGE_ECHO_GREETING", default_value_t = DEFAULTS.greeting.clone())]
     greeting: String,
     /// The connect action's caller id.
-    #[arg(long, env = "VONAGE_ECHO_FROM", default_value = vonage_echo::config::DEFAULT_FROM)]
+    #[arg(long, env = "VONAGE_ECHO_FROM", default_value_t = DEFAULTS.from.clone())]
     from: String,
     /// Largest WebSocket message accepted, in bytes; larger closes the call with 1009.
-    #[arg(long, env = "VONAGE_ECHO_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "VONAGE_ECHO_MAX_MESSAGE_BYTES", default_value_t = DEFAULTS.max_message_bytes)]
     max_message_bytes: usize,
     /// Most calls at once; at it the answer webhook answers 503, and one more handshake gets 503.
-    #[arg(long, env = "VONAGE_ECHO_MAX_CALLS", default_value_t = 4000)]
+    #[arg(long, env = "VONAGE_ECHO_MAX_CALLS", default_value_t = DEFAULTS.max_calls)]
     max_calls: usize,
     /// Seconds a call may be silent before the server pings it.
-    #[arg(long, env = "VONAGE_ECHO_IDLE_PING_AFTER", default_value = "60", value_parser = seconds)]
-    idle_ping_after: Duration,
+    #[arg(long, env = "VONAGE_ECHO_IDLE_PING_AFTER", default_value_t = Seconds(DEFAULTS.idle_ping_after), value_parser = seconds_arg)]
+    idle_ping_after: Seconds,
     /// Seconds a pinged silent call has to answer before it is closed.
-    #[arg(long, env = "VONAGE_ECHO_IDLE_CLOSE_AFTER", default_value = "10", value_parser = seconds)]
-    idle_close_after: Duration,
+    #[arg(long, env = "VONAGE_ECHO_IDLE_CLOSE_AFTER", default_value_t = Seconds(DEFAULTS.idle_close_after), value_parser = seconds_arg)]
+    idle_close_after: Seconds,
     /// Seconds a WebSocket handshake may take.
-    #[arg(long, env = "VONAGE_ECHO_HANDSHAKE_TIMEOUT", default_value = "5", value_parser = seconds)]
-    handshake_timeout: Duration,
+    #[arg(long, env = "VONAGE_ECHO_HANDSHAKE_TIMEOUT", default_value_t = Seconds(DEFAULTS.handshake_timeout), value_parser = seconds_arg)]
+    handshake_timeout: Seconds,
     /// Seconds an HTTP request's headers and body may take to arrive.
-    #[arg(long, env = "VONAGE_ECHO_HTTP_REQUEST_TIMEOUT", default_value = "10", value_parser = seconds)]
-    http_request_timeout: Duration,
+    #[arg(long, env = "VONAGE_ECHO_HTTP_REQUEST_TIMEOUT", default_value_t = Seconds(DEFAULTS.http_request_timeout), value_parser = seconds_arg)]
+    http_request_timeout: Seconds,
     /// Seconds a kept HTTP connection may wait for its next request (0: one request each).
-    #[arg(long, env = "VONAGE_ECHO_HTTP_KEEP_ALIVE", default_value = "5", value_parser = seconds)]
-    http_keep_alive: Duration,
+    #[arg(long, env = "VONAGE_ECHO_HTTP_KEEP_ALIVE", default_value_t = Seconds(DEFAULTS.http_keep_alive), value_parser = seconds_arg)]
+    http_keep_alive: Seconds,
     /// Seconds a silent caller may block a write before its call is dropped.
-    #[arg(long, env = "VONAGE_ECHO_WRITE_TIMEOUT", default_value = "5", value_parser = seconds)]
-    write_timeout: Duration,
+    #[arg(long, env = "VONAGE_ECHO_WRITE_TIMEOUT", default_value_t = Seconds(DEFAULTS.write_timeout), value_parser = seconds_arg)]
+    write_timeout: Seconds,
     /// Most HTTP connections at once; more are answered 503.
-    #[arg(long, env = "VONAGE_ECHO_MAX_HTTP_CONNECTIONS", default_value_t = 1024)]
+    #[arg(long, env = "VONAGE_ECHO_MAX_HTTP_CONNECTIONS", default_value_t = DEFAULTS.max_http_connections)]
     max_http_connections: usize,
     /// Most WebSocket handshakes in progress; more connections are answered 503.
     #[arg(
         long,
         env = "VONAGE_ECHO_MAX_PENDING_HANDSHAKES",
-        default_value_t = 1024
+        default_value_t = DEFAULTS.max_pending_handshakes
     )]
     max_pending_handshakes: usize,
     /// Largest HTTP request head in bytes; larger is answered 431.
-    #[arg(long, env = "VONAGE_ECHO_MAX_HEADER_BYTES", default_value_t = 8 * 1024)]
+    #[arg(long, env = "VONAGE_ECHO_MAX_HEADER_BYTES", default_value_t = DEFAULTS.max_header_bytes)]
     max_header_bytes: usize,
     /// Largest HTTP request body in bytes; larger is answered 413.
-    #[arg(long, env = "VONAGE_ECHO_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "VONAGE_ECHO_MAX_BODY_BYTES", default_value_t = DEFAULTS.max_body_bytes)]
     max_body_bytes: usize,
     /// Vonage's signature secret: every webhook must then carry Vonage's signed JWT.
     #[arg(long, env = "VONAGE_SIGNATURE_SECRET", hide_env_values = true)]
     signature_secret: Option<String>,
     /// Seconds a signed token's iat may be from now.
-    #[arg(long, env = "VONAGE_ECHO_SIGNATURE_TOLERANCE", default_value = "300", value_parser = seconds)]
-    signature_tolerance: Duration,
+    #[arg(long, env = "VONAGE_ECHO_SIGNATURE_TOLERANCE", default_value_t = Seconds(DEFAULTS.signature_tolerance), value_parser = seconds_arg)]
+    signature_tolerance: Seconds,
     /// How socket handshakes are authorized: token (a per-call token in the NCCO), vonage
     /// (Vonage's signed JWT; needs --signature-secret) or none.
-    #[arg(long, env = "VONAGE_ECHO_SOCKET_AUTH", default_value = "token", value_parser = ["token", "vonage", "none"])]
+    #[arg(long, env = "VONAGE_ECHO_SOCKET_AUTH", default_value = socket_auth_name(DEFAULTS.socket_auth), value_parser = ["token", "vonage", "none"])]
     socket_auth: String,
     /// Where calls' audio runs below call setup under the fair scheduler: idle (SCHED_IDLE,
     /// keeps setup on time when audio fills the core) or nice (ten nice steps below, for
     /// hosts shared with CPU-bound work).
+    // The binary's own default: a server process of its own (the library's is nice,
+    // see AudioPriority).
     #[arg(long, env = "VONAGE_ECHO_AUDIO_PRIORITY", default_value = "idle", value_parser = ["idle", "nice"])]
     audio_priority: String,
     /// Key for socket tokens, shared by instances behind one host [default: random per process].
@@ -220,11 +222,37 @@ struct ServeArgs {
 }
 
 /// A sample rate Vonage streams: 8000, 16000 or 24000.
-fn rate(s: &str) -> Result<AudioFormat, String> {
+fn rate(s: &str) -> Result<u32, String> {
     s.parse()
         .ok()
-        .and_then(AudioFormat::from_rate)
+        .filter(|&hz| AudioFormat::from_rate(hz).is_some())
         .ok_or_else(|| format!("{s:?} is not 8000, 16000 or 24000"))
+}
+
+/// The server's defaults, which its flags show and take: one home for each, `Config`.
+static DEFAULTS: std::sync::LazyLock<Config> = std::sync::LazyLock::new(Config::default);
+
+/// A flag's number of seconds, shown as given (`5`, `0.25`).
+#[derive(Clone, Copy, Debug)]
+struct Seconds(Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+fn seconds_arg(s: &str) -> Result<Seconds, String> {
+    seconds(s).map(Seconds)
+}
+
+/// A socket authorization as its flag names it.
+fn socket_auth_name(auth: SocketAuth) -> &'static str {
+    match auth {
+        SocketAuth::Token => "token",
+        SocketAuth::Vonage => "vonage",
+        SocketAuth::None => "none",
+    }
 }
 
 /// Seconds, fractions allowed: `5`, `0.25`.
@@ -241,23 +269,24 @@ impl ServeArgs {
             .http_addr(self.http_addr)
             .ws_addr(self.ws_addr)
             .ws_url(self.ws_url.clone())
-            .audio(self.rate)
+            // The parser has checked the rate.
+            .audio(AudioFormat::from_rate(self.rate).unwrap_or_default())
             .greeting(self.greeting.clone())
             .from(self.from.clone())
             .max_message_bytes(self.max_message_bytes)
             .max_calls(self.max_calls)
-            .idle_ping_after(self.idle_ping_after)
-            .idle_close_after(self.idle_close_after)
-            .handshake_timeout(self.handshake_timeout)
-            .http_request_timeout(self.http_request_timeout)
-            .http_keep_alive(self.http_keep_alive)
-            .write_timeout(self.write_timeout)
+            .idle_ping_after(self.idle_ping_after.0)
+            .idle_close_after(self.idle_close_after.0)
+            .handshake_timeout(self.handshake_timeout.0)
+            .http_request_timeout(self.http_request_timeout.0)
+            .http_keep_alive(self.http_keep_alive.0)
+            .write_timeout(self.write_timeout.0)
             .max_http_connections(self.max_http_connections)
             .max_pending_handshakes(self.max_pending_handshakes)
             .max_header_bytes(self.max_header_bytes)
             .max_body_bytes(self.max_body_bytes)
             .signature_secret(self.signature_secret.clone().map(Secret::new))
-            .signature_tolerance(self.signature_tolerance)
+            .signature_tolerance(self.signature_tolerance.0)
             .audio_priority(match self.audio_priority.as_str() {
                 "nice" => AudioPriority::Nice,
                 _ => AudioPriority::Idle,

@@ -356,6 +356,26 @@ fn settings_have_environment_twins() {
 }
 
 #[test]
+fn the_flags_defaults_are_the_librarys() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let defaults = vonage_echo::Config::default();
+    for shown in [
+        defaults.http_addr.to_string(),
+        defaults.max_calls.to_string(),
+        defaults.max_header_bytes.to_string(),
+        defaults.http_keep_alive.as_secs().to_string(),
+        defaults.signature_tolerance.as_secs().to_string(),
+        defaults.audio.rate().to_string(),
+    ] {
+        assert!(
+            help.contains(&format!("[default: {shown}]")),
+            "{shown} is not shown as a default: {help}"
+        );
+    }
+}
+
+#[test]
 fn help_lists_every_setting() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
