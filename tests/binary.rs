@@ -242,6 +242,9 @@ fn flood(ws_addr: &str, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     use std::io::{Read, Write};
     let mut socket = std::net::TcpStream::connect(ws_addr).unwrap();
     socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    socket
         .write_all(
             b"GET /socket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
               Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",

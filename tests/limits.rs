@@ -54,6 +54,8 @@ fn chunked_bodies_are_411() {
 fn a_request_that_never_finishes_is_408_and_dropped() {
     let server = start(quick());
     let mut slow = TcpStream::connect(server.http_addr()).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
     let started = Instant::now();

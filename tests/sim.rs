@@ -28,6 +28,7 @@ fn fake_answer(ncco: String) -> String {
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
             let _ = write!(
@@ -47,6 +48,7 @@ fn faulty_socket(tamper: fn(u64, Vec<u8>) -> Option<Vec<u8>>) -> String {
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
             thread::spawn(move || {
                 let mut ws = tungstenite::accept(stream).unwrap();
                 let mut k = 0;
