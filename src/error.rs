@@ -42,8 +42,6 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// The call ran, but its echo was not faithful (simulator).
-    Echo(String),
 }
 
 impl Error {
@@ -78,7 +76,6 @@ impl fmt::Display for Error {
             Error::Http(reason) => write!(f, "HTTP: {reason}"),
             Error::WebSocket(e) => write!(f, "WebSocket: {e}"),
             Error::Wav { path, reason } => write!(f, "WAV file {path}: {reason}"),
-            Error::Echo(reason) => write!(f, "echo: {reason}"),
         }
     }
 }

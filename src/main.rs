@@ -93,8 +93,8 @@ struct CallArgs {
     #[command(flatten)]
     dial: DialArgs,
     /// Seconds of audio to stream (a tone; with --wav, the file's length).
-    #[arg(long, default_value = "5", value_parser = seconds)]
-    duration: Duration,
+    #[arg(long, default_value_t = Seconds(call::DEFAULT_DURATION), value_parser = seconds_arg)]
+    duration: Seconds,
     /// Stream this mono 16-bit WAV file at the call's rate instead of a tone.
     #[arg(long)]
     wav: Option<PathBuf>,
@@ -117,7 +117,7 @@ struct LoadArgs {
     #[arg(long, default_value = "30", value_parser = seconds)]
     duration: Duration,
     /// Calls started per second.
-    #[arg(long, default_value_t = 200.0)]
+    #[arg(long, default_value_t = load::DEFAULT_RAMP)]
     ramp: f64,
     /// The server's pid, to report its CPU time and peak memory.
     #[arg(long)]
@@ -348,7 +348,7 @@ fn place_call(args: &CallArgs) -> ExitCode {
     init_logging(Some(args.dial.log_level));
     let options = CallOptions::new(args.dial.answer_url.clone())
         .dial(args.dial.dial())
-        .duration(args.duration)
+        .duration(args.duration.0)
         .wav(args.wav.clone())
         .dtmf(args.dtmf.clone())
         .record(args.record.clone());

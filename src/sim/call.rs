@@ -22,6 +22,9 @@ use crate::{
     protocol::messages::is_dtmf_digit,
 };
 
+/// How long a call streams, unless [`CallOptions::duration`] says otherwise.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(5);
+
 /// What one simulated call does.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -43,7 +46,7 @@ impl CallOptions {
     pub fn new(answer_url: impl Into<String>) -> CallOptions {
         CallOptions {
             dial: Dial::new(answer_url),
-            duration: Duration::from_secs(5),
+            duration: DEFAULT_DURATION,
             wav: None,
             dtmf: String::new(),
             record: None,

@@ -33,6 +33,9 @@ use crate::{
 /// of the slowest dial.
 const DIALERS: usize = 128;
 
+/// Calls started per second, unless [`LoadOptions::ramp`] says otherwise.
+pub const DEFAULT_RAMP: f64 = 200.0;
+
 /// Threads that post call events: four a call, posted beside the call as Vonage does.
 const POSTERS: usize = 4;
 
@@ -59,7 +62,7 @@ impl LoadOptions {
             dial: Dial::new(answer_url),
             calls,
             duration,
-            ramp: 200.0,
+            ramp: DEFAULT_RAMP,
             pid: None,
         }
     }
@@ -466,7 +469,9 @@ fn count_unaccounted(report: &mut LoadReport, dialers_died: usize) {
         .attempted
         .saturating_sub(report.connected + report.failed_calls());
     if unaccounted > 0 || dialers_died > 0 {
-        let reason = format!("dial: {dialers_died} dialer thread(s) ended abnormally");
+        let reason = format!(
+            "lost: {dialers_died} dialer(s) or the finisher ended abnormally; the calls they held"
+        );
         *report.failed.entry(reason).or_default() += unaccounted;
     }
 }
