@@ -177,6 +177,9 @@ pub struct LoadReport {
     pub steady_round_trip: Option<Percentiles>,
     /// The server's CPU and memory, with [`LoadOptions::pid`].
     pub server: Option<ServerUsage>,
+    /// The load's own threads that ended abnormally (a dialer, an event poster, the
+    /// finisher): the run then fails, whatever its calls did.
+    pub helpers_died: Vec<String>,
     /// Wall time of the whole run, in seconds.
     pub elapsed_seconds: f64,
 }
@@ -189,7 +192,10 @@ impl LoadReport {
 
     /// Whether every call connected and every frame came back intact.
     pub fn passed(&self) -> bool {
-        self.failed_calls() == 0 && self.frames_lost == 0 && self.frames_corrupted == 0
+        self.failed_calls() == 0
+            && self.frames_lost == 0
+            && self.frames_corrupted == 0
+            && self.helpers_died.is_empty()
     }
 
     /// The report as one JSON object.
@@ -209,6 +215,9 @@ impl fmt::Display for LoadReport {
         )?;
         for (reason, n) in &self.failed {
             writeln!(f, "  {n} x {reason}")?;
+        }
+        for died in &self.helpers_died {
+            writeln!(f, "the load itself failed: {died}")?;
         }
         writeln!(
             f,
@@ -273,10 +282,15 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         .map(|d| d.join())
         .filter(Result::is_err)
         .count();
-    let outcomes = finisher.join().unwrap_or_default();
-    for p in posters {
-        let _ = p.join();
-    }
+    let (outcomes, finisher_died) = match finisher.join() {
+        Ok(outcomes) => (outcomes, false),
+        Err(_) => (Vec::new(), true),
+    };
+    let posters_died = posters
+        .into_iter()
+        .map(|p| p.join())
+        .filter(Result::is_err)
+        .count();
     streamed.map_err(|e| Error::io("streaming", e))?;
 
     let mut report = LoadReport {
@@ -286,6 +300,17 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         ..LoadReport::default()
     };
     count_unaccounted(&mut report, dialers_died);
+    for (died, what) in [
+        (dialers_died, "dialer"),
+        (posters_died, "event poster"),
+        (usize::from(finisher_died), "finisher"),
+    ] {
+        if died > 0 {
+            report
+                .helpers_died
+                .push(format!("{died} {what} thread(s) ended abnormally"));
+        }
+    }
     let rtts = add_outcomes(&mut report, outcomes);
     add_timings(&mut report, options, started, &tally, rtts);
     report.server = sampler.map(|s| {
@@ -671,6 +696,18 @@ mod tests {
             assert!(reason.len() <= 120);
             assert!(text.starts_with(&reason));
         }
+    }
+
+    #[test]
+    fn a_helper_that_died_fails_the_run_and_says_so() {
+        let report = LoadReport {
+            helpers_died: vec!["1 event poster thread(s) ended abnormally".into()],
+            ..LoadReport::default()
+        };
+        assert!(!report.passed());
+        assert!(report
+            .to_string()
+            .contains("the load itself failed: 1 event poster thread(s) ended abnormally"));
     }
 
     #[test]
