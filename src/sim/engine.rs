@@ -215,13 +215,12 @@ impl Engine {
 
     /// Sends every frame (and key, and hang-up) that is due.
     fn fire_due_timers(&mut self, on_done: &mut impl FnMut(Outcome)) {
-        let timers = &mut self.timers;
         let now = Instant::now();
-        while let Some(&Reverse((at, idx))) = timers.peek() {
+        while let Some(&Reverse((at, idx))) = self.timers.peek() {
             if at > now {
                 break;
             }
-            timers.pop();
+            self.timers.pop();
             let Some(leg) = self.legs.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
@@ -230,16 +229,9 @@ impl Engine {
             }
             leg.on_timer(now);
             if leg.finished() {
-                finish(
-                    &self.poll,
-                    &mut self.legs,
-                    &mut self.free,
-                    idx,
-                    &mut self.live,
-                    on_done,
-                );
+                self.finish(idx, on_done);
             } else {
-                timers.push(Reverse((leg.wake_at, idx)));
+                self.timers.push(Reverse((leg.wake_at, idx)));
             }
         }
     }
@@ -290,14 +282,7 @@ impl Engine {
                 leg.on_readable();
             }
             if leg.finished() {
-                finish(
-                    &self.poll,
-                    &mut self.legs,
-                    &mut self.free,
-                    idx,
-                    &mut self.live,
-                    on_done,
-                );
+                self.finish(idx, on_done);
             }
         }
     }
@@ -310,6 +295,24 @@ impl Engine {
                 Err(mpsc::TryRecvError::Empty) => return false,
                 Err(mpsc::TryRecvError::Disconnected) => return true,
             }
+        }
+    }
+
+    /// Ends call `idx`: out of the poll, its outcome handed on, its slot free again.
+    fn finish(&mut self, idx: usize, on_done: &mut impl FnMut(Outcome)) {
+        if let Some(mut leg) = self.legs[idx].take() {
+            let fd = super::tcp(&leg.ws.get_ref().socket).as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            leg.out.lost += leg.inflight.len() as u64;
+            leg.out.streamed = leg.t0.elapsed();
+            if let Some(recorder) = leg.recorder.take() {
+                if let Err(e) = recorder.finalize() {
+                    leg.out.recorder_error = Some(e.to_string());
+                }
+            }
+            on_done(leg.out);
+            self.free.push(idx);
+            self.live -= 1;
         }
     }
 
@@ -348,30 +351,6 @@ impl Engine {
         self.timers.push(Reverse((leg.wake_at, idx)));
         self.legs[idx] = Some(leg);
         self.live += 1;
-    }
-}
-
-fn finish(
-    poll: &Poll,
-    legs: &mut [Option<Leg>],
-    free: &mut Vec<usize>,
-    idx: usize,
-    live: &mut usize,
-    on_done: &mut impl FnMut(Outcome),
-) {
-    if let Some(mut leg) = legs[idx].take() {
-        let fd = super::tcp(&leg.ws.get_ref().socket).as_raw_fd();
-        let _ = poll.registry().deregister(&mut SourceFd(&fd));
-        leg.out.lost += leg.inflight.len() as u64;
-        leg.out.streamed = leg.t0.elapsed();
-        if let Some(recorder) = leg.recorder.take() {
-            if let Err(e) = recorder.finalize() {
-                leg.out.recorder_error = Some(e.to_string());
-            }
-        }
-        on_done(leg.out);
-        free.push(idx);
-        *live -= 1;
     }
 }
 
