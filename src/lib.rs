@@ -26,7 +26,8 @@
 //! Where things live: [`webhooks`] answers HTTP (behind a guarding front door that bounds
 //! time, size and connections), [`ncco`] builds the answer, [`events`] reads call events,
 //! the socket listener admits calls and [`call`] echoes each on its own thread;
-//! [`messages`] reads the socket's text events; [`sim`] plays Vonage's side for tests.
+//! [`messages`] reads the socket's text events; `sim` (the `sim` feature, on by default)
+//! plays Vonage's side for tests.
 //!
 //! Call setup comes first on the core: accepting, webhooks and handshakes keep the
 //! process's priority, and each call's thread runs below them once its first frame is
