@@ -49,6 +49,7 @@ mod shared;
 pub mod sim;
 #[cfg(test)]
 mod soup;
+mod text;
 mod threads;
 mod ws;
 

@@ -102,11 +102,7 @@ fn set_own_nice(nice: i32) -> io::Result<()> {
 /// thread is named for its peer when it starts and for its call once the handshake names
 /// the call.
 pub(crate) fn rename_own(name: &str) {
-    let mut end = name.len().min(15);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    let _ = std::fs::write("/proc/thread-self/comm", &name[..end]);
+    let _ = std::fs::write("/proc/thread-self/comm", crate::text::cut(name, 15));
 }
 
 /// Puts the calling thread under `SCHED_RR` at `priority` (1 to 99): it then runs as soon

@@ -581,14 +581,7 @@ fn reason_of_text(text: &str) -> String {
             }
         })
         .collect();
-    let mut reason = words.join(" ");
-    // At most 120 bytes, cut where a character starts: a server's text may be anything.
-    let mut end = reason.len().min(120);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason.truncate(end);
-    reason
+    crate::text::cut(&words.join(" "), 120).to_owned()
 }
 
 /// Starts one of the load's helper threads (event posters, the finisher, the sampler) at

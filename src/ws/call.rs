@@ -356,7 +356,7 @@ fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
     CloseFrame {
         code,
         // Control frames carry at most 123 bytes of reason.
-        reason: truncate(reason, 123).to_owned().into(),
+        reason: crate::text::cut(reason, 123).to_owned().into(),
     }
 }
 
@@ -379,21 +379,13 @@ fn close(ws: &mut WebSocket<CallStream>, code: CloseCode, reason: &str) -> End {
     end
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn close_reasons_fit_a_control_frame() {
-        let long = "é".repeat(100);
-        assert!(truncate(&long, 123).len() <= 123);
+        let frame = close_frame(CloseCode::Normal, &"é".repeat(100));
+        assert!(frame.reason.len() <= 123);
     }
 }

@@ -90,8 +90,9 @@ fn start_call(
     // Kept to close the socket with 1013 should no thread run the call.
     let socket = ws.get_ref().try_clone_socket().ok();
     let s = Arc::clone(shared);
+    let thread_name = name.clone();
     let job: CallJob = Box::new(move || {
-        threads::rename_own(&format!("call-{id}"));
+        threads::rename_own(&thread_name);
         call::run(ws, id, peer, guards, &s);
     });
     let s = Arc::clone(shared);
