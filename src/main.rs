@@ -11,9 +11,11 @@ use vonage_echo::{
     auth::Secret,
     config::{AudioPriority, SocketAuth},
     sim::{
+        self,
         call::{self, CallOptions},
         load::{self, LoadOptions},
-        AnswerMethod, Dial,
+        script::Scenario,
+        AnswerMethod, Dial, Expect, Voice,
     },
     AudioFormat, Config, Server,
 };
@@ -66,6 +68,14 @@ struct DialArgs {
     /// Vonage's signature secret, to sign webhooks and handshakes as Vonage does.
     #[arg(long, env = "VONAGE_SIGNATURE_SECRET", hide_env_values = true)]
     signature_secret: Option<String>,
+    /// Seconds Vonage waits to connect to the answer webhook (the application's
+    /// connection_timeout).
+    #[arg(long, default_value_t = Seconds(sim::DEFAULT_CONNECT_TIMEOUT), value_parser = seconds_arg)]
+    connect_timeout: Seconds,
+    /// Seconds Vonage waits for the answer (the application's socket_timeout); a slower
+    /// answer is a fault.
+    #[arg(long, default_value_t = Seconds(sim::DEFAULT_ANSWER_TIMEOUT), value_parser = seconds_arg)]
+    answer_timeout: Seconds,
     /// Log level.
     #[arg(long, default_value = "warn")]
     log_level: LevelFilter,
@@ -85,6 +95,8 @@ impl DialArgs {
             .ws_url(self.ws_url.clone())
             .signature_secret(self.signature_secret.clone().map(Secret::new))
             .ca_file(self.ca_file.clone())
+            .connect_timeout(self.connect_timeout.0)
+            .answer_timeout(self.answer_timeout.0)
     }
 }
 
@@ -101,9 +113,30 @@ struct CallArgs {
     /// Keys to press during the call, e.g. 12#.
     #[arg(long, default_value = "")]
     dtmf: String,
-    /// Record what the call hears to this WAV file.
+    /// Record the call to this WAV file: left what the caller said, right what Vonage
+    /// played to the caller.
     #[arg(long)]
     record: Option<PathBuf>,
+    /// The caller streams silence instead of a tone.
+    #[arg(long)]
+    silence: bool,
+    /// What the application does with the audio: echo (it must come back as sent) or
+    /// protocol (any application; only Vonage's rules are judged).
+    #[arg(long, default_value = "echo", value_parser = ["echo", "protocol"])]
+    expect: String,
+    /// Vonage's playback buffer, in 20 ms frames.
+    #[arg(long, default_value_t = sim::playback::DEFAULT_BUFFER_FRAMES)]
+    buffer_frames: usize,
+    /// Play this scenario (steps and expectations; see the README) instead of
+    /// --duration, --wav and --dtmf.
+    #[arg(long)]
+    script: Option<PathBuf>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Also write the report as JUnit XML to this file, a testcase per rule.
+    #[arg(long)]
+    junit: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -346,14 +379,48 @@ fn main() -> ExitCode {
 
 fn place_call(args: &CallArgs) -> ExitCode {
     init_logging(Some(args.dial.log_level));
+    let script = match args.script.as_deref().map(Scenario::load).transpose() {
+        Ok(script) => script,
+        Err(e) => {
+            eprintln!("call failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let expect = if args.expect == "protocol" {
+        Expect::Protocol
+    } else {
+        Expect::Echo
+    };
+    let voice = if args.silence {
+        Voice::Silence
+    } else {
+        Voice::Tone
+    };
     let options = CallOptions::new(args.dial.answer_url.clone())
         .dial(args.dial.dial())
         .duration(args.duration.0)
+        .voice(voice)
         .wav(args.wav.clone())
         .dtmf(args.dtmf.clone())
+        .script(script)
+        .expect(expect)
+        .buffer_frames(args.buffer_frames)
         .record(args.record.clone());
     let report = call::run(&options);
-    verdict("call", report.map(|r| (r.passed(), r.to_string())))
+    if let (Ok(report), Some(path)) = (&report, &args.junit) {
+        if let Err(e) = std::fs::write(path, report.to_junit()) {
+            eprintln!("cannot write --junit {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let shown = |r: call::CallReport| {
+        if args.json {
+            r.to_json()
+        } else {
+            r.to_string()
+        }
+    };
+    verdict("call", report.map(|r| (r.passed(), shown(r))))
 }
 
 fn place_load(args: &LoadArgs) -> ExitCode {

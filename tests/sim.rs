@@ -109,15 +109,25 @@ fn call_against_our_server_passes_and_records_what_was_sent() {
     .unwrap();
     assert!(report.passed(), "{report}");
     assert_eq!(report.sent, 50, "one second of 16 kHz is 50 frames");
-    let recorded: Vec<i16> = hound::WavReader::open(&output)
-        .unwrap()
-        .into_samples()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(hound::WavReader::open(&output).unwrap().spec(), spec);
+    let recording = hound::WavReader::open(&output).unwrap();
+    assert_eq!(recording.spec().channels, 2);
+    assert_eq!(recording.spec().sample_rate, 16000);
+    let interleaved: Vec<i16> = recording.into_samples().map(Result::unwrap).collect();
+    let said: Vec<i16> = interleaved.iter().step_by(2).copied().collect();
+    let heard: Vec<i16> = interleaved.iter().skip(1).step_by(2).copied().collect();
     assert_eq!(
-        recorded, samples,
-        "the recording holds exactly what was sent"
+        &said[..samples.len()],
+        &samples[..],
+        "the left channel holds exactly what the caller said, from the socket's opening"
+    );
+    // The echo plays once it is back: a tick or a few later, whole and in order.
+    let frame = AudioFormat::L16Rate16000.samples_per_frame();
+    let delay = (1..=10)
+        .map(|ticks| ticks * frame)
+        .find(|&at| heard.get(at..at + samples.len()) == Some(&samples[..]));
+    assert!(
+        delay.is_some(),
+        "the right channel holds the echo as played"
     );
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -173,10 +183,12 @@ fn a_broken_ncco_fails_the_call_naming_the_fault() {
         ),
     ];
     for (ncco, fault) in cases {
-        let err = call::run(&quiet(fake_answer(ncco.clone())))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(fault), "{ncco}: {err}");
+        let report = call::run(&quiet(fake_answer(ncco.clone()))).unwrap();
+        assert!(!report.passed());
+        assert!(
+            report.faults.iter().any(|f| f.text.contains(fault)),
+            "{ncco}: {report}"
+        );
     }
 }
 
@@ -196,13 +208,20 @@ fn a_wav_at_the_wrong_rate_is_refused_clearly() {
 }
 
 #[test]
-fn refused_handshake_is_reported_with_its_status() {
+fn a_call_refused_at_capacity_is_reported_with_its_status() {
     let server = start(config().max_calls(1));
     let _held = open_call(&server, "holder");
-    let err = call::run(&quiet(answer_url(&server)))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("503"), "{err}");
+    let report = call::run(&quiet(answer_url(&server))).unwrap();
+    assert!(!report.passed());
+    let fault = report
+        .faults
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        fault.starts_with("answer webhook:") && fault.contains("503"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -1,54 +1,70 @@
-//! One call, played as Vonage plays it, with a verdict on the echo.
+//! One call, played as Vonage plays it, for any application: the caller streams and
+//! presses keys, Vonage's playback buffer plays the application's audio back, and every
+//! one of Vonage's rules the application breaks is reported.
 
-use std::{
-    fmt,
-    path::PathBuf,
-    sync::{mpsc, Arc},
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, time::Duration};
 
-use serde_json::{json, Map};
-use tungstenite::Bytes;
+use serde_json::{json, Map, Value};
 
 use super::{
+    caller::{Caller, Voice},
     dial,
-    engine::{self, Outcome, Plan, Source},
-    percentile, post_event, Dial,
+    findings::{Check, Finding},
+    percentile,
+    playback::DEFAULT_BUFFER_FRAMES,
+    post_event,
+    script::{Expected, Scenario},
+    session::{Expect, Observed, Played, Session},
+    tape::Tape,
+    Dial, Failed,
 };
 use crate::{
     error::{Error, Result},
-    protocol::audio::AudioFormat,
-    protocol::call_id::CallId,
-    protocol::messages::is_dtmf_digit,
+    protocol::{audio::FRAME_DURATION, call_id::CallId, messages::is_dtmf_digit},
 };
+
+pub use super::caller::{read_wav, wav_spec};
+pub use super::report::CallReport;
 
 /// How long a call streams, unless [`CallOptions::duration`] says otherwise.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(5);
 
-/// What one simulated call does.
+/// What one emulated call does.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CallOptions {
     /// Where the call is placed.
     pub dial: Dial,
-    /// How long audio streams (a tone). With [`CallOptions::wav`] the file's length is used.
+    /// How long the caller streams (with [`CallOptions::wav`], the file's length).
     pub duration: Duration,
-    /// A mono 16-bit WAV file at the call's rate to stream instead of a tone.
+    /// What the caller streams: a tone or silence.
+    pub voice: Voice,
+    /// A mono 16-bit WAV file at the call's rate to stream instead.
     pub wav: Option<PathBuf>,
     /// Keys pressed during the call, spread evenly over it (`0`-`9`, `*`, `#`).
     pub dtmf: String,
-    /// Where to write what the call hears, as a WAV file.
+    /// A scenario to play instead of duration, voice, WAV and keys.
+    pub script: Option<Scenario>,
+    /// What is expected of the application's audio.
+    pub expect: Expect,
+    /// The playback buffer's size in frames.
+    pub buffer_frames: usize,
+    /// Where to write the call as a two-channel WAV file.
     pub record: Option<PathBuf>,
 }
 
 impl CallOptions {
-    /// A 5-second call to `answer_url` with a tone.
+    /// A 5-second call to `answer_url` with a tone, expecting an echo.
     pub fn new(answer_url: impl Into<String>) -> CallOptions {
         CallOptions {
             dial: Dial::new(answer_url),
             duration: DEFAULT_DURATION,
+            voice: Voice::Tone,
             wav: None,
             dtmf: String::new(),
+            script: None,
+            expect: Expect::Echo,
+            buffer_frames: DEFAULT_BUFFER_FRAMES,
             record: None,
         }
     }
@@ -65,6 +81,12 @@ impl CallOptions {
         self
     }
 
+    /// Sets [`CallOptions::voice`].
+    pub fn voice(mut self, voice: Voice) -> Self {
+        self.voice = voice;
+        self
+    }
+
     /// Sets [`CallOptions::wav`].
     pub fn wav(mut self, path: Option<PathBuf>) -> Self {
         self.wav = path;
@@ -77,6 +99,24 @@ impl CallOptions {
         self
     }
 
+    /// Sets [`CallOptions::script`].
+    pub fn script(mut self, scenario: Option<Scenario>) -> Self {
+        self.script = scenario;
+        self
+    }
+
+    /// Sets [`CallOptions::expect`].
+    pub fn expect(mut self, expect: Expect) -> Self {
+        self.expect = expect;
+        self
+    }
+
+    /// Sets [`CallOptions::buffer_frames`].
+    pub fn buffer_frames(mut self, frames: usize) -> Self {
+        self.buffer_frames = frames;
+        self
+    }
+
     /// Sets [`CallOptions::record`].
     pub fn record(mut self, path: Option<PathBuf>) -> Self {
         self.record = path;
@@ -84,231 +124,199 @@ impl CallOptions {
     }
 }
 
-/// What a call saw.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct CallReport {
-    /// The call's uuid.
-    pub id: CallId,
-    /// The audio format the NCCO asked for.
-    pub format: AudioFormat,
-    /// Where the socket was opened (the NCCO's uri unless overridden).
-    pub socket_uri: String,
-    /// What the NCCO's talk actions said.
-    pub talks: Vec<String>,
-    /// Audio frames sent.
-    pub sent: u64,
-    /// Frames echoed back byte-identical and in order.
-    pub echoed: u64,
-    /// Frames sent that never came back.
-    pub lost: u64,
-    /// Frames that came back different (or of the wrong size).
-    pub corrupted: u64,
-    /// Frames the simulator itself sent late (5 ms or more after schedule).
-    pub late: u64,
-    /// Text messages sent (`websocket:connected`, DTMF) and echoed unchanged.
-    pub texts: (u64, u64),
-    /// Round-trip median.
-    pub rtt_p50: Duration,
-    /// Round-trip 99th percentile.
-    pub rtt_p99: Duration,
-    /// Longest round trip.
-    pub rtt_max: Duration,
-    /// The close code the server answered with.
-    pub server_close: Option<u16>,
-    /// What failed, if anything did.
-    pub error: Option<String>,
-}
+/// The rules of call setup, in the order a call meets them.
+const SETUP: [Check; 4] = [
+    Check::Events,
+    Check::AnswerWebhook,
+    Check::Ncco,
+    Check::Handshake,
+];
 
-impl CallReport {
-    /// Whether every frame and text came back intact and nothing failed.
-    pub fn passed(&self) -> bool {
-        self.error.is_none()
-            && self.lost == 0
-            && self.corrupted == 0
-            && self.echoed == self.sent
-            && self.texts.0 == self.texts.1
-    }
-}
-
-impl fmt::Display for CallReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "call {} ({})", self.id, self.format)?;
-        writeln!(f, "  socket: {}", self.socket_uri)?;
-        for talk in &self.talks {
-            writeln!(f, "  talk: {talk}")?;
-        }
-        writeln!(
-            f,
-            "  frames: {} sent, {} echoed, {} lost, {} corrupted, {} sent late",
-            self.sent, self.echoed, self.lost, self.corrupted, self.late
-        )?;
-        writeln!(f, "  texts: {} sent, {} echoed", self.texts.0, self.texts.1)?;
-        writeln!(
-            f,
-            "  round trip: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            ms(self.rtt_p50),
-            ms(self.rtt_p99),
-            ms(self.rtt_max)
-        )?;
-        if let Some(code) = self.server_close {
-            writeln!(f, "  closed: server answered {code}")?;
-        }
-        match &self.error {
-            Some(e) => write!(f, "  FAILED: {e}"),
-            None if self.passed() => write!(f, "  PASSED"),
-            None => write!(f, "  FAILED: the echo was not faithful"),
-        }
-    }
-}
-
-pub(crate) fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// Plays one call and reports on its echo. An `Err` means the call never streamed (bad
-/// NCCO, refused handshake, ...); a report can still fail (see [`CallReport::passed`]).
+/// Plays one call and judges the application. Whatever the application does, the call
+/// ends in a report (see [`CallReport::passed`]); an `Err` is a problem on this side: a
+/// bad option, an unreadable WAV file or scenario, a recording that cannot be created.
 pub fn run(options: &CallOptions) -> Result<CallReport> {
+    check_options(options)?;
+    let agent = options.dial.agent()?;
+    let event_url = options.dial.event_target()?;
+    let id = CallId::random();
+    let mut report = CallReport::new(id.clone(), options.expect);
+    let mut post = |base: &Value, status: &'static str| match &event_url {
+        Some(url) => post_event(&agent, &options.dial, url, base, status, Map::new()),
+        None => Ok(()),
+    };
+    let dialed = match dial(&options.dial, id.clone(), &agent, &mut post) {
+        Ok(dialed) => dialed,
+        Err(Failed { check, error }) => {
+            let reached = SETUP.iter().position(|c| *c == check).map_or(0, |i| i + 1);
+            report.checks = SETUP[..reached].to_vec();
+            report.add([Finding::fault(check, error.to_string())]);
+            return Ok(report);
+        }
+    };
+    report.format = Some(dialed.format);
+    report.socket_uri = dialed.socket_uri.clone();
+    report.talks = dialed.talks.clone();
+    report.answer_time = Some(dialed.setup.answer);
+    report.handshake_time = Some(dialed.setup.handshake);
+    report.add(dialed.findings.clone());
+    let caller = match &options.script {
+        Some(scenario) => Caller::scripted(dialed.format, scenario)?,
+        None => Caller::plain(
+            dialed.format,
+            options.voice,
+            options.wav.as_deref(),
+            options.duration,
+            &options.dtmf,
+        )?,
+    };
+    let tape = match &options.record {
+        Some(path) => Some(Tape::create(path, dialed.format)?),
+        None => None,
+    };
+    let base = json!({"uuid": id.as_str(), "conversation_uuid": dialed.conversation,
+                      "from": options.dial.from, "to": options.dial.to, "direction": "inbound"});
+    let answered_at = dialed.answered_at;
+    let steps = caller.steps.clone();
+    let played = Session::new(dialed, caller, options.expect, options.buffer_frames, tape)
+        .map_err(|e| Error::io("setting up the call's socket", e))?
+        .run();
+    report.checks = SETUP.to_vec();
+    report.checks.extend([
+        Check::FrameSize,
+        Check::Playback,
+        Check::Commands,
+        Check::Socket,
+    ]);
+    if options.expect == Expect::Echo {
+        report.checks.push(Check::Echo);
+    }
+    if let Some(scenario) = &options.script {
+        judge_expectations(&mut report, scenario, &steps, &played.observed);
+    }
+    fill(&mut report, played);
+    if let Some(url) = &event_url {
+        let ended = |status: &str, extra: Map<String, Value>| {
+            post_event(&agent, &options.dial, url, &base, status, extra)
+                .err()
+                .map(|e| Finding::fault(Check::Events, e.to_string()))
+        };
+        if report.closed_by_application {
+            report.add(ended("disconnected", Map::new()));
+        }
+        let mut extra = Map::new();
+        extra.insert(
+            "duration".into(),
+            answered_at.elapsed().as_secs().to_string().into(),
+        );
+        report.add(ended("completed", extra));
+    }
+    Ok(report)
+}
+
+fn check_options(options: &CallOptions) -> Result<()> {
     if let Some(bad) = options.dtmf.chars().find(|c| !is_dtmf_digit(*c)) {
         return Err(Error::config(
             "--dtmf",
             format!("{bad:?} is not a key (0-9, *, #)"),
         ));
     }
-    let agent = options.dial.agent()?;
-    let event_url = options.dial.event_target()?;
-    let mut post = |base: &serde_json::Value, status: &'static str| match &event_url {
-        Some(url) => post_event(&agent, &options.dial, url, base, status, Map::new()),
-        None => Ok(()),
-    };
-    let dialed = dial(&options.dial, &agent, &mut post)?;
-    let format = dialed.format;
-    let (source, frames) = match &options.wav {
-        Some(path) => {
-            let frames = read_wav(path, format)?;
-            let n = frames.len() as u64;
-            (Source::Frames(Arc::new(frames)), n)
-        }
-        None => (
-            Source::Tone { stamp: false },
-            (options.duration.as_millis() / 20).max(1) as u64,
-        ),
-    };
-    let length = crate::protocol::audio::FRAME_DURATION * frames as u32;
-    let keys: Vec<char> = options.dtmf.chars().collect();
-    let dtmf = keys
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| (length * (i as u32 + 1) / (keys.len() as u32 + 1), d))
-        .collect();
-    let recorder = match &options.record {
-        Some(path) => Some(
-            hound::WavWriter::create(path, wav_spec(format)).map_err(|e| Error::Wav {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?,
-        ),
-        None => None,
-    };
-    let id = dialed.id.clone();
-    let talks = dialed.talks.clone();
-    let socket_uri = dialed.socket_uri.clone();
-    let answered_at = dialed.answered_at;
-    let base = json!({"uuid": id.as_str(), "conversation_uuid": dialed.conversation,
-                      "from": options.dial.from, "to": options.dial.to, "direction": "inbound"});
-
-    let (tx, rx) = mpsc::channel();
-    let _ = tx.send(Plan {
-        dialed,
-        frames,
-        source,
-        dtmf,
-        recorder,
-        phase: Duration::ZERO,
-    });
-    drop(tx);
-    let mut outcome = Outcome::default();
-    engine::run(Instant::now(), rx, |o| outcome = o).map_err(|e| Error::io("streaming", e))?;
-
-    let mut error = outcome.error.take();
-    if let Some(e) = outcome.recorder_error.take() {
-        error.get_or_insert(format!("recording: {e}"));
+    if options.buffer_frames == 0 {
+        return Err(Error::config(
+            "--buffer-frames",
+            "must hold at least one frame",
+        ));
     }
-    if let Some(url) = &event_url {
-        let mut extra = Map::new();
-        extra.insert(
-            "duration".into(),
-            answered_at.elapsed().as_secs().to_string().into(),
-        );
-        if let Err(e) = post_event(&agent, &options.dial, url, &base, "completed", extra) {
-            error.get_or_insert(e.to_string());
-        }
+    Ok(())
+}
+
+/// Copies what the socket saw into the report.
+fn fill(report: &mut CallReport, played: Played) {
+    let t = played.tally;
+    report.sent = t.sent;
+    report.echoed = t.echoed;
+    report.lost = t.lost;
+    report.corrupted = t.corrupted;
+    report.late = t.late;
+    report.texts = (t.texts_sent, t.texts_echoed);
+    report.received_frames = t.received;
+    report.played_frames = t.played;
+    report.dropped_frames = t.dropped;
+    report.underruns = t.underruns;
+    report.cleared = t.cleared;
+    report.notified = t.notified;
+    report.server_close = t.app_close;
+    report.closed_by_application = t.app_ended_first;
+    if t.app_ended_first && report.expect == Expect::Echo {
+        report.add([Finding::fault(
+            Check::Socket,
+            format!(
+                "the application closed the socket with {} before the caller hung up",
+                t.app_close.unwrap_or(1005)
+            ),
+        )]);
     }
-    let mut rtts: Vec<u32> = outcome.rtts.iter().map(|&(_, rtt)| rtt).collect();
+    let mut rtts = t.rtts;
     rtts.sort_unstable();
-    Ok(CallReport {
-        id,
-        format,
-        socket_uri,
-        talks,
-        sent: outcome.sent,
-        echoed: outcome.echoed,
-        lost: outcome.lost,
-        corrupted: outcome.corrupted,
-        late: outcome.late,
-        texts: (outcome.texts_sent, outcome.texts_echoed),
-        rtt_p50: percentile(&rtts, 50.0),
-        rtt_p99: percentile(&rtts, 99.0),
-        rtt_max: percentile(&rtts, 100.0),
-        server_close: outcome.server_close,
-        error,
-    })
+    report.rtt = (
+        percentile(&rtts, 50.0),
+        percentile(&rtts, 99.0),
+        percentile(&rtts, 100.0),
+    );
+    report.add(played.findings);
 }
 
-/// The WAV format of a call's audio.
-pub fn wav_spec(format: AudioFormat) -> hound::WavSpec {
-    hound::WavSpec {
-        channels: 1,
-        sample_rate: format.rate(),
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
+/// Judges each expectation of the scenario against what happened.
+fn judge_expectations(
+    report: &mut CallReport,
+    scenario: &Scenario,
+    steps: &[(u64, u64)],
+    observed: &Observed,
+) {
+    let tick_ms = FRAME_DURATION.as_millis() as u64;
+    for expectation in &scenario.expectations {
+        let check = Check::Expectation(expectation.text.clone());
+        report.checks.push(check.clone());
+        let (start, end) = steps.get(expectation.after_step).copied().unwrap_or((0, 0));
+        let (anchor, happened, what) = match expectation.expected {
+            Expected::Speech => {
+                let anchor = end * tick_ms;
+                let heard = observed
+                    .speech
+                    .iter()
+                    .find(|(_, e)| e * tick_ms > anchor)
+                    .map(|(s, _)| (s * tick_ms).max(anchor));
+                (anchor, heard, "the caller heard the application speak")
+            }
+            Expected::Clear => {
+                let anchor = start * tick_ms;
+                let first = observed.clears.iter().copied().find(|t| *t >= anchor);
+                (anchor, first, "a clear arrived")
+            }
+            Expected::Notify => {
+                let anchor = start * tick_ms;
+                let first = observed.notifies.iter().copied().find(|t| *t >= anchor);
+                (anchor, first, "a notify arrived")
+            }
+        };
+        let fault = match (happened, expectation.within) {
+            (None, _) => Some(format!(
+                "never: nothing after {anchor} ms, when the step before it {}",
+                if expectation.expected == Expected::Speech {
+                    "ended"
+                } else {
+                    "started"
+                }
+            )),
+            (Some(at), Some(within)) if at - anchor > within.as_millis() as u64 => Some(format!(
+                "{what} {} ms after the step, later than {} ms",
+                at - anchor,
+                within.as_millis()
+            )),
+            _ => None,
+        };
+        if let Some(text) = fault {
+            report.add([Finding::fault(check, text)]);
+        }
     }
-}
-
-/// Reads a WAV file into 20 ms frames at `format`, the last padded with silence. Anything
-/// but mono 16-bit PCM at the call's rate is refused: resampling is not the simulator's job.
-pub fn read_wav(path: &std::path::Path, format: AudioFormat) -> Result<Vec<Bytes>> {
-    let wav_error = |reason: String| Error::Wav {
-        path: path.display().to_string(),
-        reason,
-    };
-    let reader = hound::WavReader::open(path).map_err(|e| wav_error(e.to_string()))?;
-    let spec = reader.spec();
-    if spec.channels != 1
-        || spec.bits_per_sample != 16
-        || spec.sample_format != hound::SampleFormat::Int
-    {
-        return Err(wav_error(format!(
-            "{} channel(s), {}-bit {:?}: only mono 16-bit integer PCM is streamed",
-            spec.channels, spec.bits_per_sample, spec.sample_format
-        )));
-    }
-    if spec.sample_rate != format.rate() {
-        return Err(wav_error(format!(
-            "{} Hz, but the call is {} Hz; convert it first (e.g. sox in.wav -r {} out.wav)",
-            spec.sample_rate,
-            format.rate(),
-            format.rate()
-        )));
-    }
-    let mut bytes = Vec::new();
-    for sample in reader.into_samples::<i16>() {
-        bytes.extend_from_slice(&sample.map_err(|e| wav_error(e.to_string()))?.to_le_bytes());
-    }
-    if bytes.is_empty() {
-        return Err(wav_error("holds no audio".into()));
-    }
-    let frame = format.frame_bytes();
-    bytes.resize(bytes.len().div_ceil(frame) * frame, 0);
-    Ok(bytes.chunks(frame).map(Bytes::copy_from_slice).collect())
 }

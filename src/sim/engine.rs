@@ -50,8 +50,6 @@ pub(crate) enum Source {
     /// A 440 Hz tone; with `stamp`, each frame's first four bytes carry its number, so a
     /// dropped or reordered frame can never match its neighbour.
     Tone { stamp: bool },
-    /// Frames read from a WAV file, played once.
-    Frames(Arc<Vec<Bytes>>),
 }
 
 /// A sink for what the call hears.
@@ -208,7 +206,7 @@ impl Engine {
             live: 0,
             tones: AudioFormat::ALL
                 .iter()
-                .map(|f| Arc::new(tone(*f)))
+                .map(|f| Arc::new(super::caller::tone(*f)))
                 .collect(),
         })
     }
@@ -354,23 +352,6 @@ impl Engine {
     }
 }
 
-/// One 20 ms frame of a 440 Hz tone at `format`, for each phase the tone repeats in.
-fn tone(format: AudioFormat) -> Vec<Bytes> {
-    // 440 Hz over 20 ms is 8.8 cycles: the phase repeats every 5 frames at every rate.
-    let n = format.samples_per_frame();
-    (0..5)
-        .map(|k| {
-            let mut frame = Vec::with_capacity(n * 2);
-            for i in 0..n {
-                let t = (k * n + i) as f64 / f64::from(format.rate());
-                let sample = (f64::sin(2.0 * std::f64::consts::PI * 440.0 * t) * 8000.0) as i16;
-                frame.extend_from_slice(&sample.to_le_bytes());
-            }
-            Bytes::from(frame)
-        })
-        .collect()
-}
-
 impl Leg {
     fn new(plan: Plan, tone: Arc<Vec<Bytes>>, epoch: Instant) -> Leg {
         let t0 = Instant::now() + plan.phase;
@@ -428,7 +409,6 @@ impl Leg {
                 frame[..4].copy_from_slice(&(k as u32).to_le_bytes());
                 Bytes::from(frame)
             }
-            Source::Frames(frames) => frames[k as usize].clone(),
         }
     }
 

@@ -17,15 +17,19 @@ use serde::Serialize;
 use serde_json::{json, Map};
 
 use super::{
-    call::ms,
     dial,
     engine::{self, Plan, Source},
     percentile, post_event, Dial, SetupTimes,
 };
 use crate::{
     error::{Error, Result},
+    protocol::call_id::CallId,
     threads,
 };
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
 
 /// Threads that dial (HTTP and handshakes block); streaming needs only one. Each takes the
 /// next call due, so the ramp holds while a loaded server answers a dial in up to
@@ -437,7 +441,16 @@ fn dial_one(
         let _ = events.send((base.clone(), status, Map::new()));
         Ok(())
     };
-    let dialed = dial(&opts.dial, agent, &mut queue);
+    let dialed = dial(&opts.dial, CallId::random(), agent, &mut queue).and_then(|dialed| {
+        // A load judges call setup as Vonage does: a fault in it fails the call.
+        match dialed.findings.iter().find(|f| f.is_fault()) {
+            Some(fault) => Err(super::Failed {
+                check: fault.check.clone(),
+                error: Error::Ncco(fault.text.clone()),
+            }),
+            None => Ok(dialed),
+        }
+    });
     {
         let mut end = lock(&tally.ramp_end);
         *end = (*end).max(Instant::now());
@@ -455,7 +468,7 @@ fn dial_one(
             })
         }
         Err(e) => {
-            let reason = format!("dial: {}", reason_of(&e));
+            let reason = format!("dial: {}", reason_of(&e.error));
             *lock(&tally.failed).entry(reason).or_default() += 1;
             None
         }

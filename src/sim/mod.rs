@@ -7,8 +7,17 @@
 //! runs in `engine`, a `mio` poll loop where one thread paces and checks many calls.
 
 pub mod call;
+mod caller;
 mod engine;
+pub mod findings;
 pub mod load;
+mod ncco;
+pub mod playback;
+mod report;
+pub mod script;
+mod session;
+mod tape;
+mod tls;
 
 use std::{
     net::{TcpStream, ToSocketAddrs},
@@ -26,9 +35,21 @@ use crate::{
     protocol::auth::{self, Secret},
     protocol::call_id::CallId,
     protocol::messages,
-    protocol::ncco::{Authorization, Ncco},
+    protocol::ncco::Authorization,
     ws::socket,
 };
+use findings::{Check, Finding};
+
+pub use caller::{read_wav, wav_spec, Voice};
+pub use session::Expect;
+
+/// How long Vonage waits for the answer webhook's connection, by default (the
+/// application's `connection_timeout`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long Vonage waits for the answer webhook's answer, by default (the application's
+/// `socket_timeout`).
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the answer webhook is requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,6 +81,11 @@ pub struct Dial {
     pub to: String,
     /// Bound on each HTTP exchange and on the WebSocket handshake.
     pub timeout: Duration,
+    /// How long Vonage waits to connect to the answer webhook; a slower connect fails.
+    pub connect_timeout: Duration,
+    /// How long Vonage waits for the answer; a slower answer is a fault (Vonage would
+    /// retry, then try the fallback URL), though the call goes on to judge the rest.
+    pub answer_timeout: Duration,
     /// Vonage's signature secret: with it, every webhook request and a `vonage`-authorized
     /// handshake carry a signed JWT, as Vonage sends them.
     pub signature_secret: Option<Secret>,
@@ -80,6 +106,8 @@ impl Dial {
             from: "447700900000".into(),
             to: "447700900001".into(),
             timeout: Duration::from_secs(10),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            answer_timeout: DEFAULT_ANSWER_TIMEOUT,
             signature_secret: None,
             ca_file: None,
         }
@@ -98,6 +126,19 @@ impl Dial {
             "Bearer {}",
             auth::sign(&auth::vonage_claims(body), secret)
         ))
+    }
+
+    /// Sets [`Dial::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Dial::answer_timeout`]; the wait for it grows to match when it is longer.
+    pub fn answer_timeout(mut self, timeout: Duration) -> Self {
+        self.answer_timeout = timeout;
+        self.timeout = self.timeout.max(timeout + Duration::from_secs(5));
+        self
     }
 
     /// Sets [`Dial::method`].
@@ -141,49 +182,23 @@ impl Dial {
     }
 
     fn agent(&self) -> Result<ureq::Agent> {
-        let mut config = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(self.timeout));
-        if let Some(pem) = self.ca_pem()? {
-            let certs = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
-                    _ => None,
-                })
-                .collect::<Vec<_>>();
-            if certs.is_empty() {
-                return Err(Error::Http("--ca-file holds no PEM certificate".into()));
-            }
-            let tls = ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                .build();
-            config = config.tls_config(tls);
+            .timeout_global(Some(self.timeout))
+            .timeout_connect(Some(self.connect_timeout))
+            .build();
+        match self.ca_pem()? {
+            Some(pem) => Ok(tls::agent(config, tls::client_config(Some(&pem))?)),
+            None => Ok(config.new_agent()),
         }
-        Ok(config.build().new_agent())
     }
 
     /// How `wss://` sockets are verified: the CA file's certificates, else the web's roots.
     fn tls_connector(&self) -> Result<tungstenite::Connector> {
-        use rustls_pki_types::{pem::PemObject, CertificateDer};
-        let mut roots = rustls::RootCertStore::empty();
-        match self.ca_pem()? {
-            Some(pem) => {
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| Error::Http(format!("--ca-file: {e}")))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| Error::Http(format!("--ca-file: {e}")))?;
-                }
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Http(format!("TLS: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(tungstenite::Connector::Rustls(std::sync::Arc::new(config)))
+        let pem = self.ca_pem()?;
+        Ok(tungstenite::Connector::Rustls(tls::client_config(
+            pem.as_deref(),
+        )?))
     }
 
     /// Where events go, when they are posted at all.
@@ -230,6 +245,20 @@ pub(crate) struct Dialed {
     pub(crate) answered_at: Instant,
     /// How long the call waited on Vonage's side of call setup.
     pub(crate) setup: SetupTimes,
+    /// What setup did otherwise than Vonage expects, short of failing the call.
+    pub(crate) findings: Vec<Finding>,
+}
+
+/// A call that never reached its socket: the rule it broke, and how.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) check: Check,
+    pub(crate) error: Error,
+}
+
+/// Ties an error of call setup to the rule it breaks.
+fn at<T>(check: Check, result: Result<T>) -> std::result::Result<T, Failed> {
+    result.map_err(|error| Failed { check, error })
 }
 
 /// How long the two steps of call setup took, as Vonage waits on them.
@@ -247,17 +276,17 @@ pub(crate) struct SetupTimes {
 /// send it: inline for one call, queued by a load so that dialing does not wait on them.
 pub(crate) fn dial(
     dial: &Dial,
+    id: CallId,
     agent: &ureq::Agent,
     post: &mut dyn FnMut(&Value, &'static str) -> Result<()>,
-) -> Result<Dialed> {
-    let id = CallId::random();
+) -> std::result::Result<Dialed, Failed> {
     let conversation = format!("CON-{}", uuid::Uuid::new_v4());
     let base = json!({
         "from": dial.from, "to": dial.to, "uuid": id.as_str(),
         "conversation_uuid": conversation, "direction": "inbound",
     });
-    post(&base, "started")?;
-    post(&base, "ringing")?;
+    at(Check::Events, post(&base, "started"))?;
+    at(Check::Events, post(&base, "ringing"))?;
 
     let params = [
         ("to", dial.to.as_str()),
@@ -268,23 +297,40 @@ pub(crate) fn dial(
         ("endpoint_type", "phone"),
     ];
     let asked = Instant::now();
-    let body = ask_answer(dial, agent, &params)?;
+    let body = at(Check::AnswerWebhook, ask_answer(dial, agent, &params))?;
     let answer_time = asked.elapsed();
-    let ncco = Ncco::parse(&body)?;
-    let talks: Vec<String> = ncco.talks().map(str::to_owned).collect();
-    let endpoint = ncco
-        .websocket()
-        .ok_or_else(|| Error::Ncco("no connect action with a websocket endpoint".into()))?
-        .clone();
-    post(&base, "answered")?;
+    let reading = ncco::read(&body).map_err(|reason| Failed {
+        check: Check::Ncco,
+        error: Error::Ncco(reason),
+    })?;
+    let mut findings = reading.findings;
+    if answer_time > dial.answer_timeout {
+        findings.push(Finding::fault(
+            Check::AnswerWebhook,
+            format!(
+                "answered after {:.2} s; Vonage waits {:.2} s, then retries and tries the fallback answer URL",
+                answer_time.as_secs_f64(),
+                dial.answer_timeout.as_secs_f64()
+            ),
+        ));
+    }
+    let endpoint = reading.endpoint;
+    at(Check::Events, post(&base, "answered"))?;
 
     let socket_uri = dial.ws_url.clone().unwrap_or_else(|| endpoint.uri.clone());
-    let request = socket_request(dial, &socket_uri, endpoint.authorization.as_ref())?;
+    let request = at(
+        Check::Handshake,
+        socket_request(dial, &socket_uri, endpoint.authorization.as_ref()),
+    )?;
     let connecting = Instant::now();
-    let mut ws = open_socket(dial, &socket_uri, request)?;
+    let mut ws = at(Check::Handshake, open_socket(dial, &socket_uri, request))?;
     let handshake_time = connecting.elapsed();
     let connected = messages::connected(endpoint.content_type, &endpoint.headers);
-    ws.send(tungstenite::Message::text(connected.clone()))?;
+    at(
+        Check::Handshake,
+        ws.send(tungstenite::Message::text(connected.clone()))
+            .map_err(Error::from),
+    )?;
     Ok(Dialed {
         id,
         conversation,
@@ -292,12 +338,13 @@ pub(crate) fn dial(
         socket_uri,
         ws,
         connected,
-        talks,
+        talks: reading.talks,
         answered_at: Instant::now(),
         setup: SetupTimes {
             answer: answer_time,
             handshake: handshake_time,
         },
+        findings,
     })
 }
 
@@ -329,8 +376,14 @@ fn ask_answer(dial: &Dial, agent: &ureq::Agent, params: &[(&str, &str); 6]) -> R
             request.send(body)
         }
     };
-    let mut response =
-        response.map_err(|e| Error::Http(format!("answer webhook {}: {e}", dial.answer_url)))?;
+    let mut response = response.map_err(|e| match e {
+        ureq::Error::Timeout(ureq::Timeout::Connect) => Error::Http(format!(
+            "could not connect to {} within {:.2} s; Vonage gives up there, retries, then tries the fallback answer URL",
+            dial.answer_url,
+            dial.connect_timeout.as_secs_f64()
+        )),
+        e => Error::Http(format!("answer webhook {}: {e}", dial.answer_url)),
+    })?;
     let status = response.status().as_u16();
     let content_type = response
         .headers()

@@ -2,6 +2,8 @@
 //! hand-driven WebSocket client for the cases the simulator is too polite to play.
 #![allow(dead_code)]
 
+pub mod app;
+
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},

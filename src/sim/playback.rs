@@ -1,0 +1,247 @@
+//! Vonage's playback buffer: the application's audio is queued as it arrives and played to
+//! the caller one 20 ms frame per tick of a monotonic clock. What does not fit is dropped;
+//! `clear` empties it; a `notify` is answered once the audio queued before it has played.
+
+use std::collections::VecDeque;
+
+use serde_json::Value;
+use tungstenite::Bytes;
+
+/// Frames Vonage holds for playback (about 61 s), as its current tutorial gives it.
+pub const DEFAULT_BUFFER_FRAMES: usize = 3072;
+
+/// The longest gap, in 20 ms ticks, between two played frames that counts as an underrun:
+/// audio that arrived a little late, mid-prompt. A longer silence is a pause between
+/// prompts, not a gap in one.
+pub const MAX_UNDERRUN_TICKS: u32 = 5;
+
+/// The buffer and its counts. One tick is 20 ms of the caller's time.
+#[derive(Debug)]
+pub(crate) struct Playback {
+    capacity: usize,
+    queue: VecDeque<Bytes>,
+    /// Frames ever accepted into the queue.
+    queued: u64,
+    /// Frames that have left it: played to the end, or cleared.
+    finished: u64,
+    /// Whether a frame is playing during the current tick.
+    playing: bool,
+    /// Notifies waiting for `finished` to reach their mark.
+    notifies: VecDeque<(u64, Value)>,
+    /// Empty ticks since the last frame played, while a prompt may still go on.
+    gap: Option<u32>,
+    pub(crate) played: u64,
+    pub(crate) dropped: u64,
+    pub(crate) cleared: u64,
+    pub(crate) underruns: u64,
+}
+
+impl Playback {
+    /// An empty buffer of `capacity` frames.
+    pub(crate) fn new(capacity: usize) -> Playback {
+        Playback {
+            capacity,
+            queue: VecDeque::new(),
+            queued: 0,
+            finished: 0,
+            playing: false,
+            notifies: VecDeque::new(),
+            gap: None,
+            played: 0,
+            dropped: 0,
+            cleared: 0,
+            underruns: 0,
+        }
+    }
+
+    /// The buffer's size in frames.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Queues a frame from the application; `false` if the buffer was full and it was
+    /// dropped.
+    pub(crate) fn push(&mut self, frame: Bytes) -> bool {
+        if self.queue.len() >= self.capacity {
+            self.dropped += 1;
+            return false;
+        }
+        self.queue.push_back(frame);
+        self.queued += 1;
+        true
+    }
+
+    /// Empties the buffer, and stops the frame playing, at once (barge-in). Returns how
+    /// many frames were thrown away.
+    pub(crate) fn clear(&mut self) -> usize {
+        let thrown = self.queue.len();
+        self.finished += thrown as u64 + u64::from(self.playing);
+        self.queue.clear();
+        self.playing = false;
+        // Silence after a clear is the application's choice, not a gap.
+        self.gap = None;
+        self.cleared += 1;
+        thrown
+    }
+
+    /// Asks for `payload` back once every frame queued so far has played (or been cleared).
+    pub(crate) fn notify(&mut self, payload: Value) {
+        self.notifies.push_back((self.queued, payload));
+    }
+
+    /// Notifies still waiting for their audio to play.
+    pub(crate) fn pending_notifies(&self) -> usize {
+        self.notifies.len()
+    }
+
+    /// The payloads whose audio has all played, in the order they were asked for.
+    pub(crate) fn due_notifies(&mut self) -> Vec<Value> {
+        let mut due = Vec::new();
+        while self
+            .notifies
+            .front()
+            .is_some_and(|(mark, _)| *mark <= self.finished)
+        {
+            if let Some((_, payload)) = self.notifies.pop_front() {
+                due.push(payload);
+            }
+        }
+        due
+    }
+
+    /// Moves playback on by one tick: the frame that played during the last tick has
+    /// finished, and the next one (if any) starts. Returns what the caller hears now.
+    pub(crate) fn tick(&mut self) -> Option<Bytes> {
+        if std::mem::take(&mut self.playing) {
+            self.finished += 1;
+        }
+        match self.queue.pop_front() {
+            Some(frame) => {
+                if self
+                    .gap
+                    .is_some_and(|g| (1..=MAX_UNDERRUN_TICKS).contains(&g))
+                {
+                    self.underruns += 1;
+                }
+                self.gap = Some(0);
+                self.playing = true;
+                self.played += 1;
+                Some(frame)
+            }
+            None => {
+                self.gap = self.gap.map(|g| g + 1).filter(|g| *g <= MAX_UNDERRUN_TICKS);
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame() -> Bytes {
+        Bytes::from_static(&[1; 640])
+    }
+
+    #[test]
+    fn frames_play_one_a_tick_in_order() {
+        let mut playback = Playback::new(8);
+        playback.push(Bytes::from_static(&[1]));
+        playback.push(Bytes::from_static(&[2]));
+        assert_eq!(playback.tick().as_deref(), Some(&[1][..]));
+        assert_eq!(playback.tick().as_deref(), Some(&[2][..]));
+        assert_eq!(playback.tick(), None);
+        assert_eq!(playback.played, 2);
+    }
+
+    #[test]
+    fn frames_past_the_capacity_are_dropped_and_counted() {
+        let mut playback = Playback::new(3);
+        let kept = (0..5).filter(|_| playback.push(frame())).count();
+        assert_eq!((kept, playback.dropped), (3, 2));
+        playback.tick();
+        assert!(playback.push(frame()), "a played frame makes room");
+    }
+
+    #[test]
+    fn clear_empties_the_buffer_at_once() {
+        let mut playback = Playback::new(8);
+        for _ in 0..4 {
+            playback.push(frame());
+        }
+        playback.tick();
+        assert_eq!(playback.clear(), 3);
+        assert_eq!(playback.tick(), None);
+        assert_eq!(playback.cleared, 1);
+    }
+
+    #[test]
+    fn a_notify_is_due_when_the_audio_before_it_has_played() {
+        let mut playback = Playback::new(8);
+        playback.push(frame());
+        playback.push(frame());
+        playback.notify(Value::from("done"));
+        playback.push(frame());
+        assert!(playback.due_notifies().is_empty());
+        playback.tick(); // first frame plays
+        playback.tick(); // second plays
+        assert!(playback.due_notifies().is_empty(), "still playing");
+        playback.tick(); // second has finished
+        assert_eq!(playback.due_notifies(), [Value::from("done")]);
+    }
+
+    #[test]
+    fn a_notify_with_nothing_queued_is_due_at_once() {
+        let mut playback = Playback::new(8);
+        playback.notify(Value::Null);
+        assert_eq!(playback.due_notifies().len(), 1);
+    }
+
+    #[test]
+    fn a_clear_releases_the_notifies_of_the_audio_it_threw_away() {
+        let mut playback = Playback::new(8);
+        playback.push(frame());
+        playback.push(frame());
+        playback.notify(Value::from(1));
+        playback.tick();
+        playback.clear();
+        assert_eq!(playback.due_notifies().len(), 1);
+    }
+
+    #[test]
+    fn a_short_gap_mid_prompt_is_an_underrun() {
+        let mut playback = Playback::new(8);
+        playback.push(frame());
+        playback.tick();
+        playback.tick(); // nothing came in time
+        playback.push(frame());
+        playback.tick();
+        assert_eq!(playback.underruns, 1);
+    }
+
+    #[test]
+    fn a_pause_between_prompts_is_not_an_underrun() {
+        let mut playback = Playback::new(8);
+        playback.push(frame());
+        playback.tick();
+        for _ in 0..=MAX_UNDERRUN_TICKS {
+            playback.tick();
+        }
+        playback.push(frame());
+        playback.tick();
+        assert_eq!(playback.underruns, 0);
+    }
+
+    #[test]
+    fn silence_after_a_clear_is_not_an_underrun() {
+        let mut playback = Playback::new(8);
+        playback.push(frame());
+        playback.tick();
+        playback.clear();
+        playback.tick();
+        playback.push(frame());
+        playback.tick();
+        assert_eq!(playback.underruns, 0);
+    }
+}

@@ -1,0 +1,376 @@
+//! What one emulated call found, three ways: a summary for a person, one JSON object for a
+//! script, JUnit XML (one testcase per check) for a CI system.
+
+use std::{fmt, time::Duration};
+
+use serde_json::{json, Value};
+
+use super::{
+    findings::{Check, Finding},
+    session::Expect,
+};
+use crate::protocol::{audio::AudioFormat, call_id::CallId};
+
+/// What a call saw, and the verdict on each of Vonage's rules.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CallReport {
+    /// The call's uuid.
+    pub id: CallId,
+    /// What was expected of the application's audio.
+    pub expect: Expect,
+    /// The audio format Vonage streamed (what `websocket:connected` said), once known.
+    pub format: Option<AudioFormat>,
+    /// Where the socket was opened (the NCCO's uri unless overridden).
+    pub socket_uri: String,
+    /// What the NCCO's talk actions said.
+    pub talks: Vec<String>,
+    /// How long the answer webhook took, when it answered.
+    pub answer_time: Option<Duration>,
+    /// How long the handshake took, when it was made.
+    pub handshake_time: Option<Duration>,
+    /// The caller's audio frames sent.
+    pub sent: u64,
+    /// Frames echoed back byte-identical and in order (`--expect echo`).
+    pub echoed: u64,
+    /// Frames sent that never came back (`--expect echo`).
+    pub lost: u64,
+    /// Frames that came back different (`--expect echo`).
+    pub corrupted: u64,
+    /// Frames the emulator itself sent late (5 ms or more after their tick).
+    pub late: u64,
+    /// Text messages the caller's side sent, and those echoed back (`--expect echo`).
+    pub texts: (u64, u64),
+    /// Audio frames the application sent.
+    pub received_frames: u64,
+    /// Frames played to the caller.
+    pub played_frames: u64,
+    /// Frames that did not fit the playback buffer.
+    pub dropped_frames: u64,
+    /// Gaps mid-prompt: a frame arrived after its turn to play.
+    pub underruns: u64,
+    /// `clear` commands answered.
+    pub cleared: u64,
+    /// `websocket:notify` events sent.
+    pub notified: u64,
+    /// Round-trip median, p99 and maximum of echoed frames.
+    pub rtt: (Duration, Duration, Duration),
+    /// The close code the application sent, if it sent one.
+    pub server_close: Option<u16>,
+    /// Whether the application closed the socket before the caller hung up.
+    pub closed_by_application: bool,
+    /// Every rule judged, in order; those after a failed setup step were not reached.
+    pub checks: Vec<Check>,
+    /// What breaks Vonage's rules: the call fails, or sounds wrong.
+    pub faults: Vec<Finding>,
+    /// What works but is probably not meant.
+    pub warnings: Vec<Finding>,
+}
+
+impl CallReport {
+    /// A report of a call that has not streamed yet.
+    pub(crate) fn new(id: CallId, expect: Expect) -> CallReport {
+        CallReport {
+            id,
+            expect,
+            format: None,
+            socket_uri: String::new(),
+            talks: Vec::new(),
+            answer_time: None,
+            handshake_time: None,
+            sent: 0,
+            echoed: 0,
+            lost: 0,
+            corrupted: 0,
+            late: 0,
+            texts: (0, 0),
+            received_frames: 0,
+            played_frames: 0,
+            dropped_frames: 0,
+            underruns: 0,
+            cleared: 0,
+            notified: 0,
+            rtt: (Duration::ZERO, Duration::ZERO, Duration::ZERO),
+            server_close: None,
+            closed_by_application: false,
+            checks: Vec::new(),
+            faults: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Files findings as faults or warnings.
+    pub(crate) fn add(&mut self, findings: impl IntoIterator<Item = Finding>) {
+        for finding in findings {
+            if finding.is_fault() {
+                self.faults.push(finding);
+            } else {
+                self.warnings.push(finding);
+            }
+        }
+    }
+
+    /// Whether no rule was broken.
+    pub fn passed(&self) -> bool {
+        self.faults.is_empty()
+    }
+
+    /// The report as one JSON object.
+    pub fn to_json(&self) -> String {
+        let sentences = |list: &[Finding]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+        let value: Value = json!({
+            "passed": self.passed(),
+            "uuid": self.id.as_str(),
+            "expect": match self.expect { Expect::Echo => "echo", Expect::Protocol => "protocol" },
+            "content_type": self.format.map(AudioFormat::content_type),
+            "socket_uri": self.socket_uri,
+            "talks": self.talks,
+            "answer_ms": ms(self.answer_time),
+            "handshake_ms": ms(self.handshake_time),
+            "faults": sentences(&self.faults),
+            "warnings": sentences(&self.warnings),
+            "sent_frames": self.sent,
+            "echoed_frames": self.echoed,
+            "lost_frames": self.lost,
+            "corrupted_frames": self.corrupted,
+            "late_frames": self.late,
+            "received_frames": self.received_frames,
+            "played_frames": self.played_frames,
+            "dropped_frames": self.dropped_frames,
+            "underruns": self.underruns,
+            "cleared": self.cleared,
+            "notified": self.notified,
+            "rtt_ms": {"p50": self.rtt.0.as_secs_f64() * 1000.0,
+                       "p99": self.rtt.1.as_secs_f64() * 1000.0,
+                       "max": self.rtt.2.as_secs_f64() * 1000.0},
+            "application_close": self.server_close,
+            "closed_by_application": self.closed_by_application,
+        });
+        value.to_string()
+    }
+
+    /// The report as JUnit XML: a testsuite for the call, a testcase for each rule, failed
+    /// with its faults, skipped when setup never reached it; warnings go to system-out.
+    pub fn to_junit(&self) -> String {
+        let all = all_checks(self);
+        let failures = all
+            .iter()
+            .filter(|c| self.faults.iter().any(|f| &f.check == *c))
+            .count();
+        let skipped = all.iter().filter(|c| !self.checks.contains(c)).count();
+        let mut xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"vonage-echo call {}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" errors=\"0\">\n",
+            escape(self.id.as_str()),
+            all.len()
+        );
+        for check in &all {
+            xml.push_str(&format!(
+                "<testcase classname=\"vonage\" name=\"{}\">",
+                escape(&check.to_string())
+            ));
+            let faults: Vec<String> = self
+                .faults
+                .iter()
+                .filter(|f| &f.check == check)
+                .map(|f| f.text.clone())
+                .collect();
+            if !self.checks.contains(check) {
+                xml.push_str("<skipped message=\"call setup failed before this rule\"/>");
+            } else if let Some(first) = faults.first() {
+                xml.push_str(&format!(
+                    "<failure message=\"{}\">{}</failure>",
+                    escape(first),
+                    escape(&faults.join("\n"))
+                ));
+            }
+            let warnings: Vec<String> = self
+                .warnings
+                .iter()
+                .filter(|f| &f.check == check)
+                .map(|f| f.text.clone())
+                .collect();
+            if !warnings.is_empty() {
+                xml.push_str(&format!(
+                    "<system-out>{}</system-out>",
+                    escape(&warnings.join("\n"))
+                ));
+            }
+            xml.push_str("</testcase>\n");
+        }
+        xml.push_str("</testsuite>\n</testsuites>\n");
+        xml
+    }
+}
+
+/// Every rule that applies to the call, reached or not.
+fn all_checks(report: &CallReport) -> Vec<Check> {
+    let mut all = vec![
+        Check::Events,
+        Check::AnswerWebhook,
+        Check::Ncco,
+        Check::Handshake,
+        Check::FrameSize,
+        Check::Playback,
+        Check::Commands,
+        Check::Socket,
+    ];
+    if report.expect == Expect::Echo {
+        all.push(Check::Echo);
+    }
+    for check in &report.checks {
+        if !all.contains(check) {
+            all.push(check.clone());
+        }
+    }
+    all
+}
+
+/// Text made safe for an XML attribute or element.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // XML 1.0 has no way to write most control characters.
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl fmt::Display for CallReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.format {
+            Some(format) => writeln!(f, "call {} ({format})", self.id)?,
+            None => writeln!(f, "call {}", self.id)?,
+        }
+        if !self.socket_uri.is_empty() {
+            writeln!(f, "  socket: {}", self.socket_uri)?;
+        }
+        for talk in &self.talks {
+            writeln!(f, "  talk: {talk}")?;
+        }
+        if let (Some(answer), handshake) = (self.answer_time, self.handshake_time) {
+            write!(f, "  setup: answer webhook {:.1} ms", ms(answer))?;
+            if let Some(handshake) = handshake {
+                write!(f, ", handshake {:.1} ms", ms(handshake))?;
+            }
+            writeln!(f)?;
+        }
+        if self.expect == Expect::Echo {
+            writeln!(
+                f,
+                "  frames: {} sent, {} echoed, {} lost, {} corrupted, {} sent late",
+                self.sent, self.echoed, self.lost, self.corrupted, self.late
+            )?;
+            writeln!(f, "  texts: {} sent, {} echoed", self.texts.0, self.texts.1)?;
+            writeln!(
+                f,
+                "  round trip: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                ms(self.rtt.0),
+                ms(self.rtt.1),
+                ms(self.rtt.2)
+            )?;
+        } else {
+            writeln!(f, "  frames: {} sent, {} sent late", self.sent, self.late)?;
+            writeln!(f, "  texts: {} sent", self.texts.0)?;
+        }
+        writeln!(
+            f,
+            "  played to the caller: {} of {} frames received, {} dropped, {} underruns; {} cleared, {} notified",
+            self.played_frames,
+            self.received_frames,
+            self.dropped_frames,
+            self.underruns,
+            self.cleared,
+            self.notified
+        )?;
+        if let Some(code) = self.server_close {
+            let who = if self.closed_by_application {
+                "the application closed the socket first"
+            } else {
+                "the application answered the caller's close"
+            };
+            writeln!(f, "  closed: {who}, with {code}")?;
+        }
+        for warning in &self.warnings {
+            writeln!(f, "  warning: {warning}")?;
+        }
+        for fault in &self.faults {
+            writeln!(f, "  FAULT: {fault}")?;
+        }
+        if self.passed() {
+            write!(f, "  PASSED")
+        } else {
+            write!(f, "  FAILED: {} fault(s)", self.faults.len())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed_report() -> CallReport {
+        let mut report = CallReport::new(CallId::random(), Expect::Protocol);
+        report.checks = vec![Check::Events, Check::AnswerWebhook, Check::Ncco];
+        report.add([
+            Finding::fault(Check::Ncco, "headers are <600> bytes & more"),
+            Finding::warning(Check::Ncco, "a \"ws://\" uri"),
+        ]);
+        report
+    }
+
+    #[test]
+    fn json_holds_the_verdict_and_the_counts() {
+        let json: Value = serde_json::from_str(&failed_report().to_json()).unwrap();
+        assert_eq!(json["passed"], false);
+        assert_eq!(json["faults"][0], "NCCO: headers are <600> bytes & more");
+        assert_eq!(json["warnings"].as_array().unwrap().len(), 1);
+        for count in [
+            "played_frames",
+            "dropped_frames",
+            "underruns",
+            "cleared",
+            "notified",
+        ] {
+            assert_eq!(json[count], 0, "{count}");
+        }
+    }
+
+    #[test]
+    fn junit_has_a_testcase_per_check_with_failures_and_skips() {
+        let xml = failed_report().to_junit();
+        assert_eq!(xml.matches("<testcase ").count(), 8, "{xml}");
+        assert!(xml.contains("failures=\"1\""), "{xml}");
+        assert!(xml.contains("skipped=\"5\""), "{xml}");
+        assert!(
+            xml.contains("headers are &lt;600&gt; bytes &amp; more"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<system-out>a &quot;ws://&quot; uri</system-out>"),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn a_report_without_faults_passes_despite_warnings() {
+        let mut report = CallReport::new(CallId::random(), Expect::Protocol);
+        report.add([Finding::warning(Check::Playback, "3 gaps")]);
+        assert!(report.passed());
+        assert!(report
+            .to_string()
+            .contains("warning: playback buffer: 3 gaps"));
+    }
+}

@@ -1,0 +1,465 @@
+//! The emulator plays Vonage for any application: one mock application per rule, each
+//! breaking it or keeping it, and the report says which rule and how.
+
+mod support;
+
+use std::{
+    net::TcpStream,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use support::app::{self, await_text, drain, ncco_8k, send_frames, start_app};
+use tungstenite::{Message, WebSocket};
+use vonage_echo::{
+    sim::{
+        call::{self, CallOptions, CallReport},
+        findings::Check,
+        script::Scenario,
+        Dial, Expect, Voice,
+    },
+    AudioFormat,
+};
+
+/// A call that expects no echo, to `answer_url`, lasting `secs`, caller silent.
+fn protocol_call(answer_url: &str, duration: Duration) -> CallOptions {
+    CallOptions::new(answer_url)
+        .dial(Dial::new(answer_url))
+        .expect(Expect::Protocol)
+        .voice(Voice::Silence)
+        .duration(duration)
+}
+
+fn has_fault(report: &CallReport, check: Check, words: &[&str]) -> bool {
+    report
+        .faults
+        .iter()
+        .any(|f| f.check == check && words.iter().all(|w| f.text.contains(w)))
+}
+
+#[test]
+fn a_prompt_sent_ahead_plays_in_real_time_and_is_notified_once_played() {
+    let (tx, rx) = mpsc::channel();
+    let app = start_app(
+        ncco_8k,
+        Duration::ZERO,
+        move |mut ws: WebSocket<TcpStream>| {
+            let _ = ws.read(); // websocket:connected
+            send_frames(&mut ws, 50); // one second, sent at once
+            let _ = ws.send(Message::text(
+                r#"{"action":"notify","payload":{"prompt":"greeting"}}"#,
+            ));
+            let asked = Instant::now();
+            let notified = await_text(&mut ws, r#""prompt":"greeting""#);
+            let _ = tx.send((notified, asked.elapsed()));
+            drain(&mut ws);
+        },
+    );
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_secs(2))).unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(
+        (report.played_frames, report.dropped_frames),
+        (50, 0),
+        "{report}"
+    );
+    assert_eq!(report.notified, 1, "{report}");
+    let (notified, after) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(notified, "websocket:notify came back with its payload");
+    assert!(
+        after >= Duration::from_millis(980),
+        "notified after {after:?}: before the second of audio had played"
+    );
+}
+
+#[test]
+fn a_clear_on_a_key_empties_the_buffer_and_is_answered() {
+    let (tx, rx) = mpsc::channel();
+    let app = start_app(
+        ncco_8k,
+        Duration::ZERO,
+        move |mut ws: WebSocket<TcpStream>| {
+            let _ = ws.read();
+            send_frames(&mut ws, 150); // three seconds of prompt
+            if await_text(&mut ws, "websocket:dtmf") {
+                let _ = ws.send(Message::text(r#"{"action":"clear"}"#));
+                let _ = tx.send(await_text(&mut ws, "websocket:cleared"));
+            }
+            drain(&mut ws);
+        },
+    );
+    let report =
+        call::run(&protocol_call(&app.answer_url, Duration::from_secs(2)).dtmf("5")).unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.cleared, 1, "{report}");
+    assert!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "websocket:cleared was sent"
+    );
+    // The key came a second in: about 50 frames played, the rest were cleared.
+    assert!((40..=70).contains(&report.played_frames), "{report}");
+}
+
+#[test]
+fn a_frame_of_the_wrong_size_ends_the_socket_naming_both_sizes() {
+    let (tx, rx) = mpsc::channel();
+    let app = start_app(
+        ncco_8k,
+        Duration::ZERO,
+        move |mut ws: WebSocket<TcpStream>| {
+            let _ = ws.read();
+            let _ = ws.send(Message::binary(vec![0u8; 160]));
+            // Vonage stops listening and drops the connection: no close frame comes.
+            let ended = loop {
+                match ws.read() {
+                    Ok(Message::Close(_)) => break "a close frame",
+                    Ok(_) => {}
+                    Err(_) => break "dropped",
+                }
+            };
+            let _ = tx.send(ended);
+        },
+    );
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_secs(2))).unwrap();
+    assert!(!report.passed());
+    assert!(
+        has_fault(&report, Check::FrameSize, &["160 bytes", "320"]),
+        "{report}"
+    );
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "dropped");
+}
+
+#[test]
+fn audio_past_the_buffer_is_dropped_and_counted() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        let _ = ws.read();
+        send_frames(&mut ws, 100);
+        drain(&mut ws);
+    });
+    let report =
+        call::run(&protocol_call(&app.answer_url, Duration::from_millis(600)).buffer_frames(20))
+            .unwrap();
+    assert!(!report.passed());
+    assert_eq!(report.received_frames, 100, "{report}");
+    // All hundred arrive within a tick or two: twenty fit, and what played made room for
+    // one or two more.
+    assert!((70..=80).contains(&report.dropped_frames), "{report}");
+    assert!(
+        report.played_frames + report.dropped_frames <= 100,
+        "{report}"
+    );
+    assert!(
+        has_fault(&report, Check::Playback, &["20 frames", "dropped"]),
+        "{report}"
+    );
+}
+
+#[test]
+fn content_type_in_camel_case_streams_16_khz_and_is_named() {
+    let (tx, rx) = mpsc::channel();
+    let app = start_app(
+        |uri| ncco_8k(uri).replace("content-type", "contentType"),
+        Duration::ZERO,
+        move |mut ws: WebSocket<TcpStream>| {
+            let connected = ws.read().map(|m| m.to_string()).unwrap_or_default();
+            let first = loop {
+                match ws.read() {
+                    Ok(Message::Binary(b)) => break b.len(),
+                    Ok(_) => {}
+                    Err(_) => break 0,
+                }
+            };
+            let _ = tx.send((connected, first));
+            drain(&mut ws);
+        },
+    );
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_millis(400))).unwrap();
+    assert_eq!(report.format, Some(AudioFormat::L16Rate16000));
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.text.contains("\"contentType\"")),
+        "{report}"
+    );
+    let (connected, frame) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(connected.contains("audio/l16;rate=16000"), "{connected}");
+    assert_eq!(frame, 640, "the caller streams 16 kHz frames");
+}
+
+#[test]
+fn an_answer_slower_than_vonage_waits_is_a_fault() {
+    let app = start_app(
+        ncco_8k,
+        Duration::from_millis(700),
+        |mut ws: WebSocket<TcpStream>| drain(&mut ws),
+    );
+    let options = protocol_call(&app.answer_url, Duration::from_millis(200));
+    let options = options
+        .clone()
+        .dial(options.dial.answer_timeout(Duration::from_millis(300)));
+    let report = call::run(&options).unwrap();
+    assert!(
+        has_fault(
+            &report,
+            Check::AnswerWebhook,
+            &["answered after", "waits 0.30 s"]
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn text_vonage_does_not_know_is_reported_and_tolerated() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        let _ = ws.read();
+        for text in ["hello", "{", r#"{"action":"dance"}"#, "\u{0}\u{ffff}"] {
+            let _ = ws.send(Message::text(text));
+        }
+        let _ = ws.send(Message::Ping(vec![1, 2].into()));
+        drain(&mut ws);
+    });
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_millis(400))).unwrap();
+    assert!(report.passed(), "{report}");
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.check == Check::Commands && w.text.starts_with("4 text message(s)")),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_application_that_closes_the_socket_is_reported_with_a_disconnected_event() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        let _ = ws.read();
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = ws.close(None);
+        drain(&mut ws);
+    });
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_secs(2))).unwrap();
+    assert!(
+        report.passed(),
+        "the application may end its socket: {report}"
+    );
+    assert!(report.closed_by_application, "{report}");
+    assert!(report.sent < 50, "the caller stopped streaming: {report}");
+    let events = app.events.lock().unwrap().clone();
+    assert_eq!(
+        events,
+        [
+            "started",
+            "ringing",
+            "answered",
+            "disconnected",
+            "completed"
+        ]
+    );
+}
+
+#[test]
+fn an_application_that_drops_the_connection_is_a_fault() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        let _ = ws.read();
+        let _ = ws.get_mut().shutdown(std::net::Shutdown::Both);
+    });
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_secs(1))).unwrap();
+    assert!(!report.passed());
+    assert!(
+        report.faults.iter().any(|f| f.check == Check::Socket),
+        "{report}"
+    );
+}
+
+#[test]
+fn audio_paced_late_underruns_and_is_warned_of() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        let _ = ws.read();
+        let frame = app::tone_8k();
+        // A timer that waits 20 ms from each send, and now and then 60 ms more: it never
+        // catches up, so each slip leaves the buffer empty for a few ticks.
+        for k in 0..40u32 {
+            let slip = if k % 10 == 9 { 60 } else { 0 };
+            std::thread::sleep(Duration::from_millis(20 + slip));
+            if ws.send(Message::binary(frame.clone())).is_err() {
+                return;
+            }
+        }
+        drain(&mut ws);
+    });
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_millis(1200))).unwrap();
+    assert!(report.underruns >= 2, "{report}");
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.check == Check::Playback && w.text.contains("gaps")),
+        "{report}"
+    );
+}
+
+/// A voice bot: it greets the caller with a second of audio and asks to be told when the
+/// greeting has played; on a key it stops talking, answers with half a second and asks
+/// again.
+fn bot(mut ws: WebSocket<TcpStream>) {
+    let _ = ws.read();
+    send_frames(&mut ws, 50);
+    let _ = ws.send(Message::text(
+        r#"{"action":"notify","payload":{"played":"greeting"}}"#,
+    ));
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) if t.as_str().contains("websocket:dtmf") => {
+                let _ = ws.send(Message::text(r#"{"action":"clear"}"#));
+                send_frames(&mut ws, 25);
+                let _ = ws.send(Message::text(
+                    r#"{"action":"notify","payload":{"played":"answer"}}"#,
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn scenario(name: &str) -> Scenario {
+    Scenario::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/scenarios")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_greeting_scenario_passes_against_a_bot_that_greets() {
+    let app = start_app(ncco_8k, Duration::ZERO, bot);
+    let options =
+        protocol_call(&app.answer_url, Duration::ZERO).script(Some(scenario("greeting.scenario")));
+    let report = call::run(&options).unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.notified, 1, "{report}");
+    assert!(report
+        .checks
+        .iter()
+        .any(|c| matches!(c, Check::Expectation(_))));
+}
+
+#[test]
+fn the_barge_in_scenario_passes_against_a_bot_that_clears() {
+    let app = start_app(ncco_8k, Duration::ZERO, bot);
+    let options =
+        protocol_call(&app.answer_url, Duration::ZERO).script(Some(scenario("barge-in.scenario")));
+    let report = call::run(&options).unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.cleared, 1, "{report}");
+}
+
+#[test]
+fn the_barge_in_scenario_fails_against_a_bot_that_never_clears() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        let _ = ws.read();
+        send_frames(&mut ws, 50);
+        drain(&mut ws);
+    });
+    let options =
+        protocol_call(&app.answer_url, Duration::ZERO).script(Some(scenario("barge-in.scenario")));
+    let report = call::run(&options).unwrap();
+    assert!(!report.passed());
+    assert!(
+        report
+            .faults
+            .iter()
+            .any(|f| matches!(&f.check, Check::Expectation(e) if e.contains("expect clear"))),
+        "{report}"
+    );
+}
+
+#[test]
+fn garbage_on_the_socket_ends_in_a_report_naming_it() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        let _ = ws.read();
+        // A whole frame header with reserved bits and opcode 15: no WebSocket peer sends it.
+        let _ = std::io::Write::write_all(ws.get_mut(), &[0xff, 0x00]);
+        drain(&mut ws);
+    });
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_secs(1))).unwrap();
+    assert!(!report.passed());
+    assert!(
+        has_fault(&report, Check::Socket, &["the connection broke mid-call"]),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_answer_webhook_that_speaks_no_http_ends_in_a_report() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/webhooks/answer", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let _ = std::io::Write::write_all(&mut stream, b"\x00\xffnot http at all\r\n\r\n");
+        }
+    });
+    let options = protocol_call(&url, Duration::from_millis(200));
+    let options = options.clone().dial(options.dial.post_events(false));
+    let report = call::run(&options).unwrap();
+    assert!(!report.passed());
+    assert_eq!(
+        report.checks,
+        [Check::Events, Check::AnswerWebhook],
+        "{report}"
+    );
+    assert!(report.faults[0].check == Check::AnswerWebhook, "{report}");
+}
+
+#[test]
+fn the_binary_reports_as_json_and_junit_and_fails_on_a_fault() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        let _ = ws.read();
+        send_frames(&mut ws, 100);
+        drain(&mut ws);
+    });
+    let junit = std::env::temp_dir().join(format!("vonage-echo-junit-{}.xml", std::process::id()));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vonage-echo"))
+        .args([
+            "call",
+            "--answer-url",
+            &app.answer_url,
+            "--expect",
+            "protocol",
+        ])
+        .args([
+            "--duration",
+            "0.4",
+            "--buffer-frames",
+            "10",
+            "--json",
+            "--junit",
+        ])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "a fault fails the run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(json["passed"], false);
+    assert!(json["dropped_frames"].as_u64().unwrap() >= 80, "{json}");
+    assert!(
+        json["faults"][0].as_str().unwrap().contains("10 frames"),
+        "{json}"
+    );
+    for count in ["played_frames", "underruns", "cleared", "notified"] {
+        assert!(json[count].is_u64(), "{count}: {json}");
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<testcase classname=\"vonage\" name=\"playback buffer\"><failure"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<testcase classname=\"vonage\" name=\"frame sizes\"></testcase>"),
+        "{xml}"
+    );
+    let _ = std::fs::remove_file(junit);
+}
