@@ -129,7 +129,7 @@ struct CallArgs {
     buffer_frames: usize,
     /// Play this scenario (steps and expectations; see the README) instead of
     /// --duration, --wav and --dtmf.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["duration", "wav", "dtmf", "silence"])]
     script: Option<PathBuf>,
     /// Print the report as one JSON object.
     #[arg(long)]

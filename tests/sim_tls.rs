@@ -1,8 +1,10 @@
 //! `--ca-file` trusts a self-signed certificate as curl's `--cacert` does: the one
 //! `openssl req -x509` makes (which says CA:TRUE) serves both the `https://` webhooks and
-//! the `wss://` socket, and a certificate outside the file is still refused. The servers
-//! here are rustls on loopback. `cargo test` reports these ignored, saying why; `.ci/run`
-//! installs openssl and runs them (`cargo test --test sim_tls -- --ignored`).
+//! the `wss://` socket, and a certificate outside the file is still refused. One without a
+//! subjectAltName, as the README's plain command makes it, is held to its subject's common
+//! name, as curl holds it. The servers here are rustls on loopback. `cargo test` reports
+//! these ignored, saying why; `.ci/run` installs openssl and runs them
+//! (`cargo test --test sim_tls -- --ignored`).
 
 use std::{
     io::{Read, Write},
@@ -40,17 +42,33 @@ impl Drop for TempDir {
     }
 }
 
-/// A self-signed certificate and its key, `{name}.pem` and `{name}.key`, made as a reader
-/// would make one for a test server; `extra` adds to the command.
-fn self_signed(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
-    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+/// The README's command for a test server's certificate (section "Testing your own Vonage
+/// application"), word for word: its subject's CN is localhost, and it has no
+/// subjectAltName.
+const README_COMMAND: &[&str] = &[
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "key.pem",
+    "-out",
+    "cert.pem",
+    "-days",
+    "365",
+    "-subj",
+    "/CN=localhost",
+];
+
+/// Runs `openssl` with `args` in the directory `{dir}/{name}`, which they make a
+/// certificate and its key in, `cert.pem` and `key.pem`; returns the certificate's path.
+fn openssl_req(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
     let out = Command::new("openssl")
-        .current_dir(dir)
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(extra)
-        .args(["-keyout", &key, "-out", &cert])
+        .current_dir(&dir)
+        .args(args)
         .output()
         .expect("openssl runs");
     assert!(
@@ -58,10 +76,39 @@ fn self_signed(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
         "openssl makes a certificate: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    dir.join(cert)
+    dir.join("cert.pem")
 }
 
-/// The certificate the README's `openssl` command makes: for localhost and 127.0.0.1.
+/// The certificate the README's command makes, in `{dir}/{name}`.
+fn readme_certificate(dir: &Path, name: &str) -> PathBuf {
+    openssl_req(dir, name, README_COMMAND)
+}
+
+/// A self-signed certificate and its key, made as a reader would make one for a test
+/// server; `extra` adds to the command.
+fn self_signed(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
+        "-days", "1",
+    ];
+    args.extend_from_slice(extra);
+    openssl_req(dir, name, &args)
+}
+
+/// Whether the certificate at `cert` has a subjectAltName extension.
+fn has_subject_alt_name(cert: &Path) -> bool {
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(text.status.success());
+    String::from_utf8_lossy(&text.stdout).contains("Subject Alternative Name")
+}
+
+/// A certificate naming localhost and 127.0.0.1 in its subjectAltName (`-addext`), which
+/// webpki checks the server's name against; the README's plain command names localhost in
+/// its subject's CN alone (`readme_certificate`).
 fn localhost(dir: &Path, name: &str) -> PathBuf {
     self_signed(
         dir,
@@ -75,13 +122,13 @@ fn localhost(dir: &Path, name: &str) -> PathBuf {
     )
 }
 
-/// A rustls server presenting the certificate at `cert` (its key beside it).
+/// A rustls server presenting the certificate at `cert` (its key beside it, `key.pem`).
 fn server_tls(cert: &Path) -> Arc<ServerConfig> {
     let chain = CertificateDer::pem_file_iter(cert)
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    let key = PrivateKeyDer::from_pem_file(cert.with_extension("key")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(cert.with_file_name("key.pem")).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -178,8 +225,8 @@ fn https_application(cert: &Path, socket: String) -> (String, Arc<Mutex<Vec<Stri
     (format!("https://localhost:{port}/webhooks/answer"), asked)
 }
 
-/// A `wss://127.0.0.1` socket presenting `cert` that echoes every message.
-fn wss_echo(cert: &Path) -> String {
+/// A `wss://{host}` socket (on 127.0.0.1) presenting `cert` that echoes every message.
+fn wss_echo(cert: &Path, host: &str) -> String {
     let port = tls_listener(server_tls(cert), |stream| {
         let Ok(mut ws) = tungstenite::accept(stream) else {
             return;
@@ -198,7 +245,7 @@ fn wss_echo(cert: &Path) -> String {
         stream.conn.send_close_notify();
         let _ = stream.flush();
     });
-    format!("wss://127.0.0.1:{port}/socket")
+    format!("wss://{host}:{port}/socket")
 }
 
 fn call_trusting(answer_url: &str, ca_file: &Path) -> vonage_echo::Result<call::CallReport> {
@@ -235,7 +282,7 @@ fn a_self_signed_certificate_in_the_ca_file_serves_https_and_wss() {
         "the certificate is one webpki alone refuses as a server's"
     );
 
-    let socket = wss_echo(&cert);
+    let socket = wss_echo(&cert, "127.0.0.1");
     let (answer_url, asked) = https_application(&cert, socket.clone());
     let report = call_trusting(&answer_url, &cert).unwrap();
     assert!(report.passed(), "{report}");
@@ -264,12 +311,12 @@ fn a_certificate_not_in_the_ca_file_is_refused() {
     let trusted = localhost(&dir.0, "trusted");
     let other = localhost(&dir.0, "other");
 
-    let (answer_url, _) = https_application(&other, wss_echo(&trusted));
+    let (answer_url, _) = https_application(&other, wss_echo(&trusted, "127.0.0.1"));
     let err = refused(&answer_url, &trusted);
     assert!(err.contains("webhook https://localhost:"), "{err}");
     assert!(err.contains("invalid peer certificate"), "{err}");
 
-    let socket = wss_echo(&other);
+    let socket = wss_echo(&other, "127.0.0.1");
     let (answer_url, asked) = https_application(&trusted, socket.clone());
     let err = refused(&answer_url, &trusted);
     assert!(err.contains(&socket), "{err}");
@@ -298,7 +345,7 @@ fn a_certificate_in_the_ca_file_must_still_name_the_server() {
             "subjectAltName=DNS:elsewhere.example",
         ],
     );
-    let (answer_url, _) = https_application(&cert, wss_echo(&cert));
+    let (answer_url, _) = https_application(&cert, wss_echo(&cert, "127.0.0.1"));
     let err = refused(&answer_url, &cert);
     assert!(
         err.contains("certificate not valid for name \"localhost\""),
@@ -322,7 +369,77 @@ fn a_certificate_in_the_ca_file_must_allow_server_authentication() {
             "extendedKeyUsage=clientAuth",
         ],
     );
-    let (answer_url, _) = https_application(&cert, wss_echo(&cert));
+    let (answer_url, _) = https_application(&cert, wss_echo(&cert, "127.0.0.1"));
     let err = refused(&answer_url, &cert);
     assert!(err.contains("InvalidPurpose"), "{err}");
+}
+
+#[test]
+#[ignore = "needs openssl: .ci/run installs it and runs it (cargo test --test sim_tls -- --ignored)"]
+fn the_readme_certificate_serves_localhost_by_its_common_name() {
+    let dir = TempDir::new("tls-readme");
+    let cert = readme_certificate(&dir.0, "readme");
+    assert!(
+        !has_subject_alt_name(&cert),
+        "the certificate is one webpki alone refuses for every name"
+    );
+
+    let socket = wss_echo(&cert, "localhost");
+    let (answer_url, asked) = https_application(&cert, socket.clone());
+    let report = call_trusting(&answer_url, &cert).unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.socket_uri, socket);
+    assert!(report.sent > 0, "{report}");
+    assert!(
+        asked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.starts_with("/webhooks/answer?")),
+        "the webhook was asked over https"
+    );
+}
+
+#[test]
+#[ignore = "needs openssl: .ci/run installs it and runs it (cargo test --test sim_tls -- --ignored)"]
+fn a_common_name_only_certificate_must_name_the_server() {
+    let dir = TempDir::new("tls-other-cn");
+    let cert = self_signed(&dir.0, "otherhost", &["-subj", "/CN=otherhost"]);
+    assert!(!has_subject_alt_name(&cert));
+    let (answer_url, _) = https_application(&cert, wss_echo(&cert, "localhost"));
+    let err = refused(&answer_url, &cert);
+    assert!(err.contains("webhook https://localhost:"), "{err}");
+    assert!(
+        err.contains("certificate not valid for name \"localhost\""),
+        "{err}"
+    );
+    assert!(err.contains("CommonName(\"otherhost\")"), "{err}");
+}
+
+#[test]
+#[ignore = "needs openssl: .ci/run installs it and runs it (cargo test --test sim_tls -- --ignored)"]
+fn a_common_name_only_certificate_names_an_ip_address_as_written() {
+    let dir = TempDir::new("tls-ip-cn");
+    let host = readme_certificate(&dir.0, "readme");
+    let ip = self_signed(&dir.0, "ip", &["-subj", "/CN=127.0.0.1"]);
+    assert!(!has_subject_alt_name(&ip));
+    let both = dir.0.join("both.pem");
+    let pem = [&host, &ip].map(|cert| std::fs::read_to_string(cert).unwrap());
+    std::fs::write(&both, pem.concat()).unwrap();
+
+    let socket = wss_echo(&ip, "127.0.0.1");
+    let (answer_url, _) = https_application(&host, socket.clone());
+    let report = call_trusting(&answer_url, &both).unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.socket_uri, socket);
+
+    // CN=localhost does not name 127.0.0.1.
+    let socket = wss_echo(&host, "127.0.0.1");
+    let (answer_url, _) = https_application(&host, socket.clone());
+    let err = refused(&answer_url, &both);
+    assert!(err.contains(&socket), "{err}");
+    assert!(
+        err.contains("certificate not valid for name \"127.0.0.1\""),
+        "{err}"
+    );
 }

@@ -147,29 +147,13 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
     };
     let dialed = match dial(&options.dial, id.clone(), &agent, &mut post) {
         Ok(dialed) => dialed,
-        Err(Failed { check, error }) => {
-            let reached = SETUP.iter().position(|c| *c == check).map_or(0, |i| i + 1);
-            report.checks = SETUP[..reached].to_vec();
-            report.add([Finding::fault(check, error.to_string())]);
-            return Ok(report);
+        Err(failed) => {
+            report.unreached = expectation_checks(options);
+            return Ok(setup_failed(report, failed));
         }
     };
-    report.format = Some(dialed.format);
-    report.socket_uri = dialed.socket_uri.clone();
-    report.talks = dialed.talks.clone();
-    report.answer_time = Some(dialed.setup.answer);
-    report.handshake_time = Some(dialed.setup.handshake);
-    report.add(dialed.findings.clone());
-    let caller = match &options.script {
-        Some(scenario) => Caller::scripted(dialed.format, scenario)?,
-        None => Caller::plain(
-            dialed.format,
-            options.voice,
-            options.wav.as_deref(),
-            options.duration,
-            &options.dtmf,
-        )?,
-    };
+    describe_setup(&mut report, &dialed);
+    let caller = caller_of(options, dialed.format)?;
     let tape = match &options.record {
         Some(path) => Some(Tape::create(path, dialed.format)?),
         None => None,
@@ -177,41 +161,93 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
     let base = json!({"uuid": id.as_str(), "conversation_uuid": dialed.conversation,
                       "from": options.dial.from, "to": options.dial.to, "direction": "inbound"});
     let answered_at = dialed.answered_at;
+    // The socket is a leg of its own: its events carry its uuid, its uri and the headers.
+    let leg = json!({"uuid": CallId::random().as_str(), "conversation_uuid": dialed.conversation,
+                     "from": options.dial.from, "to": dialed.socket_uri, "direction": "outbound",
+                     "headers": dialed.headers});
     let steps = caller.steps.clone();
     let played = Session::new(dialed, caller, options.expect, options.buffer_frames, tape)
         .map_err(|e| Error::io("setting up the call's socket", e))?
         .run();
-    report.checks = SETUP.to_vec();
-    report.checks.extend([
-        Check::FrameSize,
-        Check::Playback,
-        Check::Commands,
-        Check::Socket,
-    ]);
-    if options.expect == Expect::Echo {
-        report.checks.push(Check::Echo);
-    }
+    report.checks = streamed_checks(options.expect);
     if let Some(scenario) = &options.script {
         judge_expectations(&mut report, scenario, &steps, &played.observed);
     }
     fill(&mut report, played);
     if let Some(url) = &event_url {
-        let ended = |status: &str, extra: Map<String, Value>| {
-            post_event(&agent, &options.dial, url, &base, status, extra)
+        let ended = |base: &Value, status: &str, extra: Map<String, Value>| {
+            post_event(&agent, &options.dial, url, base, status, extra)
                 .err()
                 .map(|e| Finding::fault(Check::Events, e.to_string()))
         };
         if report.closed_by_application {
-            report.add(ended("disconnected", Map::new()));
+            report.add(ended(&leg, "disconnected", Map::new()));
         }
-        let mut extra = Map::new();
-        extra.insert(
-            "duration".into(),
-            answered_at.elapsed().as_secs().to_string().into(),
-        );
-        report.add(ended("completed", extra));
+        let seconds = answered_at.elapsed().as_secs().to_string();
+        report.add(ended(
+            &base,
+            "completed",
+            Map::from_iter([("duration".into(), seconds.into())]),
+        ));
     }
     Ok(report)
+}
+
+/// The checks of the scenario's expectations, if there is a scenario.
+fn expectation_checks(options: &CallOptions) -> Vec<Check> {
+    options
+        .script
+        .iter()
+        .flat_map(|s| &s.expectations)
+        .map(|e| Check::Expectation(e.text.clone()))
+        .collect()
+}
+
+/// The report of a call that never reached its socket: the rules up to the one it broke.
+fn setup_failed(mut report: CallReport, Failed { check, error }: Failed) -> CallReport {
+    let reached = SETUP.iter().position(|c| *c == check).map_or(0, |i| i + 1);
+    report.checks = SETUP[..reached].to_vec();
+    report.add([Finding::fault(check, error.to_string())]);
+    report
+}
+
+/// What call setup found, into the report.
+fn describe_setup(report: &mut CallReport, dialed: &super::Dialed) {
+    report.format = Some(dialed.format);
+    report.socket_uri = dialed.socket_uri.clone();
+    report.talks = dialed.talks.clone();
+    report.answer_time = Some(dialed.setup.answer);
+    report.handshake_time = Some(dialed.setup.handshake);
+    report.add(dialed.findings.clone());
+}
+
+/// What the caller does: the scenario, or the options' voice, WAV and keys.
+fn caller_of(options: &CallOptions, format: crate::protocol::audio::AudioFormat) -> Result<Caller> {
+    match &options.script {
+        Some(scenario) => Caller::scripted(format, scenario),
+        None => Caller::plain(
+            format,
+            options.voice,
+            options.wav.as_deref(),
+            options.duration,
+            &options.dtmf,
+        ),
+    }
+}
+
+/// Every rule a call that streamed was judged by, before its scenario's expectations.
+fn streamed_checks(expect: Expect) -> Vec<Check> {
+    let mut checks = SETUP.to_vec();
+    checks.extend([
+        Check::FrameSize,
+        Check::Playback,
+        Check::Commands,
+        Check::Socket,
+    ]);
+    if expect == Expect::Echo {
+        checks.push(Check::Echo);
+    }
+    checks
 }
 
 fn check_options(options: &CallOptions) -> Result<()> {
@@ -244,6 +280,8 @@ fn fill(report: &mut CallReport, played: Played) {
     report.dropped_frames = t.dropped;
     report.underruns = t.underruns;
     report.cleared = t.cleared;
+    report.cleared_frames = t.thrown;
+    report.unplayed_frames = t.unplayed;
     report.notified = t.notified;
     report.server_close = t.app_close;
     report.closed_by_application = t.app_ended_first;
@@ -277,15 +315,20 @@ fn judge_expectations(
     for expectation in &scenario.expectations {
         let check = Check::Expectation(expectation.text.clone());
         report.checks.push(check.clone());
-        let (start, end) = steps.get(expectation.after_step).copied().unwrap_or((0, 0));
+        let (start, end) = expectation
+            .after_step
+            .and_then(|i| steps.get(i))
+            .copied()
+            .unwrap_or((0, 0));
         let (anchor, happened, what) = match expectation.expected {
             Expected::Speech => {
                 let anchor = end * tick_ms;
+                // Speech that began before the turn ended is talking over the caller.
                 let heard = observed
                     .speech
                     .iter()
-                    .find(|(_, e)| e * tick_ms > anchor)
-                    .map(|(s, _)| (s * tick_ms).max(anchor));
+                    .map(|(s, _)| s * tick_ms)
+                    .find(|s| *s >= anchor);
                 (anchor, heard, "the caller heard the application speak")
             }
             Expected::Clear => {
@@ -301,12 +344,7 @@ fn judge_expectations(
         };
         let fault = match (happened, expectation.within) {
             (None, _) => Some(format!(
-                "never: nothing after {anchor} ms, when the step before it {}",
-                if expectation.expected == Expected::Speech {
-                    "ended"
-                } else {
-                    "started"
-                }
+                "never: nothing from {anchor} ms on, to the call's end"
             )),
             (Some(at), Some(within)) if at - anchor > within.as_millis() as u64 => Some(format!(
                 "{what} {} ms after the step, later than {} ms",

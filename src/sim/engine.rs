@@ -23,7 +23,6 @@ use super::Dialed;
 use crate::{
     protocol::audio::{AudioFormat, FRAME_DURATION},
     protocol::call_id::CallId,
-    protocol::messages,
 };
 
 /// A frame that leaves this much after its schedule counts as late: the generator's own
@@ -52,17 +51,11 @@ pub(crate) enum Source {
     Tone { stamp: bool },
 }
 
-/// A sink for what the call hears.
-pub(crate) type Recorder = hound::WavWriter<io::BufWriter<std::fs::File>>;
-
 /// One call to stream.
 pub(crate) struct Plan {
     pub(crate) dialed: Dialed,
     pub(crate) frames: u64,
     pub(crate) source: Source,
-    /// Keys to press, at offsets from the first frame.
-    pub(crate) dtmf: Vec<(Duration, char)>,
-    pub(crate) recorder: Option<Recorder>,
     /// How long after arrival the first frame leaves. Independent calls are not in step; a
     /// load whose calls all send in the same millisecond measures bursts, not calls.
     pub(crate) phase: Duration,
@@ -85,9 +78,6 @@ pub(crate) struct Outcome {
     pub(crate) corrupted: u64,
     pub(crate) late: u64,
     pub(crate) max_late: Duration,
-    pub(crate) texts_sent: u64,
-    pub(crate) texts_echoed: u64,
-    pub(crate) texts_wrong: u64,
     /// Round trips: when the frame left (ms after the run's epoch) and its round trip (us).
     pub(crate) rtts: Vec<(u32, u32)>,
     /// The close code the server sent, if it closed first or answered ours.
@@ -95,7 +85,6 @@ pub(crate) struct Outcome {
     /// What went wrong, if anything did.
     pub(crate) error: Option<String>,
     pub(crate) streamed: Duration,
-    pub(crate) recorder_error: Option<String>,
 }
 
 enum Phase {
@@ -151,8 +140,6 @@ struct Leg {
     tone: Arc<Vec<Bytes>>,
     inflight: VecDeque<(Instant, Bytes)>,
     texts: VecDeque<String>,
-    dtmf: VecDeque<(Instant, char)>,
-    recorder: Option<Recorder>,
     phase: Phase,
     wake_at: Instant,
     done: bool,
@@ -303,11 +290,6 @@ impl Engine {
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             leg.out.lost += leg.inflight.len() as u64;
             leg.out.streamed = leg.t0.elapsed();
-            if let Some(recorder) = leg.recorder.take() {
-                if let Err(e) = recorder.finalize() {
-                    leg.out.recorder_error = Some(e.to_string());
-                }
-            }
             on_done(leg.out);
             self.free.push(idx);
             self.live -= 1;
@@ -376,14 +358,11 @@ impl Leg {
             tone,
             inflight: VecDeque::new(),
             texts,
-            dtmf: plan.dtmf.into_iter().map(|(at, d)| (t0 + at, d)).collect(),
-            recorder: plan.recorder,
             phase: Phase::Streaming,
             wake_at: t0,
             done: false,
             out: Outcome {
                 id: Some(id),
-                texts_sent: 1,
                 ..Outcome::default()
             },
         }
@@ -425,20 +404,8 @@ impl Leg {
         }
     }
 
-    /// Sends every frame and key press that is due.
+    /// Sends every frame that is due.
     fn stream(&mut self, now: Instant) {
-        while let Some(&(at, digit)) = self.dtmf.front() {
-            if at > now {
-                break;
-            }
-            self.dtmf.pop_front();
-            let text = messages::dtmf(digit, 260);
-            self.texts.push_back(text.clone());
-            self.out.texts_sent += 1;
-            if let Err(e) = self.send(Message::text(text)) {
-                return self.fail(format!("sending DTMF: {e}"));
-            }
-        }
         while self.next < self.frames && self.due(self.next) <= now {
             let frame = self.frame(self.next);
             let sent_at = Instant::now();
@@ -455,11 +422,7 @@ impl Leg {
             self.out.sent += 1;
         }
         if self.next < self.frames {
-            let next_frame = self.due(self.next);
-            self.wake_at = self
-                .dtmf
-                .front()
-                .map_or(next_frame, |&(at, _)| at.min(next_frame));
+            self.wake_at = self.due(self.next);
         } else {
             let deadline = now + DRAIN;
             self.phase = Phase::Draining;
@@ -505,13 +468,16 @@ impl Leg {
         loop {
             match self.ws.read() {
                 Ok(Message::Binary(data)) => self.on_audio(data),
-                Ok(Message::Text(text)) => match self.texts.front() {
-                    Some(expected) if expected.as_str() == text.as_str() => {
+                // The echo of `websocket:connected`: the call may close once it is back.
+                Ok(Message::Text(text)) => {
+                    if self
+                        .texts
+                        .front()
+                        .is_some_and(|t| t.as_str() == text.as_str())
+                    {
                         self.texts.pop_front();
-                        self.out.texts_echoed += 1;
                     }
-                    _ => self.out.texts_wrong += 1,
-                },
+                }
                 Ok(Message::Close(frame)) => {
                     self.out.server_close = Some(frame.map_or(1005, |f| u16::from(f.code)));
                 }
@@ -536,15 +502,6 @@ impl Leg {
 
     fn on_audio(&mut self, data: Bytes) {
         let now = Instant::now();
-        if let Some(recorder) = &mut self.recorder {
-            for pair in data.chunks_exact(2) {
-                if let Err(e) = recorder.write_sample(i16::from_le_bytes([pair[0], pair[1]])) {
-                    self.out.recorder_error = Some(e.to_string());
-                    self.recorder = None;
-                    break;
-                }
-            }
-        }
         if data.len() != self.format.frame_bytes() {
             self.out.corrupted += 1;
             return;

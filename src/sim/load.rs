@@ -462,8 +462,6 @@ fn dial_one(
                 dialed,
                 frames: (opts.duration.as_millis() / 20).max(1) as u64,
                 source: Source::Tone { stamp: true },
-                dtmf: Vec::new(),
-                recorder: None,
                 phase: engine::phase(i),
             })
         }

@@ -1,10 +1,12 @@
-//! The Vonage side of a call, so a call runs end to end on one machine: [`call`] plays one
-//! call as Vonage does and checks the echo; [`load`] plays many at once and measures the
-//! server. Tests and test rigs call these directly; the binary's `call` and `load`
-//! subcommands are thin wrappers.
+//! The Vonage side of a call, so a call runs end to end on one machine. [`call`] plays one
+//! call as Vonage plays it, for any application, and judges it by Vonage's rules (or, with
+//! [`Expect::Echo`], checks that the audio comes back as sent); [`load`] plays many at
+//! once against an echo and measures the server. Tests and test rigs call these directly;
+//! the binary's `call` and `load` subcommands are thin wrappers.
 //!
-//! Dialing (webhooks, NCCO checks, the handshake) is blocking and happens here; streaming
-//! runs in `engine`, a `mio` poll loop where one thread paces and checks many calls.
+//! Dialing (webhooks, the NCCO as Vonage reads it, the handshake) is blocking and happens
+//! here. One call's socket then runs in `session`, tick by tick; a load's calls stream in
+//! `engine`, a `mio` poll loop where one thread paces and checks many calls.
 
 pub mod call;
 mod caller;
@@ -242,6 +244,8 @@ pub(crate) struct Dialed {
     /// The first message, sent already; its echo is expected.
     pub(crate) connected: String,
     pub(crate) talks: Vec<String>,
+    /// The NCCO endpoint's headers, which the socket leg's events carry.
+    pub(crate) headers: Map<String, Value>,
     pub(crate) answered_at: Instant,
     /// How long the call waited on Vonage's side of call setup.
     pub(crate) setup: SetupTimes,
@@ -339,6 +343,7 @@ pub(crate) fn dial(
         ws,
         connected,
         talks: reading.talks,
+        headers: endpoint.headers,
         answered_at: Instant::now(),
         setup: SetupTimes {
             answer: answer_time,
@@ -553,8 +558,8 @@ pub(crate) fn post_event(
         .map_err(|e| Error::Http(format!("event webhook {url}: {e}")))?;
     match response.status().as_u16() {
         200..=299 => Ok(()),
-        status => Err(Error::Http(format!(
-            "event webhook {url} answered {status} to {status:?}"
+        code => Err(Error::Http(format!(
+            "event webhook {url} answered {code} to {status:?}"
         ))),
     }
 }

@@ -15,6 +15,11 @@ pub const DEFAULT_BUFFER_FRAMES: usize = 3072;
 /// prompts, not a gap in one.
 pub const MAX_UNDERRUN_TICKS: u32 = 5;
 
+/// The most notifies waiting at once. Each holds its payload until its audio has played
+/// (up to a minute); an application that sends them faster would grow the emulator
+/// without bound. What Vonage does with so many is not documented.
+pub const MAX_PENDING_NOTIFIES: usize = 1024;
+
 /// The buffer and its counts. One tick is 20 ms of the caller's time.
 #[derive(Debug)]
 pub(crate) struct Playback {
@@ -33,7 +38,11 @@ pub(crate) struct Playback {
     pub(crate) played: u64,
     pub(crate) dropped: u64,
     pub(crate) cleared: u64,
+    /// Frames thrown away by clears.
+    pub(crate) thrown: u64,
     pub(crate) underruns: u64,
+    /// Notifies not kept, past [`MAX_PENDING_NOTIFIES`].
+    pub(crate) ignored_notifies: u64,
 }
 
 impl Playback {
@@ -50,7 +59,9 @@ impl Playback {
             played: 0,
             dropped: 0,
             cleared: 0,
+            thrown: 0,
             underruns: 0,
+            ignored_notifies: 0,
         }
     }
 
@@ -81,12 +92,22 @@ impl Playback {
         // Silence after a clear is the application's choice, not a gap.
         self.gap = None;
         self.cleared += 1;
+        self.thrown += thrown as u64;
         thrown
     }
 
     /// Asks for `payload` back once every frame queued so far has played (or been cleared).
     pub(crate) fn notify(&mut self, payload: Value) {
+        if self.notifies.len() >= MAX_PENDING_NOTIFIES {
+            self.ignored_notifies += 1;
+            return;
+        }
         self.notifies.push_back((self.queued, payload));
+    }
+
+    /// Frames queued and not yet played.
+    pub(crate) fn queued_now(&self) -> usize {
+        self.queue.len()
     }
 
     /// Notifies still waiting for their audio to play.
@@ -189,6 +210,33 @@ mod tests {
         assert!(playback.due_notifies().is_empty(), "still playing");
         playback.tick(); // second has finished
         assert_eq!(playback.due_notifies(), [Value::from("done")]);
+    }
+
+    #[test]
+    fn every_frame_received_is_played_dropped_thrown_or_still_queued() {
+        let mut playback = Playback::new(4);
+        for _ in 0..6 {
+            playback.push(frame());
+        }
+        playback.tick();
+        playback.clear();
+        playback.push(frame());
+        playback.push(frame());
+        playback.tick();
+        let accounted =
+            playback.played + playback.dropped + playback.thrown + playback.queued_now() as u64;
+        assert_eq!(accounted, 8);
+    }
+
+    #[test]
+    fn notifies_past_the_limit_are_counted_not_kept() {
+        let mut playback = Playback::new(4);
+        playback.push(frame());
+        for _ in 0..MAX_PENDING_NOTIFIES + 3 {
+            playback.notify(Value::Null);
+        }
+        assert_eq!(playback.pending_notifies(), MAX_PENDING_NOTIFIES);
+        assert_eq!(playback.ignored_notifies, 3);
     }
 
     #[test]

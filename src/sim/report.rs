@@ -49,6 +49,10 @@ pub struct CallReport {
     pub dropped_frames: u64,
     /// Gaps mid-prompt: a frame arrived after its turn to play.
     pub underruns: u64,
+    /// Frames thrown away by `clear`.
+    pub cleared_frames: u64,
+    /// Frames still in the buffer when the socket ended.
+    pub unplayed_frames: u64,
     /// `clear` commands answered.
     pub cleared: u64,
     /// `websocket:notify` events sent.
@@ -61,6 +65,8 @@ pub struct CallReport {
     pub closed_by_application: bool,
     /// Every rule judged, in order; those after a failed setup step were not reached.
     pub checks: Vec<Check>,
+    /// A scenario's expectations that were never judged, because setup failed.
+    pub unreached: Vec<Check>,
     /// What breaks Vonage's rules: the call fails, or sounds wrong.
     pub faults: Vec<Finding>,
     /// What works but is probably not meant.
@@ -88,12 +94,15 @@ impl CallReport {
             played_frames: 0,
             dropped_frames: 0,
             underruns: 0,
+            cleared_frames: 0,
+            unplayed_frames: 0,
             cleared: 0,
             notified: 0,
             rtt: (Duration::ZERO, Duration::ZERO, Duration::ZERO),
             server_close: None,
             closed_by_application: false,
             checks: Vec::new(),
+            unreached: Vec::new(),
             faults: Vec::new(),
             warnings: Vec::new(),
         }
@@ -138,6 +147,8 @@ impl CallReport {
             "received_frames": self.received_frames,
             "played_frames": self.played_frames,
             "dropped_frames": self.dropped_frames,
+            "cleared_frames": self.cleared_frames,
+            "unplayed_frames": self.unplayed_frames,
             "underruns": self.underruns,
             "cleared": self.cleared,
             "notified": self.notified,
@@ -218,7 +229,7 @@ fn all_checks(report: &CallReport) -> Vec<Check> {
     if report.expect == Expect::Echo {
         all.push(Check::Echo);
     }
-    for check in &report.checks {
+    for check in report.checks.iter().chain(&report.unreached) {
         if !all.contains(check) {
             all.push(check.clone());
         }
@@ -287,10 +298,13 @@ impl fmt::Display for CallReport {
         }
         writeln!(
             f,
-            "  played to the caller: {} of {} frames received, {} dropped, {} underruns; {} cleared, {} notified",
+            "  played to the caller: {} of {} frames received ({} dropped, {} cleared away, {} unplayed at the end); \
+             {} underruns, {} clears, {} notifies answered",
             self.played_frames,
             self.received_frames,
             self.dropped_frames,
+            self.cleared_frames,
+            self.unplayed_frames,
             self.underruns,
             self.cleared,
             self.notified

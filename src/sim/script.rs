@@ -14,7 +14,9 @@
 //! ```
 //!
 //! An expectation is measured from the step just before it: `speech` from that step's end
-//! (the caller's turn is over), `clear` and `notify` from its start (the caller barges in).
+//! (the caller's turn is over: speech that began before it does not count), `clear` and
+//! `notify` from its start (the caller barges in). One before every step is measured from
+//! the call's start.
 //! Without `within`, any time before the call ends will do. Durations are `1500ms`, `1.5s`
 //! or `2s`. The call hangs up at `hangup`, or after the last step. A comment is a line
 //! that starts with `#`, or the rest of a line after ` # ` (`#` alone is a key).
@@ -59,8 +61,9 @@ pub struct Expectation {
     pub expected: Expected,
     /// How soon; `None` is any time before the call ends.
     pub within: Option<Duration>,
-    /// The index in [`Scenario::steps`] of the step it is measured from.
-    pub after_step: usize,
+    /// The index in [`Scenario::steps`] of the step it is measured from; `None` (an
+    /// expectation before every step) measures from the call's start.
+    pub after_step: Option<usize>,
     /// The line as written, with its number, to name it in the report.
     pub text: String,
 }
@@ -110,9 +113,7 @@ impl Scenario {
                 }
                 "hangup" if rest.is_empty() => Step::Hangup,
                 "expect" => {
-                    let Some(after_step) = scenario.steps.len().checked_sub(1) else {
-                        return Err(at("an expectation needs a step before it".into()));
-                    };
+                    let after_step = scenario.steps.len().checked_sub(1);
                     let (expected, within) = expectation(rest).map_err(at)?;
                     scenario.expectations.push(Expectation {
                         expected,
@@ -196,11 +197,18 @@ mod tests {
             scenario.expectations[0].within,
             Some(Duration::from_millis(1500))
         );
-        assert_eq!(scenario.expectations[0].after_step, 0);
-        assert_eq!(scenario.expectations[1].after_step, 2);
+        assert_eq!(scenario.expectations[0].after_step, Some(0));
+        assert_eq!(scenario.expectations[1].after_step, Some(2));
         assert!(scenario.expectations[1]
             .text
             .starts_with("line 5: expect clear"));
+    }
+
+    #[test]
+    fn an_expectation_before_every_step_is_measured_from_the_start() {
+        let scenario =
+            Scenario::parse("expect speech within 1s\nsilence 2s", Path::new(".")).unwrap();
+        assert_eq!(scenario.expectations[0].after_step, None);
     }
 
     #[test]
@@ -215,7 +223,6 @@ mod tests {
             ("tone 1s\nsing", "line 2"),
             ("tone forever", "not a duration"),
             ("press 1x", "'x' is not a key"),
-            ("expect speech", "needs a step before it"),
             ("tone 1s\nexpect applause", "speech, clear or notify"),
             ("hangup\ntone 1s", "after hangup"),
             ("# nothing", "no steps"),

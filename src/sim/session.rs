@@ -85,6 +85,9 @@ pub(crate) struct Tally {
     pub(crate) dropped: u64,
     pub(crate) underruns: u64,
     pub(crate) cleared: u64,
+    /// Frames thrown away by clears, and still queued when the socket ended.
+    pub(crate) thrown: u64,
+    pub(crate) unplayed: u64,
     pub(crate) notified: u64,
     /// Round trips of echoed frames, in microseconds.
     pub(crate) rtts: Vec<u32>,
@@ -167,7 +170,9 @@ impl Session {
             texts.push_back(dialed.connected.clone());
         }
         Ok(Session {
-            opened: dialed.answered_at,
+            // The first tick is now: the socket opened a moment ago, and what the caller
+            // says starts with the session.
+            opened: Instant::now(),
             dialed,
             expect,
             caller,
@@ -224,9 +229,14 @@ impl Session {
         let now = Instant::now();
         if let State::Closing { until } = self.state {
             if now >= until {
+                let why = if self.tally.app_ended_first {
+                    "the application sent a close frame but did not end the connection"
+                } else {
+                    "the application did not answer the caller's close frame"
+                };
                 self.findings.push(Finding::fault(
                     Check::Socket,
-                    format!("the application did not answer the caller's close frame within {CLOSE_WAIT:?}"),
+                    format!("{why} within {CLOSE_WAIT:?}"),
                 ));
                 self.state = State::Done;
             }
@@ -235,7 +245,15 @@ impl Session {
         while matches!(self.state, State::Streaming | State::Draining { .. })
             && self.tick_at(self.tick) <= now
         {
-            self.on_tick(now);
+            // Behind by more than a tick: what the application sent meanwhile is read
+            // first, or its late-read frames would look like gaps in playback.
+            if self.tick_at(self.tick + 1) <= now {
+                self.more = true;
+                self.read_until(Instant::now() + Duration::from_millis(2));
+            }
+            if matches!(self.state, State::Streaming | State::Draining { .. }) {
+                self.on_tick(now);
+            }
         }
     }
 
@@ -348,6 +366,9 @@ impl Session {
     }
 
     fn send_notify(&mut self, payload: Value) {
+        if matches!(self.state, State::Closing { .. } | State::Done) {
+            return;
+        }
         self.tally.notified += 1;
         let event = json!({"event": "websocket:notify", "payload": payload}).to_string();
         self.send(Message::text(event), "websocket:notify");
@@ -472,6 +493,10 @@ impl Session {
             self.tally.texts_echoed += 1;
             return;
         }
+        // Once the caller has hung up, nothing plays and nothing is answered.
+        if matches!(self.state, State::Closing { .. } | State::Done) {
+            return;
+        }
         let command = serde_json::from_str::<Value>(text).ok();
         let action = command
             .as_ref()
@@ -542,6 +567,8 @@ impl Session {
         self.tally.dropped = self.playback.dropped;
         self.tally.underruns = self.playback.underruns;
         self.tally.cleared = self.playback.cleared;
+        self.tally.thrown = self.playback.thrown;
+        self.tally.unplayed = self.playback.queued_now() as u64;
         self.judge_playback();
         self.judge_strays();
         if self.expect == Expect::Echo {
@@ -582,6 +609,16 @@ impl Session {
                     "{} gaps mid-prompt: a frame arrived after its turn to play, and the caller heard silence; \
                      pace from a monotonic clock, a little ahead of real time",
                     t.underruns
+                ),
+            ));
+        }
+        if self.playback.ignored_notifies > 0 {
+            self.findings.push(Finding::warning(
+                Check::Commands,
+                format!(
+                    "{} notify command(s) ignored: more than {} were waiting for their audio at once",
+                    self.playback.ignored_notifies,
+                    super::playback::MAX_PENDING_NOTIFIES
                 ),
             ));
         }

@@ -4,7 +4,10 @@
 //! them: as roots that a server's chain may end in, and also as a server's own certificate.
 //! webpki alone refuses the second use whenever the certificate says CA:TRUE, which
 //! `openssl req -x509` writes into every self-signed certificate, so the one-command test
-//! certificate would otherwise need a CA of its own.
+//! certificate would otherwise need a CA of its own. A certificate trusted as it stands
+//! that has no subjectAltName DNS or IP names (as `openssl req -x509 -subj /CN=localhost`
+//! without `-addext` makes it) is held to curl's name check instead of webpki's: its
+//! subject's common name must be the server's name.
 //!
 //! ureq's `TlsConfig` takes roots but no verifier, so `https://` goes through a connector
 //! of ours that wraps ureq's TCP transport in a rustls session built from the same config
@@ -153,6 +156,8 @@ impl ServerCertVerifier for CaFileVerifier {
 
 /// The checks webpki makes of a server's own certificate, but for its basic constraints:
 /// a certificate trusted as it stands may say CA:TRUE, as OpenSSL's self-signed ones do.
+/// And as curl does, a certificate with no subjectAltName DNS or IP names is checked by
+/// its subject's common name instead (webpki would refuse it for every name).
 fn verify_trusted_leaf(
     der: &CertificateDer<'_>,
     server_name: &ServerName<'_>,
@@ -177,7 +182,66 @@ fn verify_trusted_leaf(
     if fields.eku.is_some_and(|eku| !allows_server_auth(eku)) {
         return Err(CertificateError::InvalidPurpose.into());
     }
-    rustls::client::verify_server_name(&ParsedCertificate::try_from(der)?, server_name)
+    let parsed = ParsedCertificate::try_from(der)?;
+    if fields.san_names {
+        return rustls::client::verify_server_name(&parsed, server_name);
+    }
+    let cn = common_name(fields.subject).ok_or(CertificateError::BadEncoding)?;
+    if cn.is_some_and(|cn| common_name_matches(cn, server_name)) {
+        return Ok(());
+    }
+    Err(CertificateError::NotValidForNameContext {
+        expected: server_name.to_owned(),
+        presented: cn
+            .map(|cn| format!("CommonName({:?})", String::from_utf8_lossy(cn)))
+            .into_iter()
+            .collect(),
+    }
+    .into())
+}
+
+/// Whether a certificate's common name names the server, as curl checks it when the
+/// certificate has no subjectAltName DNS or IP names: a DNS name equal to it but for ASCII
+/// case and a trailing dot, an IP address written as it. Wildcards are not honoured: a
+/// common name with a `*` names no server.
+fn common_name_matches(cn: &[u8], server_name: &ServerName<'_>) -> bool {
+    if cn.contains(&b'*') {
+        return false;
+    }
+    fn bare(name: &[u8]) -> &[u8] {
+        name.strip_suffix(b".").unwrap_or(name)
+    }
+    let expected = server_name.to_str();
+    match server_name {
+        ServerName::DnsName(_) => bare(cn).eq_ignore_ascii_case(bare(expected.as_bytes())),
+        ServerName::IpAddress(_) => cn.eq_ignore_ascii_case(expected.as_bytes()),
+        _ => false,
+    }
+}
+
+/// The last common name in the contents of a certificate's subject (the most specific, and
+/// the one curl takes), if it has one in a string type that a host name can be written in;
+/// `None` if the subject is not a Name as RFC 5280 lays it out.
+fn common_name(subject: &[u8]) -> Option<Option<&[u8]>> {
+    let mut cn = None;
+    let mut rdns = subject;
+    while !rdns.is_empty() {
+        let (mut rdn, rest) = expect(SET, rdns)?;
+        rdns = rest;
+        while !rdn.is_empty() {
+            let (attribute, rest) = expect(SEQUENCE, rdn)?;
+            rdn = rest;
+            let (id, attribute) = expect(OID, attribute)?;
+            let (tag, value, _) = element(attribute)?;
+            if id == COMMON_NAME {
+                cn = match tag {
+                    UTF8_STRING | PRINTABLE_STRING | T61_STRING | IA5_STRING => Some(value),
+                    _ => None,
+                };
+            }
+        }
+    }
+    Some(cn)
 }
 
 fn unix_time(seconds: i64) -> UnixTime {
@@ -189,13 +253,25 @@ const BOOLEAN: u8 = 0x01;
 const INTEGER: u8 = 0x02;
 const OCTET_STRING: u8 = 0x04;
 const OID: u8 = 0x06;
+const UTF8_STRING: u8 = 0x0c;
+const PRINTABLE_STRING: u8 = 0x13;
+const T61_STRING: u8 = 0x14;
+const IA5_STRING: u8 = 0x16;
 const UTC_TIME: u8 = 0x17;
 const GENERALIZED_TIME: u8 = 0x18;
 const SEQUENCE: u8 = 0x30;
+const SET: u8 = 0x31;
 const VERSION: u8 = 0xa0;
 const ISSUER_UID: u8 = 0x81;
 const SUBJECT_UID: u8 = 0x82;
 const EXTENSIONS: u8 = 0xa3;
+// GeneralName's dNSName and iPAddress (RFC 5280, section 4.2.1.6).
+const DNS_NAME: u8 = 0x82;
+const IP_ADDRESS: u8 = 0x87;
+/// id-at-commonName, 2.5.4.3.
+const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+/// id-ce-subjectAltName, 2.5.29.17.
+const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 /// id-ce-extKeyUsage, 2.5.29.37.
 const EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25];
 /// id-kp-serverAuth, 1.3.6.1.5.5.7.3.1.
@@ -208,6 +284,10 @@ struct LeafFields<'a> {
     not_after: i64,
     /// The extended key usage extension's value, if the certificate has one.
     eku: Option<&'a [u8]>,
+    /// Whether a subjectAltName extension names a DNS name or an IP address.
+    san_names: bool,
+    /// The subject's contents: its relative distinguished names.
+    subject: &'a [u8],
 }
 
 impl<'a> LeafFields<'a> {
@@ -220,14 +300,14 @@ impl<'a> LeafFields<'a> {
         let (_signature, tbs) = expect(SEQUENCE, tbs)?;
         let (_issuer, tbs) = expect(SEQUENCE, tbs)?;
         let (validity, tbs) = expect(SEQUENCE, tbs)?;
-        let (_subject, tbs) = expect(SEQUENCE, tbs)?;
+        let (subject, tbs) = expect(SEQUENCE, tbs)?;
         let (_key, tbs) = expect(SEQUENCE, tbs)?;
         let tbs = skip_if(SUBJECT_UID, skip_if(ISSUER_UID, tbs)?)?;
 
         let (not_before, validity) = time(validity)?;
         let (not_after, _) = time(validity)?;
 
-        let mut eku = None;
+        let (mut eku, mut san_names) = (None, false);
         if let Some((EXTENSIONS, extensions, _)) = element(tbs) {
             let (mut list, _) = expect(SEQUENCE, extensions)?;
             while !list.is_empty() {
@@ -237,6 +317,13 @@ impl<'a> LeafFields<'a> {
                 let (value, _) = expect(OCTET_STRING, skip_if(BOOLEAN, extension)?)?;
                 if id == EXT_KEY_USAGE {
                     eku = Some(value);
+                } else if id == SUBJECT_ALT_NAME {
+                    let (mut names, _) = expect(SEQUENCE, value)?;
+                    while !names.is_empty() {
+                        let (tag, _, rest) = element(names)?;
+                        names = rest;
+                        san_names |= tag == DNS_NAME || tag == IP_ADDRESS;
+                    }
                 }
             }
         }
@@ -244,6 +331,8 @@ impl<'a> LeafFields<'a> {
             not_before,
             not_after,
             eku,
+            san_names,
+            subject,
         })
     }
 }
