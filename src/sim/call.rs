@@ -1,6 +1,22 @@
 //! One call, played as Vonage plays it, for any application: the caller streams and
 //! presses keys, Vonage's playback buffer plays the application's audio back, and every
 //! one of Vonage's rules the application breaks is reported.
+//!
+//! A test rig plays a scenario against its application and asserts on the report:
+//!
+//! ```no_run
+//! use vonage_echo::sim::{call::{self, CallOptions}, script::Scenario, Expect};
+//!
+//! let scenario = Scenario::load("tests/scenarios/barge-in.scenario".as_ref())?;
+//! let report = call::run(
+//!     &CallOptions::new("http://127.0.0.1:8000/webhooks/answer")
+//!         .expect(Expect::Protocol)
+//!         .script(Some(scenario)),
+//! )?;
+//! assert!(report.passed(), "{report}");
+//! assert_eq!(report.cleared, 1);
+//! # Ok::<(), vonage_echo::Error>(())
+//! ```
 
 use std::{path::PathBuf, time::Duration};
 
