@@ -308,16 +308,7 @@ pub(crate) fn dial(
         error: Error::Ncco(reason),
     })?;
     let mut findings = reading.findings;
-    if answer_time > dial.answer_timeout {
-        findings.push(Finding::fault(
-            Check::AnswerWebhook,
-            format!(
-                "answered after {:.2} s; Vonage waits {:.2} s, then retries and tries the fallback answer URL",
-                answer_time.as_secs_f64(),
-                dial.answer_timeout.as_secs_f64()
-            ),
-        ));
-    }
+    findings.extend(late_answer(dial, answer_time));
     let endpoint = reading.endpoint;
     at(Check::Events, post(&base, "answered"))?;
 
@@ -350,6 +341,20 @@ pub(crate) fn dial(
             handshake: handshake_time,
         },
         findings,
+    })
+}
+
+/// A fault when the answer took longer than Vonage waits for it.
+fn late_answer(dial: &Dial, took: Duration) -> Option<Finding> {
+    (took > dial.answer_timeout).then(|| {
+        Finding::fault(
+            Check::AnswerWebhook,
+            format!(
+                "answered after {:.2} s; Vonage waits {:.2} s, then retries and tries the fallback answer URL",
+                took.as_secs_f64(),
+                dial.answer_timeout.as_secs_f64()
+            ),
+        )
     })
 }
 

@@ -9,22 +9,10 @@ use super::findings::{Check, Finding};
 use crate::protocol::{
     audio::AudioFormat,
     ncco::{
-        headers_len, Authorization, WebsocketEndpoint, MAX_ENDPOINT_HEADERS_BYTES, MAX_TALK_CHARS,
+        headers_len, Authorization, WebsocketEndpoint, KNOWN_ACTIONS, MAX_ENDPOINT_HEADERS_BYTES,
+        MAX_TALK_CHARS,
     },
 };
-
-/// Actions Vonage documents; any other name fails the call.
-const KNOWN_ACTIONS: [&str; 9] = [
-    "talk",
-    "stream",
-    "input",
-    "record",
-    "connect",
-    "conversation",
-    "notify",
-    "wait",
-    "transfer",
-];
 
 /// The longest custom `authorization` value Vonage sends, in characters.
 pub const MAX_AUTHORIZATION_CHARS: usize = 8191;
@@ -314,6 +302,35 @@ mod tests {
             let err = read(body.as_bytes()).unwrap_err();
             assert!(err.contains(why), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn the_servers_own_ncco_reads_as_built() {
+        use crate::protocol::ncco::Ncco;
+        let mut headers = Map::new();
+        headers.insert("uuid".into(), "abc".into());
+        let endpoint = WebsocketEndpoint {
+            uri: "wss://example.com/socket?uuid=abc".into(),
+            content_type: AudioFormat::L16Rate8000,
+            headers,
+            authorization: Some(Authorization::Vonage),
+        };
+        let json = Ncco::echo("hi", "NexmoTest", endpoint.clone()).to_json();
+        let reading = read_ok(&json);
+        assert_eq!(reading.endpoint, endpoint);
+        assert_eq!(reading.talks, ["hi"]);
+        assert!(reading.findings.is_empty(), "{:?}", reading.findings);
+    }
+
+    #[test]
+    fn other_documented_actions_are_accepted() {
+        let reading = read_ok(
+            &endpoint(r#","content-type":"audio/l16;rate=8000""#).replace(
+                r#"[{"action":"talk","text":"hi"}"#,
+                r#"[{"action":"record"},{"action":"talk","text":"hi"}"#,
+            ),
+        );
+        assert_eq!(reading.talks, ["hi"]);
     }
 
     #[test]

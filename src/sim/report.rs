@@ -278,24 +278,7 @@ impl fmt::Display for CallReport {
             }
             writeln!(f)?;
         }
-        if self.expect == Expect::Echo {
-            writeln!(
-                f,
-                "  frames: {} sent, {} echoed, {} lost, {} corrupted, {} sent late",
-                self.sent, self.echoed, self.lost, self.corrupted, self.late
-            )?;
-            writeln!(f, "  texts: {} sent, {} echoed", self.texts.0, self.texts.1)?;
-            writeln!(
-                f,
-                "  round trip: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-                ms(self.rtt.0),
-                ms(self.rtt.1),
-                ms(self.rtt.2)
-            )?;
-        } else {
-            writeln!(f, "  frames: {} sent, {} sent late", self.sent, self.late)?;
-            writeln!(f, "  texts: {} sent", self.texts.0)?;
-        }
+        self.fmt_caller(f)?;
         writeln!(
             f,
             "  played to the caller: {} of {} frames received ({} dropped, {} cleared away, {} unplayed at the end); \
@@ -328,6 +311,31 @@ impl fmt::Display for CallReport {
         } else {
             write!(f, "  FAILED: {} fault(s)", self.faults.len())
         }
+    }
+}
+
+impl CallReport {
+    /// What the caller sent, and under `--expect echo` what came back.
+    fn fmt_caller(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.expect == Expect::Echo {
+            writeln!(
+                f,
+                "  frames: {} sent, {} echoed, {} lost, {} corrupted, {} sent late",
+                self.sent, self.echoed, self.lost, self.corrupted, self.late
+            )?;
+            writeln!(f, "  texts: {} sent, {} echoed", self.texts.0, self.texts.1)?;
+            writeln!(
+                f,
+                "  round trip: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                ms(self.rtt.0),
+                ms(self.rtt.1),
+                ms(self.rtt.2)
+            )?;
+        } else {
+            writeln!(f, "  frames: {} sent, {} sent late", self.sent, self.late)?;
+            writeln!(f, "  texts: {} sent", self.texts.0)?;
+        }
+        Ok(())
     }
 }
 
