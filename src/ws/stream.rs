@@ -14,12 +14,15 @@ use std::{
 /// 2,000 calls that is megabytes).
 const MAX_HELD: usize = 2048;
 
-/// Reads in a row that fill the buffer before the thread yields the core. A read that fills
-/// it means more input is waiting: a caller far ahead of real time (a 20 ms frame is under
-/// 1 KiB). Under the fair scheduler a yield changes little; under a real-time policy
-/// (`--realtime-priority`) the thread would otherwise keep the core from every other call
-/// for as long as the flood lasts.
-const FULL_READS_BEFORE_YIELD: u32 = 8;
+/// Bytes read in a row by reads that filled the buffer, before the thread yields the core.
+/// A read that fills it means more input is waiting: a caller far ahead of real time, or a
+/// core so busy that frames queue. Under a real-time policy (`--realtime-priority`) the
+/// thread would otherwise keep the core from every other call for as long as the flood
+/// lasts. Under the fair scheduler the yields keep each call's turn short when every call
+/// has frames queued, so that a thread preempted while holding a lock that call setup
+/// needs (the allocator's) comes round again soon. Counted in bytes, not reads, so the
+/// size of the read buffer does not change how often a thread yields.
+const FULL_BYTES_BEFORE_YIELD: usize = 16 * 1024;
 
 /// A TCP stream whose writes are deferred until the next read (see the module docs).
 #[derive(Debug)]
@@ -28,7 +31,7 @@ pub struct CallStream {
     held: Vec<u8>,
     defer: bool,
     yield_at: Option<Instant>,
-    full_reads: u32,
+    full_bytes: usize,
 }
 
 impl CallStream {
@@ -39,7 +42,7 @@ impl CallStream {
             held: Vec::new(),
             defer: false,
             yield_at: None,
-            full_reads: 0,
+            full_bytes: 0,
         }
     }
 
@@ -123,15 +126,15 @@ impl Read for CallStream {
             match self.socket.read(buf) {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Ok(n) if n == buf.len() && n > 0 => {
-                    self.full_reads += 1;
-                    if self.full_reads >= FULL_READS_BEFORE_YIELD {
-                        self.full_reads = 0;
+                    self.full_bytes += n;
+                    if self.full_bytes >= FULL_BYTES_BEFORE_YIELD {
+                        self.full_bytes = 0;
                         std::thread::yield_now();
                     }
                     return Ok(n);
                 }
                 other => {
-                    self.full_reads = 0;
+                    self.full_bytes = 0;
                     return other;
                 }
             }
