@@ -32,6 +32,8 @@ pub struct Server {
     shared: Arc<Shared>,
     loops: Vec<JoinHandle<()>>,
     webhooks: &'static Webhooks,
+    /// The gate's connections to tiny_http, closed once the gate's threads have ended.
+    upstream: Arc<Upstream>,
 }
 
 impl Server {
@@ -63,10 +65,12 @@ impl Server {
 
         let socket_key = config.socket_key.clone().unwrap_or_else(Secret::random);
         warn_about_openness(&config);
-        let upstream = Upstream::new(webhooks.socket.clone(), config.http_request_timeout);
+        let upstream = Arc::new(Upstream::new(
+            webhooks.socket.clone(),
+            config.http_request_timeout,
+        ));
         let shared = Arc::new(Shared {
             id: SERVERS.fetch_add(1, Ordering::Relaxed),
-            upstream,
             base_nice,
             socket_key,
             metrics: Metrics::default(),
@@ -98,10 +102,10 @@ impl Server {
                 .map_err(|e| Error::io(format!("starting thread {name}"), e))
         };
         let mut loops = Vec::with_capacity(2);
-        let s = Arc::clone(&shared);
+        let (s, u) = (Arc::clone(&shared), Arc::clone(&upstream));
         loops.push(setup_thread(
             "http-accept",
-            Box::new(move || gate::accept_loop(http_listener, &s)),
+            Box::new(move || gate::accept_loop(http_listener, &s, &u)),
         )?);
         let s = Arc::clone(&shared);
         loops.push(setup_thread(
@@ -117,6 +121,7 @@ impl Server {
             shared,
             loops,
             webhooks,
+            upstream,
         })
     }
 
@@ -160,7 +165,7 @@ impl Server {
         self.shared.calls.join_all();
         self.shared.http_threads.join_all();
         self.webhooks.unregister(self.shared.id);
-        self.shared.upstream.close_all();
+        self.upstream.close_all();
         log::info!("server on {} stopped", self.http_addr);
     }
 }

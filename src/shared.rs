@@ -12,7 +12,6 @@ use std::{
 
 use crate::{
     config::Config,
-    http::upstream::Upstream,
     metrics::Metrics,
     protocol::auth::Secret,
     threads::{CallThreads, ThreadSet},
@@ -33,8 +32,6 @@ pub(crate) struct Shared {
     pub(crate) stopping: AtomicBool,
     /// The WebSocket listener's real port (the configured one may be 0).
     pub(crate) ws_port: u16,
-    /// The connections to tiny_http, which serves what the gate lets through.
-    pub(crate) upstream: Upstream,
     /// The nice value the server started with: setup's, which audio runs below.
     pub(crate) base_nice: i32,
     pub(crate) active_calls: Arc<AtomicUsize>,

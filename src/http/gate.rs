@@ -16,6 +16,7 @@ use std::{
 };
 
 use crate::{
+    http::upstream::Upstream,
     listen,
     shared::{refusal, Shared},
     threads::{self, Slot, TICK},
@@ -63,7 +64,7 @@ const LINGER: Duration = Duration::from_secs(2);
 const MAX_LINGER_BYTES: usize = 1024 * 1024;
 
 /// Accepts webhook connections until the server stops.
-pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
+pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>, upstream: &Arc<Upstream>) {
     listen::accept_loop(&listener, shared, "webhooks", |stream, peer| {
         let max = shared.config.max_http_connections;
         let Some(slot) = Slot::try_take(&shared.http_connections, max) else {
@@ -74,13 +75,13 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
             let _ = (&stream).write_all(&refusal(503, "too many connections"));
             return;
         };
-        let s = Arc::clone(shared);
+        let (s, u) = (Arc::clone(shared), Arc::clone(upstream));
         let name = format!("http-{peer}");
         let spawned = shared
             .http_threads
             .spawn_sized(name, threads::SETUP_STACK, move || {
                 let _slot = slot;
-                serve_connection(stream, peer, &s);
+                serve_connection(stream, peer, &s, &u);
             });
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a thread for the request: {e}");
@@ -110,7 +111,7 @@ struct Request {
 
 /// Serves one connection's requests, one after another, until the client closes, stays
 /// idle past keep-alive, asks to close, or sends what is refused.
-fn serve_connection(mut client: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn serve_connection(mut client: TcpStream, peer: SocketAddr, shared: &Shared, upstream: &Upstream) {
     let _ = client.set_nodelay(true);
     let _ = client.set_write_timeout(Some(shared.config.http_request_timeout));
     // Bytes read past the end of one request: the start of the next.
@@ -129,10 +130,7 @@ fn serve_connection(mut client: TcpStream, peer: SocketAddr, shared: &Shared) {
         };
         let keep_alive =
             request.keep_alive && !shared.config.http_keep_alive.is_zero() && !shared.stopping();
-        let answer = match shared
-            .upstream
-            .forward(&request.upstream, request.head_only)
-        {
+        let answer = match upstream.forward(&request.upstream, request.head_only) {
             Ok(answer) => with_connection(&answer, keep_alive),
             Err(e) => {
                 log::error!("{peer}: webhooks did not answer: {e}");
