@@ -169,10 +169,16 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
         }
     };
     describe_setup(&mut report, &dialed);
-    let caller = caller_of(options, dialed.format)?;
-    let tape = match &options.record {
-        Some(path) => Some(Tape::create(path, dialed.format)?),
-        None => None,
+    let (caller, tape) = match prepare(options, dialed.format) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            // The call cannot go on (a WAV at another rate, a recording that cannot be
+            // made): the caller hangs up at once rather than drop the socket.
+            let mut ws = dialed.ws;
+            let _ = ws.close(None);
+            let _ = ws.flush();
+            return Err(e);
+        }
     };
     let base = json!({"uuid": id.as_str(), "conversation_uuid": dialed.conversation,
                       "from": options.dial.from, "to": options.dial.to, "direction": "inbound"});
@@ -207,6 +213,19 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
         ));
     }
     Ok(report)
+}
+
+/// What the caller will do, and where the call is recorded.
+fn prepare(
+    options: &CallOptions,
+    format: crate::protocol::audio::AudioFormat,
+) -> Result<(Caller, Option<Tape>)> {
+    let caller = caller_of(options, format)?;
+    let tape = match &options.record {
+        Some(path) => Some(Tape::create(path, format)?),
+        None => None,
+    };
+    Ok((caller, tape))
 }
 
 /// The checks of the scenario's expectations, if there is a scenario.
