@@ -19,17 +19,13 @@ use serde_json::{json, Map};
 use super::{
     dial,
     engine::{self, Plan, Source},
-    percentile, post_event, Dial, SetupTimes,
+    ms, percentile, post_event, Dial, SetupTimes,
 };
 use crate::{
     error::{Error, Result},
     protocol::call_id::CallId,
     threads,
 };
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 /// Threads that dial (HTTP and handshakes block); streaming needs only one. Each takes the
 /// next call due, so the ramp holds while a loaded server answers a dial in up to

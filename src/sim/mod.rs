@@ -576,6 +576,11 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// A duration in milliseconds, as the reports print them.
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// Sorted round trips in microseconds, read at a percentile.
 pub(crate) fn percentile(sorted: &[u32], p: f64) -> Duration {
     if sorted.is_empty() {

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::{
     findings::{Check, Finding},
+    ms,
     session::Expect,
 };
 use crate::protocol::{audio::AudioFormat, call_id::CallId};
@@ -253,10 +254,6 @@ fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 impl fmt::Display for CallReport {
