@@ -128,7 +128,6 @@ impl CallReport {
     /// The report as one JSON object.
     pub fn to_json(&self) -> String {
         let sentences = |list: &[Finding]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
-        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
         let value: Value = json!({
             "passed": self.passed(),
             "uuid": self.id.as_str(),
@@ -136,8 +135,8 @@ impl CallReport {
             "content_type": self.format.map(AudioFormat::content_type),
             "socket_uri": self.socket_uri,
             "talks": self.talks,
-            "answer_ms": ms(self.answer_time),
-            "handshake_ms": ms(self.handshake_time),
+            "answer_ms": self.answer_time.map(ms),
+            "handshake_ms": self.handshake_time.map(ms),
             "faults": sentences(&self.faults),
             "warnings": sentences(&self.warnings),
             "sent_frames": self.sent,
@@ -153,9 +152,7 @@ impl CallReport {
             "underruns": self.underruns,
             "cleared": self.cleared,
             "notified": self.notified,
-            "rtt_ms": {"p50": self.rtt.0.as_secs_f64() * 1000.0,
-                       "p99": self.rtt.1.as_secs_f64() * 1000.0,
-                       "max": self.rtt.2.as_secs_f64() * 1000.0},
+            "rtt_ms": {"p50": ms(self.rtt.0), "p99": ms(self.rtt.1), "max": ms(self.rtt.2)},
             "application_close": self.server_close,
             "closed_by_application": self.closed_by_application,
         });
