@@ -43,19 +43,10 @@ const TICK: Duration = Duration::from_millis(1);
 /// How near a timer must be for the loop to poll again instead of sleeping.
 const SPIN: Duration = Duration::from_micros(100);
 
-/// Where a call's audio comes from.
-#[derive(Clone)]
-pub(crate) enum Source {
-    /// A 440 Hz tone; with `stamp`, each frame's first four bytes carry its number, so a
-    /// dropped or reordered frame can never match its neighbour.
-    Tone { stamp: bool },
-}
-
 /// One call to stream.
 pub(crate) struct Plan {
     pub(crate) dialed: Dialed,
     pub(crate) frames: u64,
-    pub(crate) source: Source,
     /// How long after arrival the first frame leaves. Independent calls are not in step; a
     /// load whose calls all send in the same millisecond measures bursts, not calls.
     pub(crate) phase: Duration,
@@ -136,7 +127,6 @@ struct Leg {
     t0: Instant,
     frames: u64,
     next: u64,
-    source: Source,
     tone: Arc<Vec<Bytes>>,
     inflight: VecDeque<(Instant, Bytes)>,
     texts: VecDeque<String>,
@@ -354,7 +344,6 @@ impl Leg {
             t0,
             frames: plan.frames,
             next: 0,
-            source: plan.source,
             tone,
             inflight: VecDeque::new(),
             texts,
@@ -380,15 +369,12 @@ impl Leg {
         self.done = true;
     }
 
+    /// Frame `k` of a 440 Hz tone, its first four bytes carrying its number, so that a
+    /// dropped or reordered frame can never match its neighbour.
     fn frame(&self, k: u64) -> Bytes {
-        match &self.source {
-            Source::Tone { stamp: false } => self.tone[(k % 5) as usize].clone(),
-            Source::Tone { stamp: true } => {
-                let mut frame = self.tone[(k % 5) as usize].to_vec();
-                frame[..4].copy_from_slice(&(k as u32).to_le_bytes());
-                Bytes::from(frame)
-            }
-        }
+        let mut frame = self.tone[(k % 5) as usize].to_vec();
+        frame[..4].copy_from_slice(&(k as u32).to_le_bytes());
+        Bytes::from(frame)
     }
 
     /// When frame `k` is due: t0 + 20k ms, from the monotonic clock, so pacing never drifts.
@@ -506,31 +492,45 @@ impl Leg {
             self.out.corrupted += 1;
             return;
         }
-        // Echoes come back in order: the first in flight should match; if a later one does,
-        // the ones before it were lost.
-        let matched = self
-            .inflight
-            .iter()
-            .take(64)
-            .position(|(_, sent)| *sent == data);
-        match matched {
-            Some(skipped) => {
-                self.out.lost += skipped as u64;
-                self.inflight.drain(..skipped);
-                if let Some((sent_at, _)) = self.inflight.pop_front() {
-                    let rtt = now.saturating_duration_since(sent_at);
-                    let left = sent_at.saturating_duration_since(self.epoch).as_millis();
-                    self.out.rtts.push((
-                        u32::try_from(left).unwrap_or(u32::MAX),
-                        u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX),
-                    ));
-                    self.out.echoed += 1;
-                }
+        match match_echo(&mut self.inflight, &data) {
+            Echo::Back { lost, sent_at } => {
+                self.out.lost += lost;
+                let rtt = now.saturating_duration_since(sent_at);
+                let left = sent_at.saturating_duration_since(self.epoch).as_millis();
+                self.out.rtts.push((
+                    u32::try_from(left).unwrap_or(u32::MAX),
+                    u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX),
+                ));
+                self.out.echoed += 1;
             }
-            None => {
-                self.out.corrupted += 1;
-                self.inflight.pop_front();
-            }
+            Echo::Corrupted => self.out.corrupted += 1,
         }
+    }
+}
+
+/// What an echoed frame turned out to be.
+pub(crate) enum Echo {
+    /// A frame sent at `sent_at`, with `lost` frames before it that never came back.
+    Back { lost: u64, sent_at: Instant },
+    /// Not one of the frames in flight: the oldest of them is taken as corrupted.
+    Corrupted,
+}
+
+/// Matches an echo against the frames in flight, oldest first, and takes what it settles
+/// off the queue. Echoes come back in order: the first in flight should match; if a later
+/// one does, the ones before it were lost.
+pub(crate) fn match_echo(inflight: &mut VecDeque<(Instant, Bytes)>, echo: &[u8]) -> Echo {
+    let matched = inflight
+        .iter()
+        .take(64)
+        .position(|(_, sent)| sent.as_ref() == echo);
+    let lost = matched.unwrap_or(0);
+    inflight.drain(..lost);
+    match (matched, inflight.pop_front()) {
+        (Some(_), Some((sent_at, _))) => Echo::Back {
+            lost: lost as u64,
+            sent_at,
+        },
+        _ => Echo::Corrupted,
     }
 }

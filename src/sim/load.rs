@@ -18,7 +18,7 @@ use serde_json::{json, Map};
 
 use super::{
     dial,
-    engine::{self, Plan, Source},
+    engine::{self, Plan},
     ms, percentile, post_event, Dial, SetupTimes,
 };
 use crate::{
@@ -457,7 +457,6 @@ fn dial_one(
             Some(Plan {
                 dialed,
                 frames: (opts.duration.as_millis() / 20).max(1) as u64,
-                source: Source::Tone { stamp: true },
                 phase: engine::phase(i),
             })
         }

@@ -21,6 +21,7 @@ use tungstenite::{
 
 use super::{
     caller::{Caller, KEY_MS},
+    engine::{match_echo, Echo},
     findings::{Check, Finding},
     playback::Playback,
     tape::Tape,
@@ -451,7 +452,7 @@ impl Session {
             return;
         }
         if self.expect == Expect::Echo {
-            self.match_echo(&frame);
+            self.count_echo(&frame);
         }
         self.playback.push(frame);
     }
@@ -462,28 +463,16 @@ impl Session {
         self.state = State::Done;
     }
 
-    /// Echoes come back in order: the first in flight should match; if a later one does,
-    /// those before it were lost.
-    fn match_echo(&mut self, frame: &Bytes) {
-        let matched = self
-            .inflight
-            .iter()
-            .take(64)
-            .position(|(_, sent)| sent == frame);
-        match matched {
-            Some(skipped) => {
-                self.tally.lost += skipped as u64;
-                self.inflight.drain(..skipped);
-                if let Some((sent_at, _)) = self.inflight.pop_front() {
-                    let rtt = sent_at.elapsed().as_micros();
-                    self.tally.rtts.push(u32::try_from(rtt).unwrap_or(u32::MAX));
-                    self.tally.echoed += 1;
-                }
+    /// Counts the echo of one of the caller's frames (`--expect echo`).
+    fn count_echo(&mut self, frame: &Bytes) {
+        match match_echo(&mut self.inflight, frame) {
+            Echo::Back { lost, sent_at } => {
+                self.tally.lost += lost;
+                let rtt = sent_at.elapsed().as_micros();
+                self.tally.rtts.push(u32::try_from(rtt).unwrap_or(u32::MAX));
+                self.tally.echoed += 1;
             }
-            None => {
-                self.tally.corrupted += 1;
-                self.inflight.pop_front();
-            }
+            Echo::Corrupted => self.tally.corrupted += 1,
         }
     }
 
