@@ -188,3 +188,30 @@ fn read_one(stream: &mut TcpStream) -> (String, String) {
     stream.read_exact(&mut body).unwrap();
     (head, String::from_utf8(body).unwrap())
 }
+
+#[test]
+fn a_burst_of_new_connections_is_answered_in_full() {
+    // A new server opens its connections to the webhooks afresh, so a burst of requests on
+    // new client connections has it open many at once. A request the webhooks leave
+    // unanswered gets 503 when the (shortened) request timeout runs out.
+    for round in 0..4 {
+        let server = start(config().http_request_timeout(Duration::from_secs(2)));
+        let addr = server.http_addr();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(32));
+        let requests: Vec<_> = (0..32)
+            .map(|i| {
+                let barrier = std::sync::Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let target = format!("/webhooks/answer?uuid=burst-{round}-{i}");
+                    http(addr, "GET", &target, "", "").status
+                })
+            })
+            .collect();
+        let statuses: Vec<u16> = requests.into_iter().map(|r| r.join().unwrap()).collect();
+        assert!(
+            statuses.iter().all(|&s| s == 200),
+            "round {round}: {statuses:?}"
+        );
+    }
+}

@@ -13,6 +13,16 @@ use std::{
 /// more would only add tiny_http threads.
 const MAX_OPEN: usize = 16;
 
+/// Held while a new connection to tiny_http carries its first exchange, so that new
+/// connections arrive one at a time, each once the one before has a thread. tiny_http
+/// 0.12's thread pool counts a thread as idle until it has woken and taken a connection: a
+/// second connection that comes meanwhile is queued with no thread to take it, and waits
+/// until a connection a thread serves is closed. Kept connections are closed seldom, so
+/// the request on it went unanswered for the whole timeout (10 s), at any load. A
+/// connection that has carried an answer has a thread of its own. One lock for the process,
+/// as its servers share one tiny_http.
+static OPENING: Mutex<()> = Mutex::new(());
+
 /// The largest answer the webhooks give (an NCCO is a few hundred bytes).
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
@@ -46,15 +56,16 @@ impl Upstream {
     /// connection that tiny_http has dropped meanwhile is replaced once, before any of its
     /// answer has arrived, so no request is handled twice.
     pub(crate) fn forward(&self, request: &[u8], head_only: bool) -> io::Result<Vec<u8>> {
-        let (mut conn, reused) = self.take()?;
-        let mut result = exchange(&mut conn, request, head_only);
-        if reused && matches!(&result, Err(Exchange::NoAnswer(_))) {
-            drop(conn);
-            self.forget();
-            let fresh = self.take_fresh()?;
-            conn = fresh;
-            result = exchange(&mut conn, request, head_only);
-        }
+        let (conn, result) = match self.take()? {
+            Some(mut kept) => match exchange(&mut kept, request, head_only) {
+                Err(Exchange::NoAnswer(_)) => {
+                    drop(kept);
+                    self.open_and_exchange(request, head_only)?
+                }
+                result => (kept, result),
+            },
+            None => self.open_and_exchange(request, head_only)?,
+        };
         match result {
             Ok((answer, reusable)) => {
                 if reusable {
@@ -71,19 +82,18 @@ impl Upstream {
         }
     }
 
-    /// A free connection (reused), or a new one while fewer than [`MAX_OPEN`] are open;
-    /// otherwise waits for one to be freed.
-    fn take(&self) -> io::Result<(UnixStream, bool)> {
+    /// A free connection, or `None` when a new one may be opened (it is counted as open
+    /// from now on); otherwise waits for one to be freed. At most [`MAX_OPEN`] are open.
+    fn take(&self) -> io::Result<Option<UnixStream>> {
         let deadline = Instant::now() + self.timeout;
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(conn) = pool.free.pop() {
-                return Ok((conn, true));
+                return Ok(Some(conn));
             }
             if pool.open < MAX_OPEN {
                 pool.open += 1;
-                drop(pool);
-                return self.connect().map(|conn| (conn, false));
+                return Ok(None);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -100,10 +110,17 @@ impl Upstream {
         }
     }
 
-    /// A new connection in place of one just forgotten.
-    fn take_fresh(&self) -> io::Result<UnixStream> {
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).open += 1;
-        self.connect()
+    /// Opens a connection (already counted as open) and carries its first exchange, one
+    /// such at a time in the process (see [`OPENING`]).
+    fn open_and_exchange(
+        &self,
+        request: &[u8],
+        head_only: bool,
+    ) -> io::Result<(UnixStream, Exchanged)> {
+        let _opening = OPENING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conn = self.connect()?;
+        let result = exchange(&mut conn, request, head_only);
+        Ok((conn, result))
     }
 
     fn connect(&self) -> io::Result<UnixStream> {
@@ -143,6 +160,9 @@ impl Upstream {
     }
 }
 
+/// One exchange's outcome: the whole answer and whether the connection can carry another.
+type Exchanged = Result<(Vec<u8>, bool), Exchange>;
+
 /// How one exchange failed.
 enum Exchange {
     /// Nothing of an answer came: the request may be sent again on another connection.
@@ -153,11 +173,7 @@ enum Exchange {
 
 /// Sends the request and reads one whole answer; says whether the connection can carry
 /// another.
-fn exchange(
-    conn: &mut UnixStream,
-    request: &[u8],
-    head_only: bool,
-) -> Result<(Vec<u8>, bool), Exchange> {
+fn exchange(conn: &mut UnixStream, request: &[u8], head_only: bool) -> Exchanged {
     conn.write_all(request).map_err(Exchange::NoAnswer)?;
     let mut answer = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
