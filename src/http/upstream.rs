@@ -31,6 +31,9 @@ const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 struct Pool {
     free: Vec<UnixStream>,
     open: usize,
+    /// A new connection is carrying its first exchange: the next new one waits for it,
+    /// here, where a connection freed meanwhile reaches it first (see [`OPENING`]).
+    opening: bool,
 }
 
 /// The private socket's clients.
@@ -64,7 +67,11 @@ impl Upstream {
                 }
                 result => (kept, result),
             },
-            None => self.open_and_exchange(request, head_only)?,
+            None => {
+                let opened = self.open_and_exchange(request, head_only);
+                self.done_opening();
+                opened?
+            }
         };
         match result {
             Ok((answer, reusable)) => {
@@ -83,7 +90,8 @@ impl Upstream {
     }
 
     /// A free connection, or `None` when a new one may be opened (it is counted as open
-    /// from now on); otherwise waits for one to be freed. At most [`MAX_OPEN`] are open.
+    /// and opening from now on); otherwise waits for one to be freed or for the one being
+    /// opened to have answered. At most [`MAX_OPEN`] are open.
     fn take(&self) -> io::Result<Option<UnixStream>> {
         let deadline = Instant::now() + self.timeout;
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
@@ -91,8 +99,9 @@ impl Upstream {
             if let Some(conn) = pool.free.pop() {
                 return Ok(Some(conn));
             }
-            if pool.open < MAX_OPEN {
+            if pool.open < MAX_OPEN && !pool.opening {
                 pool.open += 1;
+                pool.opening = true;
                 return Ok(None);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -121,6 +130,12 @@ impl Upstream {
         let mut conn = self.connect()?;
         let result = exchange(&mut conn, request, head_only);
         Ok((conn, result))
+    }
+
+    /// The connection [`Upstream::take`] let open has answered, or failed.
+    fn done_opening(&self) {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).opening = false;
+        self.freed.notify_all();
     }
 
     fn connect(&self) -> io::Result<UnixStream> {
