@@ -19,9 +19,51 @@ const MAX_OPEN: usize = 16;
 /// second connection that comes meanwhile is queued with no thread to take it, and waits
 /// until a connection a thread serves is closed. Kept connections are closed seldom, so
 /// the request on it went unanswered for the whole timeout (10 s), at any load. A
-/// connection that has carried an answer has a thread of its own. One lock for the process,
-/// as its servers share one tiny_http.
-static OPENING: Mutex<()> = Mutex::new(());
+/// connection that has carried an answer has a thread of its own. One turn for the process,
+/// as its servers share one tiny_http; waited for no longer than the request may take.
+static OPENING: Turn = Turn {
+    taken: Mutex::new(false),
+    given_back: Condvar::new(),
+};
+
+/// A turn that one thread at a time holds.
+struct Turn {
+    taken: Mutex<bool>,
+    given_back: Condvar,
+}
+
+impl Turn {
+    /// Waits for the turn until `deadline`.
+    fn take(&'static self, deadline: Instant) -> io::Result<TurnHeld> {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        while *taken {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no connection to the webhooks could be opened in time",
+                ));
+            }
+            taken = self
+                .given_back
+                .wait_timeout(taken, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *taken = true;
+        Ok(TurnHeld(self))
+    }
+}
+
+/// The turn, given back when dropped (also on unwind).
+struct TurnHeld(&'static Turn);
+
+impl Drop for TurnHeld {
+    fn drop(&mut self) {
+        *self.0.taken.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.0.given_back.notify_one();
+    }
+}
 
 /// The largest answer the webhooks give (an NCCO is a few hundred bytes).
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -59,18 +101,21 @@ impl Upstream {
     /// connection that tiny_http has dropped meanwhile is replaced once, before any of its
     /// answer has arrived, so no request is handled twice.
     pub(crate) fn forward(&self, request: &[u8], head_only: bool) -> io::Result<Vec<u8>> {
-        let (conn, result) = match self.take()? {
+        let deadline = Instant::now() + self.timeout;
+        // Dropped last, once the connection opened here is back in the pool (or forgotten),
+        // so that a request waiting for it finds it there.
+        let mut _opening = None;
+        let (conn, result) = match self.take(deadline)? {
             Some(mut kept) => match exchange(&mut kept, request, head_only) {
                 Err(Exchange::NoAnswer(_)) => {
                     drop(kept);
-                    self.open_and_exchange(request, head_only)?
+                    self.open_and_exchange(request, head_only, deadline)?
                 }
                 result => (kept, result),
             },
             None => {
-                let opened = self.open_and_exchange(request, head_only);
-                self.done_opening();
-                opened?
+                _opening = Some(Opening(self));
+                self.open_and_exchange(request, head_only, deadline)?
             }
         };
         match result {
@@ -92,8 +137,7 @@ impl Upstream {
     /// A free connection, or `None` when a new one may be opened (it is counted as open
     /// and opening from now on); otherwise waits for one to be freed or for the one being
     /// opened to have answered. At most [`MAX_OPEN`] are open.
-    fn take(&self) -> io::Result<Option<UnixStream>> {
-        let deadline = Instant::now() + self.timeout;
+    fn take(&self, deadline: Instant) -> io::Result<Option<UnixStream>> {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(conn) = pool.free.pop() {
@@ -125,17 +169,12 @@ impl Upstream {
         &self,
         request: &[u8],
         head_only: bool,
+        deadline: Instant,
     ) -> io::Result<(UnixStream, Exchanged)> {
-        let _opening = OPENING.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = OPENING.take(deadline).inspect_err(|_| self.forget())?;
         let mut conn = self.connect()?;
         let result = exchange(&mut conn, request, head_only);
         Ok((conn, result))
-    }
-
-    /// The connection [`Upstream::take`] let open has answered, or failed.
-    fn done_opening(&self) {
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).opening = false;
-        self.freed.notify_all();
     }
 
     fn connect(&self) -> io::Result<UnixStream> {
@@ -172,6 +211,21 @@ impl Upstream {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         pool.open -= pool.free.len().min(pool.open);
         pool.free.clear();
+    }
+}
+
+/// The pool's opening, which [`Upstream::take`] let a request make: ended when dropped, also
+/// on unwind, so the pool can open again.
+struct Opening<'a>(&'a Upstream);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .opening = false;
+        self.0.freed.notify_all();
     }
 }
 
@@ -259,6 +313,22 @@ fn invalid(reason: &str) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static TURN: Turn = Turn {
+        taken: Mutex::new(false),
+        given_back: Condvar::new(),
+    };
+
+    #[test]
+    fn a_turn_is_held_by_one_until_dropped_and_waited_for_until_a_deadline() {
+        let held = TURN.take(Instant::now()).unwrap();
+        let soon = Instant::now() + Duration::from_millis(50);
+        let refused = TURN.take(soon).err().expect("the turn is held");
+        assert_eq!(refused.kind(), io::ErrorKind::TimedOut);
+        assert!(Instant::now() >= soon, "waited until the deadline");
+        drop(held);
+        assert!(TURN.take(Instant::now()).is_ok(), "given back when dropped");
+    }
 
     #[test]
     fn an_answer_ends_after_its_content_length() {
