@@ -5,7 +5,7 @@ use std::{
     io::{self, Read, Write},
     os::unix::net::UnixStream,
     path::PathBuf,
-    sync::{Condvar, Mutex},
+    sync::{Condvar, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -37,22 +37,33 @@ impl Turn {
     fn take(&'static self, deadline: Instant) -> io::Result<TurnHeld> {
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         while *taken {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no connection to the webhooks could be opened in time",
-                ));
-            }
-            taken = self
-                .given_back
-                .wait_timeout(taken, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            taken = wait_before(&self.given_back, taken, deadline).ok_or_else(|| {
+                timed_out("no connection to the webhooks could be opened in time")
+            })?;
         }
         *taken = true;
         Ok(TurnHeld(self))
     }
+}
+
+/// Waits on `condvar` with `guard` until woken or `deadline`; `None` once it has passed.
+fn wait_before<'a, T>(
+    condvar: &Condvar,
+    guard: MutexGuard<'a, T>,
+    deadline: Instant,
+) -> Option<MutexGuard<'a, T>> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return None;
+    }
+    let (guard, _) = condvar
+        .wait_timeout(guard, left)
+        .unwrap_or_else(|e| e.into_inner());
+    Some(guard)
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, what)
 }
 
 /// The turn, given back when dropped (also on unwind).
@@ -148,18 +159,8 @@ impl Upstream {
                 pool.opening = true;
                 return Ok(None);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no connection to the webhooks came free",
-                ));
-            }
-            pool = self
-                .freed
-                .wait_timeout(pool, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            pool = wait_before(&self.freed, pool, deadline)
+                .ok_or_else(|| timed_out("no connection to the webhooks came free"))?;
         }
     }
 
