@@ -18,7 +18,7 @@ const MAX_OPEN: usize = 16;
 /// 0.12's thread pool counts a thread as idle until it has woken and taken a connection: a
 /// second connection that comes meanwhile is queued with no thread to take it, and waits
 /// until a connection a thread serves is closed. Kept connections are closed seldom, so
-/// the request on it went unanswered for the whole timeout (10 s), at any load. A
+/// the request on it would go unanswered for the whole timeout (10 s), at any load. A
 /// connection that has carried an answer has a thread of its own. One turn for the process,
 /// as its servers share one tiny_http; waited for no longer than the request may take.
 static OPENING: Turn = Turn {
@@ -113,10 +113,11 @@ impl Upstream {
     /// answer has arrived, so no request is handled twice.
     pub(crate) fn forward(&self, request: &[u8], head_only: bool) -> io::Result<Vec<u8>> {
         let deadline = Instant::now() + self.timeout;
+        let taken = self.take(deadline)?;
         // Dropped last, once the connection opened here is back in the pool (or forgotten),
         // so that a request waiting for it finds it there.
-        let mut _opening = None;
-        let (conn, result) = match self.take(deadline)? {
+        let _opening = taken.is_none().then(|| Opening(self));
+        let (conn, result) = match taken {
             Some(mut kept) => match exchange(&mut kept, request, head_only) {
                 Err(Exchange::NoAnswer(_)) => {
                     drop(kept);
@@ -124,10 +125,7 @@ impl Upstream {
                 }
                 result => (kept, result),
             },
-            None => {
-                _opening = Some(Opening(self));
-                self.open_and_exchange(request, head_only, deadline)?
-            }
+            None => self.open_and_exchange(request, head_only, deadline)?,
         };
         match result {
             Ok((answer, reusable)) => {
