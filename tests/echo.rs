@@ -294,7 +294,10 @@ fn call_threads_run_realtime_below_setup_when_asked_and_nothing_else_does() {
     let server = start(config);
     let mut ws = open_call(&server, "realtime-probe");
     echo_one_frame(&mut ws);
-    let realtime: Vec<_> = thread_scheduling()
+    let threads = settled_on(|threads| {
+        scheduling_of(threads, "call-realtime-p").map(|t| (t.1, t.2)) == Some((SCHED_RR, 7))
+    });
+    let realtime: Vec<_> = threads
         .into_iter()
         // SCHED_FIFO and SCHED_RR; other tests here run threads under SCHED_IDLE.
         .filter(|(_, policy, ..)| matches!(*policy, 1 | 2))
@@ -336,13 +339,16 @@ fn a_call_thread_runs_under_sched_idle_once_its_first_frame_is_echoed() {
     let server = start(config().audio_priority(vonage_echo::config::AudioPriority::Idle));
     let mut ws = open_call(&server, "idle-probe");
     // Names are cut to 15 bytes.
+    let policy = |threads: &[Scheduling]| scheduling_of(threads, "call-idle-probe").map(|t| t.1);
+    let before = settled_on(|threads| policy(threads).is_some());
     assert_eq!(
-        policy_of("call-idle-probe"),
-        SCHED_OTHER,
+        policy(&before),
+        Some(SCHED_OTHER),
         "set up at setup's place"
     );
     echo_one_frame(&mut ws);
-    assert_eq!(policy_of("call-idle-probe"), SCHED_IDLE);
+    let after = settled_on(|threads| policy(threads) == Some(SCHED_IDLE));
+    assert_eq!(policy(&after), Some(SCHED_IDLE), "{after:?}");
 }
 
 #[test]
@@ -350,29 +356,34 @@ fn call_threads_run_ten_nice_steps_below_setup_by_default() {
     let server = start(config());
     let mut ws = open_call(&server, "nice-probe");
     echo_one_frame(&mut ws);
-    let threads = thread_scheduling();
-    let nice_of = |name: &str| {
-        threads
-            .iter()
-            .find(|(n, ..)| n == name)
-            .map(|(.., nice)| *nice)
-            .unwrap_or_else(|| panic!("no thread {name}: {threads:?}"))
+    let steps_below = |threads: &[Scheduling]| {
+        let call = scheduling_of(threads, "call-nice-probe")?;
+        let setup = scheduling_of(threads, "ws-accept")?;
+        Some(call.3 - setup.3)
     };
-    assert_eq!(
-        nice_of("call-nice-probe") - nice_of("ws-accept"),
-        10,
-        "{threads:?}"
-    );
+    let threads = settled_on(|threads| steps_below(threads) == Some(10));
+    assert_eq!(steps_below(&threads), Some(10), "{threads:?}");
 }
 
-/// The scheduling policy of this process's thread `name`.
-fn policy_of(name: &str) -> u32 {
-    let threads = thread_scheduling();
-    threads
-        .iter()
-        .find(|(n, ..)| n == name)
-        .map(|(_, policy, ..)| *policy)
-        .unwrap_or_else(|| panic!("no thread {name}: {threads:?}"))
+/// A thread's name, policy, real-time priority and nice value.
+type Scheduling = (String, u32, u32, i32);
+
+fn scheduling_of<'a>(threads: &'a [Scheduling], name: &str) -> Option<&'a Scheduling> {
+    threads.iter().find(|(n, ..)| n == name)
+}
+
+/// This process's threads once `done` holds of them, or as they are after 10 s. A call
+/// thread names itself after the client has heard the handshake's 101, and takes the
+/// audio's place after it has sent the first echo, so either is seen a moment later.
+fn settled_on(done: impl Fn(&[Scheduling]) -> bool) -> Vec<Scheduling> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let threads = thread_scheduling();
+        if done(&threads) || std::time::Instant::now() >= deadline {
+            return threads;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Sends one frame and waits for its echo: once it is back, the call has settled.
