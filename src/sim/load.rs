@@ -133,8 +133,12 @@ pub struct ServerUsage {
     pub peak_rss_mib: f64,
     /// Most threads seen.
     pub peak_threads: u64,
-    /// CPU microseconds per echoed frame.
+    /// CPU microseconds per echoed frame, over the whole run: call setup and hang-up
+    /// included.
     pub cpu_us_per_frame: f64,
+    /// CPU microseconds per echoed frame while every call was up and none was being set
+    /// up or ended: what the echo alone costs (absent when that window is under a second).
+    pub steady_cpu_us_per_frame: Option<f64>,
 }
 
 /// What a load run saw.
@@ -246,6 +250,9 @@ impl fmt::Display for LoadReport {
                 "server: {:.2} CPU s ({:.2} us per echoed frame), peak RSS {:.1} MiB, peak threads {}",
                 s.cpu_seconds, s.cpu_us_per_frame, s.peak_rss_mib, s.peak_threads
             )?;
+            if let Some(steady) = s.steady_cpu_us_per_frame {
+                writeln!(f, "server, all calls up: {steady:.2} us per echoed frame")?;
+            }
         }
         write!(f, "elapsed: {:.1} s", self.elapsed_seconds)
     }
@@ -263,7 +270,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     let started = Instant::now();
     let sampler = options
         .pid
-        .map(Sampler::start)
+        .map(|pid| Sampler::start(pid, started))
         .transpose()
         .map_err(|e| Error::io("starting the server's sampler", e))?;
     let tally = Arc::new(DialTally::new(started));
@@ -312,12 +319,13 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         }
     }
     let rtts = add_outcomes(&mut report, outcomes);
-    add_timings(&mut report, options, started, &tally, rtts);
+    let steady = add_timings(&mut report, options, started, &tally, &rtts);
     report.server = sampler.map(|s| {
-        let mut usage = s.stop();
+        let (mut usage, trace) = s.stop();
         if report.frames_echoed > 0 {
             usage.cpu_us_per_frame = usage.cpu_seconds * 1e6 / report.frames_echoed as f64;
         }
+        usage.steady_cpu_us_per_frame = steady_cpu_us_per_frame(&trace, &rtts, steady);
         usage
     });
     report.elapsed_seconds = started.elapsed().as_secs_f64();
@@ -531,14 +539,15 @@ fn add_outcomes(report: &mut LoadReport, outcomes: Vec<engine::Outcome>) -> Vec<
     rtts
 }
 
-/// Adds the ramp as run, call setup's latencies and the round trips' percentiles.
+/// Adds the ramp as run, call setup's latencies and the round trips' percentiles; returns
+/// the window, in ms from the start, in which every call was up.
 fn add_timings(
     report: &mut LoadReport,
     options: &LoadOptions,
     started: Instant,
     tally: &DialTally,
-    rtts: Vec<(u32, u32)>,
-) {
+    rtts: &[(u32, u32)],
+) -> (u128, u128) {
     let ramp_end = lock(&tally.ramp_end).saturating_duration_since(started);
     report.ramp_seconds = ramp_end.as_secs_f64();
     report.planned_ramp_seconds = options.calls.saturating_sub(1) as f64 / options.ramp;
@@ -551,7 +560,7 @@ fn add_timings(
         .filter(|&&(left, _)| u128::from(left) > ramp_end && u128::from(left) < first_end)
         .map(|&(_, rtt)| rtt)
         .collect();
-    let mut all: Vec<u32> = rtts.into_iter().map(|(_, rtt)| rtt).collect();
+    let mut all: Vec<u32> = rtts.iter().map(|&(_, rtt)| rtt).collect();
     all.sort_unstable();
     steady.sort_unstable();
     let setups = std::mem::take(&mut *lock(&tally.setups));
@@ -559,6 +568,26 @@ fn add_timings(
     report.handshake = latency_of(setups.iter().map(|s| s.handshake));
     report.round_trip = Percentiles::of(&all);
     report.steady_round_trip = (!steady.is_empty()).then(|| Percentiles::of(&steady));
+    (ramp_end, first_end)
+}
+
+/// The server's CPU per frame echoed within `window` (ms from the start): the CPU time
+/// between the first sample in it and the last, over the frames that left between them.
+fn steady_cpu_us_per_frame(
+    trace: &[(u128, f64)],
+    rtts: &[(u32, u32)],
+    (from, to): (u128, u128),
+) -> Option<f64> {
+    let (start_ms, start_cpu) = *trace.iter().find(|(at, _)| *at >= from)?;
+    let (end_ms, end_cpu) = *trace.iter().rev().find(|(at, _)| *at <= to)?;
+    if end_ms < start_ms + 1000 {
+        return None;
+    }
+    let frames = rtts
+        .iter()
+        .filter(|&&(left, _)| (start_ms..end_ms).contains(&u128::from(left)))
+        .count();
+    (frames > 0).then(|| (end_cpu - start_cpu).max(0.0) * 1e6 / frames as f64)
 }
 
 /// Percentiles of a set of durations.
@@ -606,36 +635,42 @@ fn spawn_helper<T: Send + 'static>(
     })
 }
 
+/// The server's CPU seconds as sampled: (ms from the run's start, CPU seconds).
+type CpuTrace = Vec<(u128, f64)>;
+
 /// Samples a process's CPU time, resident memory and threads from /proc.
 struct Sampler {
     stop: Arc<AtomicBool>,
-    thread: thread::JoinHandle<ServerUsage>,
+    thread: thread::JoinHandle<(ServerUsage, CpuTrace)>,
 }
 
 impl Sampler {
-    fn start(pid: u32) -> io::Result<Sampler> {
+    fn start(pid: u32, started: Instant) -> io::Result<Sampler> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = spawn_helper("sampler".into(), move || {
             let cpu_at_start = cpu_seconds(pid);
             let mut usage = ServerUsage::default();
+            // Ten samples a second: a run of an hour holds 36,000.
+            let mut trace = CpuTrace::new();
             loop {
                 if let Some((rss, threads)) = rss_and_threads(pid) {
                     usage.peak_rss_mib = usage.peak_rss_mib.max(rss);
                     usage.peak_threads = usage.peak_threads.max(threads);
                 }
+                trace.push((started.elapsed().as_millis(), cpu_seconds(pid)));
                 if flag.load(Ordering::Acquire) {
                     break;
                 }
                 thread::sleep(Duration::from_millis(100));
             }
             usage.cpu_seconds = (cpu_seconds(pid) - cpu_at_start).max(0.0);
-            usage
+            (usage, trace)
         })?;
         Ok(Sampler { stop, thread })
     }
 
-    fn stop(self) -> ServerUsage {
+    fn stop(self) -> (ServerUsage, CpuTrace) {
         self.stop.store(true, Ordering::Release);
         self.thread.join().unwrap_or_default()
     }
@@ -678,6 +713,22 @@ fn rss_and_threads(pid: u32) -> Option<(f64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steady_cpu_counts_the_cpu_and_the_frames_between_the_window_s_samples() {
+        let trace = [(0, 0.0), (1000, 1.0), (2000, 2.5), (3000, 3.0)];
+        // Frames left before, at the start of, within, and at the end of [1000, 2000).
+        let rtts = [(900, 1), (1000, 1), (1500, 1), (1999, 1), (2000, 1)];
+        let got = steady_cpu_us_per_frame(&trace, &rtts, (500, 2600)).unwrap();
+        assert!((got - 1.5e6 / 3.0).abs() < 1e-6, "{got}");
+    }
+
+    #[test]
+    fn steady_cpu_is_absent_when_every_call_was_up_for_under_a_second() {
+        let trace = [(0, 0.0), (1000, 1.0), (2000, 2.5)];
+        let rtts = [(1500, 1)];
+        assert_eq!(steady_cpu_us_per_frame(&trace, &rtts, (900, 1900)), None);
+    }
 
     #[test]
     fn reasons_group_without_per_call_details() {
