@@ -45,6 +45,21 @@ fn every_frame_comes_back_byte_identical_and_in_order() {
 }
 
 #[test]
+fn a_message_larger_than_the_call_s_frames_comes_back_whole() {
+    let server = server();
+    let mut ws = open_call(&server, "echo-large");
+    // The first frame sets how much the call reads at a time; a later, larger message
+    // takes more reads and still comes back as one.
+    ws.send(Message::binary(frame(0))).unwrap();
+    assert_eq!(next_data(&mut ws), Message::binary(frame(0)));
+    let large: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    ws.send(Message::binary(large.clone())).unwrap();
+    ws.send(Message::binary(frame(1))).unwrap();
+    assert_eq!(next_data(&mut ws), Message::binary(large));
+    assert_eq!(next_data(&mut ws), Message::binary(frame(1)));
+}
+
+#[test]
 fn dtmf_and_other_text_are_echoed() {
     let server = server();
     let mut ws = open_call(&server, "echo-2");

@@ -177,6 +177,9 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
                     log::warn!("call {id}: first message is audio, not websocket:connected");
                     first = false;
                 }
+                if tally.frames_in == 0 {
+                    ws.get_mut().limit_reads(client_frame_len(audio.len()));
+                }
                 tally.frames_in += 1;
                 tally.bytes_in += audio.len() as u64;
                 shared.metrics.frame_in(audio.len());
@@ -216,6 +219,17 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
             Err(e) => return ended_by(ws, e),
         }
     }
+}
+
+/// The bytes a client's frame of `payload` bytes takes on the wire: two bytes, the length's
+/// extension (RFC 6455 5.2), the mask's four, the payload.
+fn client_frame_len(payload: usize) -> usize {
+    let extension = match payload {
+        0..=125 => 0,
+        126..=65535 => 2,
+        _ => 8,
+    };
+    2 + extension + 4 + payload
 }
 
 /// Takes the audio's place on the core, below call setup, once the call's first frame has
@@ -382,6 +396,13 @@ fn close(ws: &mut WebSocket<CallStream>, code: CloseCode, reason: &str) -> End {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_frame_s_length_counts_its_length_extension_and_mask() {
+        assert_eq!(client_frame_len(125), 131);
+        assert_eq!(client_frame_len(640), 648);
+        assert_eq!(client_frame_len(65536), 65550);
+    }
 
     #[test]
     fn close_reasons_fit_a_control_frame() {

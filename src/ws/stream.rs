@@ -32,6 +32,7 @@ pub struct CallStream {
     defer: bool,
     yield_at: Option<Instant>,
     full_bytes: usize,
+    read_limit: usize,
 }
 
 impl CallStream {
@@ -43,6 +44,7 @@ impl CallStream {
             defer: false,
             yield_at: None,
             full_bytes: 0,
+            read_limit: usize::MAX,
         }
     }
 
@@ -52,6 +54,20 @@ impl CallStream {
     /// tungstenite keeps a partly read frame across `WouldBlock`.
     pub fn yield_at(&mut self, at: Instant) {
         self.yield_at = Some(at);
+    }
+
+    /// From now on, a read returns at most `bytes`: the call's frame, header included.
+    ///
+    /// tungstenite reserves room for a frame's whole payload once it has read the frame's
+    /// header, even when the payload is already in its buffer; after a read that brought
+    /// more than one frame, that reservation can grow the buffer (from 2 to 4 KiB at 16 kHz).
+    /// The growth is an allocation, made under one of the allocator's locks by a call
+    /// thread that has already taken the audio's place below call setup; preempted there
+    /// by a setup thread that wants the same lock, it holds up every answer webhook until
+    /// its turn comes round among 2,000 calls. Reads of one frame at most keep the buffer
+    /// at the size the first frame gave it, at any of Vonage's rates.
+    pub fn limit_reads(&mut self, bytes: usize) {
+        self.read_limit = bytes.max(1);
     }
 
     /// Another handle to the socket, to write on it once this stream is gone.
@@ -123,9 +139,10 @@ impl Read for CallStream {
         }
         loop {
             // A signal interrupts a read with a timeout even under SA_RESTART: read again.
-            match self.socket.read(buf) {
+            let room = buf.len().min(self.read_limit);
+            match self.socket.read(&mut buf[..room]) {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Ok(n) if n == buf.len() && n > 0 => {
+                Ok(n) if n == room && n > 0 => {
                     self.full_bytes += n;
                     if self.full_bytes >= FULL_BYTES_BEFORE_YIELD {
                         self.full_bytes = 0;
@@ -186,6 +203,20 @@ mod tests {
                 .unwrap();
         }
         (CallStream::new(server), client)
+    }
+
+    #[test]
+    fn a_limited_read_takes_no_more_than_its_limit_and_leaves_the_rest() {
+        let (mut stream, mut peer) = pair();
+        peer.write_all(&[7u8; 2000]).unwrap();
+        // Everything sent is waiting before the first read.
+        while stream.socket.peek(&mut [0u8; 2000]).unwrap() < 2000 {}
+        stream.limit_reads(648);
+        let mut buf = [0u8; 4096];
+        assert_eq!(stream.read(&mut buf).unwrap(), 648);
+        assert_eq!(stream.read(&mut buf[..100]).unwrap(), 100);
+        assert_eq!(stream.read(&mut buf).unwrap(), 648);
+        assert_eq!(stream.read(&mut buf).unwrap(), 604);
     }
 
     #[test]
