@@ -14,6 +14,12 @@ use std::{
 /// 2,000 calls that is megabytes).
 const MAX_HELD: usize = 2048;
 
+/// Input read ahead of tungstenite once the call's frame size is known: three 20 ms
+/// frames at 16 kHz, so a thread that fell behind still takes several frames in one read and
+/// sends their echoes in one write, while tungstenite is handed one frame at a time (see
+/// [`CallStream::limit_reads`]). Allocated once, before the call takes the audio's place.
+const INBOX_BYTES: usize = 2048;
+
 /// Bytes read in a row by reads that filled the buffer, before the thread yields the core.
 /// A read that fills it means more input is waiting: a caller far ahead of real time, or a
 /// core so busy that frames queue. Under a real-time policy (`--realtime-priority`) the
@@ -33,6 +39,9 @@ pub struct CallStream {
     yield_at: Option<Instant>,
     full_bytes: usize,
     read_limit: usize,
+    inbox: Vec<u8>,
+    inbox_len: usize,
+    inbox_at: usize,
 }
 
 impl CallStream {
@@ -45,6 +54,9 @@ impl CallStream {
             yield_at: None,
             full_bytes: 0,
             read_limit: usize::MAX,
+            inbox: Vec::new(),
+            inbox_len: 0,
+            inbox_at: 0,
         }
     }
 
@@ -56,7 +68,8 @@ impl CallStream {
         self.yield_at = Some(at);
     }
 
-    /// From now on, a read returns at most `bytes`: the call's frame, header included.
+    /// From now on, a read returns at most `bytes`: the call's frame, header included. The
+    /// socket itself is read ahead, up to [`INBOX_BYTES`] at a time.
     ///
     /// tungstenite reserves room for a frame's whole payload once it has read the frame's
     /// header, even when the payload is already in its buffer; after a read that brought
@@ -68,6 +81,9 @@ impl CallStream {
     /// at the size the first frame gave it, at any of Vonage's rates.
     pub fn limit_reads(&mut self, bytes: usize) {
         self.read_limit = bytes.max(1);
+        if self.inbox.is_empty() {
+            self.inbox = vec![0; INBOX_BYTES];
+        }
     }
 
     /// Another handle to the socket, to write on it once this stream is gone.
@@ -130,19 +146,14 @@ impl CallStream {
     }
 }
 
-impl Read for CallStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.send_held()?;
-        if self.yield_at.is_some_and(|at| Instant::now() >= at) {
-            self.yield_at = None;
-            return Err(ErrorKind::WouldBlock.into());
-        }
+impl CallStream {
+    /// Reads the socket into `buf`, yielding the core after many full reads in a row.
+    fn read_socket(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             // A signal interrupts a read with a timeout even under SA_RESTART: read again.
-            let room = buf.len().min(self.read_limit);
-            match self.socket.read(&mut buf[..room]) {
+            match self.socket.read(buf) {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Ok(n) if n == room && n > 0 => {
+                Ok(n) if n == buf.len() && n > 0 => {
                     self.full_bytes += n;
                     if self.full_bytes >= FULL_BYTES_BEFORE_YIELD {
                         self.full_bytes = 0;
@@ -156,6 +167,40 @@ impl Read for CallStream {
                 }
             }
         }
+    }
+
+    /// Hands `buf` what was read ahead, at most the read limit.
+    fn take_from_inbox(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf
+            .len()
+            .min(self.read_limit)
+            .min(self.inbox_len - self.inbox_at);
+        buf[..n].copy_from_slice(&self.inbox[self.inbox_at..self.inbox_at + n]);
+        self.inbox_at += n;
+        n
+    }
+}
+
+impl Read for CallStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Input already here: what is held waits for the thread's next wait.
+        if self.inbox_at < self.inbox_len {
+            return Ok(self.take_from_inbox(buf));
+        }
+        self.send_held()?;
+        if self.yield_at.is_some_and(|at| Instant::now() >= at) {
+            self.yield_at = None;
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        if self.inbox.is_empty() {
+            return self.read_socket(buf);
+        }
+        let mut inbox = std::mem::take(&mut self.inbox);
+        let read = self.read_socket(&mut inbox);
+        self.inbox = inbox;
+        self.inbox_len = read?;
+        self.inbox_at = 0;
+        Ok(self.take_from_inbox(buf))
     }
 }
 
@@ -217,6 +262,32 @@ mod tests {
         assert_eq!(stream.read(&mut buf[..100]).unwrap(), 100);
         assert_eq!(stream.read(&mut buf).unwrap(), 648);
         assert_eq!(stream.read(&mut buf).unwrap(), 604);
+    }
+
+    #[test]
+    fn echoes_of_frames_read_ahead_leave_together_once_the_thread_would_wait() {
+        let (mut stream, mut peer) = pair();
+        stream.defer_writes();
+        stream.limit_reads(648);
+        peer.write_all(&[7u8; 3 * 648]).unwrap();
+        while stream.socket.peek(&mut [0u8; 3 * 648]).unwrap() < 3 * 648 {}
+        let mut buf = [0u8; 4096];
+        for echo in [b"a", b"b", b"c"] {
+            assert_eq!(stream.read(&mut buf).unwrap(), 648);
+            stream.write_all(echo).unwrap();
+        }
+        // The second and third frames came from what was read ahead: nothing left yet.
+        peer.set_nonblocking(true).unwrap();
+        let mut got = [0u8; 16];
+        assert_eq!(
+            peer.read(&mut got).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
+        peer.set_nonblocking(false).unwrap();
+        peer.write_all(b"x").unwrap();
+        assert_eq!(stream.read(&mut buf).unwrap(), 1);
+        peer.read_exact(&mut got[..3]).unwrap();
+        assert_eq!(&got[..3], b"abc");
     }
 
     #[test]
