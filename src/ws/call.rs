@@ -178,7 +178,11 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
                     first = false;
                 }
                 if tally.frames_in == 0 {
-                    ws.get_mut().limit_reads(client_frame_len(audio.len()));
+                    // Never below Vonage's smallest frame: a peer's tiny first message
+                    // must not make every later frame take dozens of reads.
+                    let smallest = AudioFormat::L16Rate8000.frame_bytes();
+                    ws.get_mut()
+                        .limit_reads(client_frame_len(audio.len().max(smallest)));
                 }
                 tally.frames_in += 1;
                 tally.bytes_in += audio.len() as u64;

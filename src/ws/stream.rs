@@ -60,7 +60,8 @@ impl CallStream {
         }
     }
 
-    /// The first read at or after `at` answers `WouldBlock` instead of reading. tungstenite
+    /// The first read of the socket at or after `at` answers `WouldBlock` instead (input
+    /// already read ahead is handed over first: taking it cannot block). tungstenite
     /// reads on while a frame trickles in byte by byte; this hands control back to the
     /// thread (to see a shutdown, a deadline, a silent call) however the peer paces its bytes.
     /// tungstenite keeps a partly read frame across `WouldBlock`.
@@ -253,15 +254,20 @@ mod tests {
     #[test]
     fn a_limited_read_takes_no_more_than_its_limit_and_leaves_the_rest() {
         let (mut stream, mut peer) = pair();
-        peer.write_all(&[7u8; 2000]).unwrap();
+        let sent: Vec<u8> = (0..2000u32).map(|i| (i % 251) as u8).collect();
+        peer.write_all(&sent).unwrap();
         // Everything sent is waiting before the first read.
         while stream.socket.peek(&mut [0u8; 2000]).unwrap() < 2000 {}
         stream.limit_reads(648);
+        let mut got = Vec::new();
         let mut buf = [0u8; 4096];
-        assert_eq!(stream.read(&mut buf).unwrap(), 648);
-        assert_eq!(stream.read(&mut buf[..100]).unwrap(), 100);
-        assert_eq!(stream.read(&mut buf).unwrap(), 648);
-        assert_eq!(stream.read(&mut buf).unwrap(), 604);
+        for (room, want) in [(4096, 648), (100, 100), (4096, 648), (4096, 604)] {
+            assert_eq!(stream.read(&mut buf[..room]).unwrap(), want);
+            got.extend_from_slice(&buf[..want]);
+        }
+        assert_eq!(got, sent, "in order, nothing lost or repeated");
+        // The socket was read once, ahead: the rest came from what that read brought.
+        assert_eq!(stream.inbox_len, 2000);
     }
 
     #[test]
@@ -288,6 +294,22 @@ mod tests {
         assert_eq!(stream.read(&mut buf).unwrap(), 1);
         peer.read_exact(&mut got[..3]).unwrap();
         assert_eq!(&got[..3], b"abc");
+    }
+
+    #[test]
+    fn input_read_ahead_is_handed_over_before_a_yield_and_the_yield_comes_after() {
+        let (mut stream, mut peer) = pair();
+        stream.limit_reads(648);
+        peer.write_all(&[7u8; 2 * 648]).unwrap();
+        while stream.socket.peek(&mut [0u8; 2 * 648]).unwrap() < 2 * 648 {}
+        let mut buf = [0u8; 4096];
+        assert_eq!(stream.read(&mut buf).unwrap(), 648);
+        stream.yield_at(Instant::now());
+        assert_eq!(stream.read(&mut buf).unwrap(), 648);
+        assert_eq!(
+            stream.read(&mut buf).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
     }
 
     #[test]
