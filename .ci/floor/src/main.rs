@@ -1,7 +1,8 @@
 //! `floor server`: 127.0.0.1:3499, one thread per connection, each reads and writes back.
 //! `floor client N S`: N connections, a 644-byte frame on each every 20 ms for S seconds,
 //! phases spread evenly, paced and measured by one busy-polling mio loop as the project's
-//! generator is; prints the round trips.
+//! generator is; prints the round trips. `floor client N S RAMP`: connection i starts
+//! streaming i/RAMP s after the first and streams for S s, as the generator's calls do.
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
@@ -13,8 +14,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("server") => server(),
-        Some("client") => client(args[2].parse().unwrap(), args[3].parse().unwrap()),
-        _ => eprintln!("usage: floor server | floor client CONNECTIONS SECONDS"),
+        Some("client") => client(
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+            args.get(4).map(|r| r.parse().unwrap()),
+        ),
+        _ => eprintln!("usage: floor server | floor client CONNECTIONS SECONDS [RAMP]"),
     }
 }
 
@@ -37,7 +42,7 @@ fn server() {
     }
 }
 
-fn client(n: usize, secs: u64) {
+fn client(n: usize, secs: u64, ramp: Option<f64>) {
     use mio::{net::TcpStream, Events, Interest, Poll, Token};
     let mut poll = Poll::new().unwrap();
     let mut conns: Vec<(TcpStream, VecDeque<Instant>, usize)> = (0..n)
@@ -55,7 +60,11 @@ fn client(n: usize, secs: u64) {
     let period = Duration::from_millis(20);
     let frames = secs * 50;
     let t0 = Instant::now() + Duration::from_millis(100);
-    let end = t0 + period * frames as u32 + Duration::from_secs(1);
+    // With a ramp, connection i's frames start at t0 + starts[i].
+    let starts: Vec<Duration> = (0..n)
+        .map(|i| ramp.map_or(Duration::ZERO, |r| Duration::from_secs_f64(i as f64 / r)))
+        .collect();
+    let end = t0 + starts[n - 1] + period * frames as u32 + Duration::from_secs(1);
     let (mut next, mut cursor, mut late, mut sent) = (vec![0u64; n], 0usize, 0u64, 0u64);
     let mut rtts: Vec<u32> = Vec::with_capacity(n * frames as usize);
     let mut events = Events::with_capacity(1024);
@@ -80,6 +89,23 @@ fn client(n: usize, secs: u64) {
                     _ => break,
                 }
             }
+        }
+        if ramp.is_some() {
+            // Starts spread over seconds: every connection is looked at each turn.
+            for i in 0..n {
+                if next[i] >= frames || t0 + starts[i] + period * next[i] as u32 > now {
+                    continue;
+                }
+                let due = t0 + starts[i] + period * next[i] as u32;
+                if Instant::now().duration_since(due) >= Duration::from_millis(5) {
+                    late += 1;
+                }
+                conns[i].0.write_all(&[7u8; FRAME]).unwrap();
+                conns[i].1.push_back(Instant::now());
+                next[i] += 1;
+                sent += 1;
+            }
+            continue;
         }
         // Connection i sends frame k at t0 + 20k ms + i/n of a frame: due in index order.
         for _ in 0..n {
