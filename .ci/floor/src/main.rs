@@ -93,10 +93,10 @@ fn client(n: usize, secs: u64, ramp: Option<f64>) {
         if ramp.is_some() {
             // Starts spread over seconds: every connection is looked at each turn.
             for i in 0..n {
-                if next[i] >= frames || t0 + starts[i] + period * next[i] as u32 > now {
+                let due = t0 + starts[i] + period * next[i] as u32;
+                if next[i] >= frames || due > now {
                     continue;
                 }
-                let due = t0 + starts[i] + period * next[i] as u32;
                 if Instant::now().duration_since(due) >= Duration::from_millis(5) {
                     late += 1;
                 }
