@@ -38,10 +38,30 @@ pub struct CallStream {
     defer: bool,
     yield_at: Option<Instant>,
     full_bytes: usize,
-    read_limit: usize,
-    inbox: Vec<u8>,
-    inbox_len: usize,
-    inbox_at: usize,
+    read_ahead: Option<ReadAhead>,
+}
+
+/// Input read from the socket ahead of tungstenite, handed over `limit` bytes at most a read.
+#[derive(Debug)]
+struct ReadAhead {
+    buf: Box<[u8]>,
+    len: usize,
+    at: usize,
+    limit: usize,
+}
+
+impl ReadAhead {
+    fn is_drained(&self) -> bool {
+        self.at == self.len
+    }
+
+    /// Hands `out` what was read ahead, at most the limit.
+    fn take(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.limit).min(self.len - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        n
+    }
 }
 
 impl CallStream {
@@ -53,10 +73,7 @@ impl CallStream {
             defer: false,
             yield_at: None,
             full_bytes: 0,
-            read_limit: usize::MAX,
-            inbox: Vec::new(),
-            inbox_len: 0,
-            inbox_at: 0,
+            read_ahead: None,
         }
     }
 
@@ -81,9 +98,17 @@ impl CallStream {
     /// its turn comes round among 2,000 calls. Reads of one frame at most keep the buffer
     /// at the size the first frame gave it, at any of Vonage's rates.
     pub fn limit_reads(&mut self, bytes: usize) {
-        self.read_limit = bytes.max(1);
-        if self.inbox.is_empty() {
-            self.inbox = vec![0; INBOX_BYTES];
+        let limit = bytes.max(1);
+        match &mut self.read_ahead {
+            Some(ahead) => ahead.limit = limit,
+            None => {
+                self.read_ahead = Some(ReadAhead {
+                    buf: vec![0; INBOX_BYTES].into_boxed_slice(),
+                    len: 0,
+                    at: 0,
+                    limit,
+                })
+            }
         }
     }
 
@@ -147,61 +172,50 @@ impl CallStream {
     }
 }
 
-impl CallStream {
-    /// Reads the socket into `buf`, yielding the core after many full reads in a row.
-    fn read_socket(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            // A signal interrupts a read with a timeout even under SA_RESTART: read again.
-            match self.socket.read(buf) {
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Ok(n) if n == buf.len() && n > 0 => {
-                    self.full_bytes += n;
-                    if self.full_bytes >= FULL_BYTES_BEFORE_YIELD {
-                        self.full_bytes = 0;
-                        std::thread::yield_now();
-                    }
-                    return Ok(n);
+/// Reads `socket` into `buf`, yielding the core once `full_bytes` read by full reads in a
+/// row reach [`FULL_BYTES_BEFORE_YIELD`].
+fn read_socket(
+    socket: &mut TcpStream,
+    full_bytes: &mut usize,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    loop {
+        // A signal interrupts a read with a timeout even under SA_RESTART: read again.
+        match socket.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Ok(n) if n == buf.len() && n > 0 => {
+                *full_bytes += n;
+                if *full_bytes >= FULL_BYTES_BEFORE_YIELD {
+                    *full_bytes = 0;
+                    std::thread::yield_now();
                 }
-                other => {
-                    self.full_bytes = 0;
-                    return other;
-                }
+                return Ok(n);
+            }
+            other => {
+                *full_bytes = 0;
+                return other;
             }
         }
-    }
-
-    /// Hands `buf` what was read ahead, at most the read limit.
-    fn take_from_inbox(&mut self, buf: &mut [u8]) -> usize {
-        let n = buf
-            .len()
-            .min(self.read_limit)
-            .min(self.inbox_len - self.inbox_at);
-        buf[..n].copy_from_slice(&self.inbox[self.inbox_at..self.inbox_at + n]);
-        self.inbox_at += n;
-        n
     }
 }
 
 impl Read for CallStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // Input already here: what is held waits for the thread's next wait.
-        if self.inbox_at < self.inbox_len {
-            return Ok(self.take_from_inbox(buf));
+        if let Some(ahead) = self.read_ahead.as_mut().filter(|a| !a.is_drained()) {
+            return Ok(ahead.take(buf));
         }
         self.send_held()?;
         if self.yield_at.is_some_and(|at| Instant::now() >= at) {
             self.yield_at = None;
             return Err(ErrorKind::WouldBlock.into());
         }
-        if self.inbox.is_empty() {
-            return self.read_socket(buf);
-        }
-        let mut inbox = std::mem::take(&mut self.inbox);
-        let read = self.read_socket(&mut inbox);
-        self.inbox = inbox;
-        self.inbox_len = read?;
-        self.inbox_at = 0;
-        Ok(self.take_from_inbox(buf))
+        let Some(ahead) = self.read_ahead.as_mut() else {
+            return read_socket(&mut self.socket, &mut self.full_bytes, buf);
+        };
+        ahead.len = read_socket(&mut self.socket, &mut self.full_bytes, &mut ahead.buf)?;
+        ahead.at = 0;
+        Ok(ahead.take(buf))
     }
 }
 
@@ -267,7 +281,7 @@ mod tests {
         }
         assert_eq!(got, sent, "in order, nothing lost or repeated");
         // The socket was read once, ahead: the rest came from what that read brought.
-        assert_eq!(stream.inbox_len, 2000);
+        assert_eq!(stream.read_ahead.as_ref().map(|a| a.len), Some(2000));
     }
 
     #[test]
