@@ -21,10 +21,7 @@ const MAX_OPEN: usize = 16;
 /// the request on it would go unanswered for the whole timeout (10 s), at any load. A
 /// connection that has carried an answer has a thread of its own. One turn for the process,
 /// as its servers share one tiny_http; waited for no longer than the request may take.
-static OPENING: Turn = Turn {
-    taken: Mutex::new(false),
-    given_back: Condvar::new(),
-};
+static OPENING: Turn = Turn::new();
 
 /// A turn that one thread at a time holds.
 struct Turn {
@@ -33,6 +30,13 @@ struct Turn {
 }
 
 impl Turn {
+    const fn new() -> Turn {
+        Turn {
+            taken: Mutex::new(false),
+            given_back: Condvar::new(),
+        }
+    }
+
     /// Waits for the turn until `deadline`.
     fn take(&'static self, deadline: Instant) -> io::Result<TurnHeld> {
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
@@ -313,10 +317,7 @@ fn invalid(reason: &str) -> io::Error {
 mod tests {
     use super::*;
 
-    static TURN: Turn = Turn {
-        taken: Mutex::new(false),
-        given_back: Condvar::new(),
-    };
+    static TURN: Turn = Turn::new();
 
     #[test]
     fn a_turn_is_held_by_one_until_dropped_and_waited_for_until_a_deadline() {
