@@ -649,7 +649,6 @@ impl Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = spawn_helper("sampler".into(), move || {
-            let cpu_at_start = cpu_seconds(pid);
             let mut usage = ServerUsage::default();
             // Ten samples a second: a run of an hour holds 36,000.
             let mut trace = CpuTrace::new();
@@ -664,7 +663,10 @@ impl Sampler {
                 }
                 thread::sleep(Duration::from_millis(100));
             }
-            usage.cpu_seconds = (cpu_seconds(pid) - cpu_at_start).max(0.0);
+            // The trace's first sample is the start; its last, taken once stopped, the end.
+            if let (Some(first), Some(last)) = (trace.first(), trace.last()) {
+                usage.cpu_seconds = (last.1 - first.1).max(0.0);
+            }
             (usage, trace)
         })?;
         Ok(Sampler { stop, thread })
