@@ -68,6 +68,7 @@ impl Server {
         let upstream = Arc::new(Upstream::new(
             webhooks.socket.clone(),
             config.http_request_timeout,
+            &webhooks.restarts,
         ));
         let shared = Arc::new(Shared {
             id: SERVERS.fetch_add(1, Ordering::Relaxed),

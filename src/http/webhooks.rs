@@ -17,6 +17,7 @@ use crate::{
     error::{Error, Result},
     http::gate::{PEER_HEADER, SERVER_HEADER},
     http::private,
+    http::upstream::Restarts,
     protocol::auth::{self, AuthError},
     protocol::call_id::CallId,
     protocol::events::Event,
@@ -48,6 +49,8 @@ pub use crate::shared::SOCKET_PATH;
 pub(crate) struct Webhooks {
     /// The private socket tiny_http listens on.
     pub(crate) socket: PathBuf,
+    /// The times tiny_http has been started again there, for the gate's kept connections.
+    pub(crate) restarts: Restarts,
     servers: Mutex<HashMap<u64, Weak<Shared>>>,
 }
 
@@ -73,6 +76,7 @@ pub(crate) fn shared_webhooks(config: &Config, base_nice: i32) -> Result<&'stati
                 Ok((dir, tiny)) => {
                     let webhooks: &'static Webhooks = Box::leak(Box::new(Webhooks {
                         socket: dir.join(private::SOCKET_NAME),
+                        restarts: Restarts::new(),
                         servers: Mutex::default(),
                     }));
                     let _ = bound_tx.send(Ok(webhooks));
@@ -117,7 +121,8 @@ impl Webhooks {
     }
 
     /// Serves webhook requests for the life of the process. Should tiny_http's accept
-    /// thread give up, it is started again on the same private socket.
+    /// thread give up, it is started again on the same private socket, and the gate's
+    /// connections to the instance that gave up are replaced (see [`Restarts`]).
     fn serve(&self, mut tiny: tiny_http::Server) {
         loop {
             match tiny.recv() {
@@ -140,6 +145,7 @@ impl Webhooks {
                             }
                         }
                     };
+                    self.restarts.note();
                 }
             }
         }
