@@ -92,7 +92,7 @@ const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 /// `Webhooks::serve`). A connection opened before a restart reaches an instance whose
 /// requests nobody reads any more: tiny_http's thread for it still takes requests, into a
 /// queue that went with the instance. Such a connection is not used again, and a request
-/// waiting on one is sent again to the new instance.
+/// waiting on a kept one is sent again to the new instance.
 pub(crate) struct Restarts(AtomicU64);
 
 impl Restarts {
@@ -101,11 +101,13 @@ impl Restarts {
         Restarts(AtomicU64::new(0))
     }
 
-    /// Counts a restart, once the new instance listens.
+    /// Counts a restart: called once the old instance has answered all it will, before
+    /// the new one listens, so that a connection counted after it reaches the new one.
     pub(crate) fn note(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
+        self.0.fetch_add(1, Ordering::Release);
     }
 
+    /// The restarts so far: the instance a connection made now reaches.
     fn count(&self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
@@ -190,13 +192,12 @@ impl Upstream {
     /// opened to have answered. At most [`MAX_OPEN`] are open.
     fn take(&self, deadline: Instant) -> io::Result<Option<Conn>> {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        let instance = self.restarts.count();
-        let before = pool.free.len();
-        pool.free.retain(|conn| conn.instance == instance);
-        pool.open = pool.open.saturating_sub(before - pool.free.len());
         loop {
-            if let Some(conn) = pool.free.pop() {
-                return Ok(Some(conn));
+            while let Some(conn) = pool.free.pop() {
+                if conn.instance == self.restarts.count() {
+                    return Ok(Some(conn));
+                }
+                pool.open = pool.open.saturating_sub(1);
             }
             if pool.open < MAX_OPEN && !pool.opening {
                 pool.open += 1;
@@ -222,15 +223,13 @@ impl Upstream {
         Ok((conn, result))
     }
 
+    /// Connects (the connection is already counted as open; forgotten again on failure),
+    /// tagged with the instance it reached.
     fn connect(&self) -> io::Result<Conn> {
-        // Counted before connecting: an instance started meanwhile makes the connection
-        // look older than it is, which costs a retry, never a lost request.
-        let instance = self.restarts.count();
-        let connected = UnixStream::connect(&self.path).and_then(|stream| {
-            // Reads wait a tick at a time, so that a restart is seen while waiting.
-            stream.set_read_timeout(Some(TICK.min(self.timeout)))?;
-            stream.set_write_timeout(Some(self.timeout))?;
-            Ok(Conn { stream, instance })
+        let connected = self.connect_tagged().and_then(|conn| {
+            conn.stream.set_read_timeout(Some(self.tick()))?;
+            conn.stream.set_write_timeout(Some(self.timeout))?;
+            Ok(conn)
         });
         if connected.is_err() {
             self.forget();
@@ -238,10 +237,20 @@ impl Upstream {
         connected
     }
 
+    /// Connects, counting restarts before and after: a connection made while a restart
+    /// was counted may have reached either instance, so it is made again.
+    fn connect_tagged(&self) -> io::Result<Conn> {
+        loop {
+            let instance = self.restarts.count();
+            let stream = UnixStream::connect(&self.path)?;
+            if self.restarts.count() == instance {
+                return Ok(Conn { stream, instance });
+            }
+        }
+    }
+
     /// Sends the request and reads one whole answer by `deadline`; says whether the
-    /// connection can carry another. A connection whose instance has been replaced has its
-    /// request refused as never read, once a last read has found no answer: the instance
-    /// answered whatever it read before it stopped, so an answer it gave is already there.
+    /// connection can carry another.
     fn exchange(
         &self,
         conn: &mut Conn,
@@ -249,24 +258,27 @@ impl Upstream {
         head_only: bool,
         deadline: Instant,
     ) -> Exchanged {
-        let mut replaced_seen = false;
-        let mut waited = || {
-            if Instant::now() >= deadline {
-                return Wait::TimedOut;
-            }
-            if self.restarts.count() == conn.instance {
-                return Wait::Again;
-            }
-            if std::mem::replace(&mut replaced_seen, true) {
-                Wait::Replaced
-            } else {
-                Wait::Again
-            }
+        let replaced = || self.restarts.count() != conn.instance;
+        let wait = Wait {
+            deadline,
+            tick: self.tick(),
+            replaced: &replaced,
         };
-        exchange(&mut conn.stream, request, head_only, &mut waited)
+        exchange(&mut conn.stream, request, head_only, wait)
     }
 
+    /// How long one read waits before the exchange looks up: a restart is seen while
+    /// waiting.
+    fn tick(&self) -> Duration {
+        TICK.min(self.timeout)
+    }
+
+    /// Keeps a connection that has carried its answer for the next request, unless its
+    /// instance has been replaced meanwhile.
     fn give_back(&self, conn: Conn) {
+        if conn.instance != self.restarts.count() {
+            return self.forget();
+        }
         self.pool
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -309,16 +321,14 @@ impl Drop for Opening<'_> {
 /// One exchange's outcome: the whole answer and whether the connection can carry another.
 type Exchanged = Result<(Vec<u8>, bool), Exchange>;
 
-/// What to do when a read has waited a tick for the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    /// Read again.
-    Again,
-    /// The deadline has passed.
-    TimedOut,
-    /// The instance the connection reached has been replaced, and nothing of the answer
-    /// has come since: the request was never read.
-    Replaced,
+/// How an exchange waits for its answer.
+struct Wait<'a> {
+    /// When the answer is given up for.
+    deadline: Instant,
+    /// The connection's read timeout: how long a read waits before the exchange looks up.
+    tick: Duration,
+    /// Whether the instance the connection reached has been replaced.
+    replaced: &'a dyn Fn() -> bool,
 }
 
 /// How one exchange failed.
@@ -329,18 +339,16 @@ enum Exchange {
     Broken(io::Error),
 }
 
-/// Sends the request and reads one whole answer; says whether the connection can carry
-/// another. `waited` decides after each read that timed out.
-fn exchange(
-    conn: &mut UnixStream,
-    request: &[u8],
-    head_only: bool,
-    waited: &mut impl FnMut() -> Wait,
-) -> Exchanged {
+/// Sends the request and reads one whole answer by `wait.deadline`; says whether the
+/// connection can carry another. Once the instance has been replaced, and a last read has
+/// brought nothing, the request is refused as never read: the instance answered what it
+/// read before it stopped, so an answer it gave is already here.
+fn exchange(conn: &mut UnixStream, request: &[u8], head_only: bool, wait: Wait) -> Exchanged {
     conn.write_all(request).map_err(Exchange::NoAnswer)?;
     let mut answer = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let mut framing = None;
+    let (mut last_read, mut shortened) = (false, false);
     loop {
         if framing.is_none() {
             framing = answer_framing(&answer, head_only).map_err(Exchange::Broken)?;
@@ -348,7 +356,11 @@ fn exchange(
         if let Some((end, reusable)) = framing {
             if answer.len() >= end {
                 // Anything past the answer would be out of step with the next request.
-                let reusable = reusable && answer.len() == end;
+                let mut reusable = reusable && answer.len() == end;
+                if reusable && shortened {
+                    // The next exchange waits a tick at a time again.
+                    reusable = conn.set_read_timeout(Some(wait.tick)).is_ok();
+                }
                 return Ok((answer, reusable));
             }
         }
@@ -362,20 +374,27 @@ fn exchange(
             Ok(0) => return Err(Exchange::Broken(invalid("the answer broke off"))),
             Ok(n) => answer.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) => match (waited(), answer.is_empty()) {
-                (Wait::Again, _) | (Wait::Replaced, false) => {}
-                (Wait::TimedOut, _) => {
-                    return Err(Exchange::Broken(timed_out(
-                        "the webhooks did not answer in time",
-                    )))
+            Err(e) if is_timeout(&e) => {
+                let left = wait.deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let e = timed_out("the webhooks did not answer in time");
+                    return Err(Exchange::Broken(e));
                 }
-                (Wait::Replaced, true) => {
-                    return Err(Exchange::NoAnswer(io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "the webhooks were started again before reading the request",
-                    )))
+                if answer.is_empty() && (wait.replaced)() {
+                    if last_read {
+                        return Err(Exchange::NoAnswer(io::Error::new(
+                            io::ErrorKind::ConnectionAborted,
+                            "the webhooks were started again before reading the request",
+                        )));
+                    }
+                    last_read = true;
                 }
-            },
+                if left < wait.tick {
+                    conn.set_read_timeout(Some(left))
+                        .map_err(Exchange::Broken)?;
+                    shortened = true;
+                }
+            }
             Err(e) if answer.is_empty() => return Err(Exchange::NoAnswer(e)),
             Err(e) => return Err(Exchange::Broken(e)),
         }
@@ -427,7 +446,7 @@ fn invalid(reason: &str) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::{os::unix::net::UnixListener, sync::mpsc, thread};
+    use std::{os::unix::net::UnixListener, thread};
 
     static TURN: Turn = Turn::new();
 
@@ -450,6 +469,7 @@ mod tests {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir(&dir).unwrap();
             let listener = UnixListener::bind(dir.join("s")).unwrap();
+            listener.set_nonblocking(true).unwrap();
             Listening {
                 dir,
                 listener: Some(listener),
@@ -467,6 +487,30 @@ mod tests {
         }
     }
 
+    /// The next connection within `within`, its reads giving up after 5 s; `None` if none
+    /// came.
+    fn accept_within(listener: &UnixListener, within: Duration) -> Option<UnixStream> {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    return Some(conn);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        None
+    }
+
+    fn accept(listener: &UnixListener) -> UnixStream {
+        accept_within(listener, Duration::from_secs(5)).expect("a connection within 5 s")
+    }
+
     /// Reads one request head (the tests' requests have no body).
     fn read_head(conn: &mut UnixStream) {
         let mut head = Vec::new();
@@ -478,16 +522,20 @@ mod tests {
         assert_eq!(head, REQUEST);
     }
 
+    fn open_count(upstream: &Upstream) -> usize {
+        upstream.pool.lock().unwrap().open
+    }
+
     #[test]
     fn a_connection_kept_from_before_a_restart_is_closed_not_used() {
         static RESTARTS: Restarts = Restarts::new();
         let mut listening = Listening::new("kept");
         let listener = listening.listener.take().unwrap();
         let tiny = thread::spawn(move || {
-            let (mut first, _) = listener.accept().unwrap();
+            let mut first = accept(&listener);
             read_head(&mut first);
             first.write_all(ANSWER).unwrap();
-            let (mut second, _) = listener.accept().unwrap();
+            let mut second = accept(&listener);
             read_head(&mut second);
             second.write_all(NEW_ANSWER).unwrap();
             let mut after = Vec::new();
@@ -500,6 +548,7 @@ mod tests {
         assert_eq!(upstream.forward(REQUEST, false).unwrap(), NEW_ANSWER);
         let after = tiny.join().unwrap();
         assert!(after.is_empty(), "the old connection carried {after:?}");
+        assert_eq!(open_count(&upstream), 1, "only the new connection is open");
     }
 
     #[test]
@@ -507,22 +556,17 @@ mod tests {
         static RESTARTS: Restarts = Restarts::new();
         let mut listening = Listening::new("unread");
         let listener = listening.listener.take().unwrap();
-        let (unread_tx, unread_rx) = mpsc::channel();
         let tiny = thread::spawn(move || {
-            let (mut first, _) = listener.accept().unwrap();
+            let mut first = accept(&listener);
             read_head(&mut first);
             first.write_all(ANSWER).unwrap();
             // The instance stops reading: this request stays in its queue, unanswered.
             read_head(&mut first);
-            unread_tx.send(()).unwrap();
-            let (mut second, _) = listener.accept().unwrap();
+            RESTARTS.note();
+            let mut second = accept(&listener);
             read_head(&mut second);
             second.write_all(NEW_ANSWER).unwrap();
             first
-        });
-        let restarter = thread::spawn(move || {
-            unread_rx.recv().unwrap();
-            RESTARTS.note();
         });
         let upstream = listening.upstream(&RESTARTS);
         assert_eq!(upstream.forward(REQUEST, false).unwrap(), ANSWER);
@@ -533,8 +577,31 @@ mod tests {
             "answered after {:?}, the request timeout is 3 s",
             sent.elapsed()
         );
-        restarter.join().unwrap();
         drop(tiny.join().unwrap());
+        assert_eq!(open_count(&upstream), 1, "only the new connection is open");
+    }
+
+    #[test]
+    fn an_answer_a_replaced_instance_gave_is_taken_and_its_request_not_sent_again() {
+        static RESTARTS: Restarts = Restarts::new();
+        let mut listening = Listening::new("answered");
+        let listener = listening.listener.take().unwrap();
+        let tiny = thread::spawn(move || {
+            let mut first = accept(&listener);
+            read_head(&mut first);
+            first.write_all(ANSWER).unwrap();
+            read_head(&mut first);
+            // Slower than a tick, so the gate has waited once before the answer comes;
+            // the restart is counted only after the answer, as `Webhooks::serve` does.
+            thread::sleep(TICK + Duration::from_millis(100));
+            first.write_all(NEW_ANSWER).unwrap();
+            RESTARTS.note();
+            accept_within(&listener, Duration::from_millis(500)).is_some()
+        });
+        let upstream = listening.upstream(&RESTARTS);
+        assert_eq!(upstream.forward(REQUEST, false).unwrap(), ANSWER);
+        assert_eq!(upstream.forward(REQUEST, false).unwrap(), NEW_ANSWER);
+        assert!(!tiny.join().unwrap(), "the request was sent again");
     }
 
     #[test]

@@ -136,6 +136,8 @@ impl Webhooks {
                 Err(e) => {
                     log::error!("webhooks stopped accepting ({e}); starting them again");
                     drop(tiny);
+                    // Every request the old instance read before it failed is answered.
+                    self.restarts.note();
                     tiny = loop {
                         match bind(&self.socket) {
                             Ok(t) => break t,
@@ -145,7 +147,6 @@ impl Webhooks {
                             }
                         }
                     };
-                    self.restarts.note();
                 }
             }
         }
