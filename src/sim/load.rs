@@ -36,6 +36,9 @@ const DIALERS: usize = 128;
 /// Calls started per second, unless [`LoadOptions::ramp`] says otherwise.
 pub const DEFAULT_RAMP: f64 = 200.0;
 
+/// The share of frames sent late from which the report says the generator fell behind.
+const GENERATOR_BEHIND: f64 = 0.1;
+
 /// Threads that post call events: four a call, posted beside the call as Vonage does.
 const POSTERS: usize = 4;
 
@@ -194,6 +197,15 @@ impl LoadReport {
         self.failed.values().sum()
     }
 
+    /// The share of frames the generator sent late, when it is large enough to say that
+    /// the generator fell behind its own schedule (a tenth of them or more). A generator
+    /// that is behind also reads its echoes late, so its round trips then include its own
+    /// delay: on a core it cannot keep up on, they overstate the server's.
+    pub fn generator_behind(&self) -> Option<f64> {
+        let late = self.frames_late as f64 / self.frames_sent.max(1) as f64;
+        (late >= GENERATOR_BEHIND).then_some(late)
+    }
+
     /// Whether every call connected and every frame came back intact.
     pub fn passed(&self) -> bool {
         self.failed_calls() == 0
@@ -243,6 +255,14 @@ impl fmt::Display for LoadReport {
         writeln!(f, "round trip ms, all frames:    {}", self.round_trip)?;
         if let Some(steady) = &self.steady_round_trip {
             writeln!(f, "round trip ms, all calls up:  {steady}")?;
+        }
+        if let Some(late) = self.generator_behind() {
+            writeln!(
+                f,
+                "the generator fell behind: {:.0} % of frames left 5 ms or more late, so its \
+                 round trips include its own delay in reading echoes",
+                late * 100.0
+            )?;
         }
         if let Some(s) = &self.server {
             writeln!(
@@ -760,6 +780,30 @@ mod tests {
         assert!(report
             .to_string()
             .contains("the load itself failed: 1 event poster thread(s) ended abnormally"));
+    }
+
+    #[test]
+    fn a_generator_that_sent_a_tenth_of_its_frames_late_says_it_fell_behind() {
+        let report = LoadReport {
+            frames_sent: 1000,
+            frames_late: 100,
+            ..LoadReport::default()
+        };
+        assert_eq!(report.generator_behind(), Some(0.1));
+        assert!(report
+            .to_string()
+            .contains("the generator fell behind: 10 % of frames left 5 ms or more late"));
+    }
+
+    #[test]
+    fn a_generator_that_kept_to_its_schedule_says_nothing_of_it() {
+        let report = LoadReport {
+            frames_sent: 1000,
+            frames_late: 99,
+            ..LoadReport::default()
+        };
+        assert_eq!(report.generator_behind(), None);
+        assert!(!report.to_string().contains("fell behind"));
     }
 
     #[test]
