@@ -454,14 +454,13 @@ mod tests {
     const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]";
     const NEW_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nnew";
 
-    /// A listener standing where tiny_http listens, in a directory of its own.
+    /// The directory of a listener standing where tiny_http listens, removed when dropped.
     struct Listening {
         dir: PathBuf,
-        listener: Option<UnixListener>,
     }
 
     impl Listening {
-        fn new(name: &str) -> Listening {
+        fn new(name: &str) -> (Listening, UnixListener) {
             let dir = std::env::temp_dir().join(format!(
                 "vonage-echo-upstream-{name}-{}",
                 std::process::id()
@@ -470,14 +469,7 @@ mod tests {
             std::fs::create_dir(&dir).unwrap();
             let listener = UnixListener::bind(dir.join("s")).unwrap();
             listener.set_nonblocking(true).unwrap();
-            Listening {
-                dir,
-                listener: Some(listener),
-            }
-        }
-
-        fn upstream(&self, restarts: &'static Restarts) -> Upstream {
-            Upstream::new(self.dir.join("s"), Duration::from_secs(3), restarts)
+            (Listening { dir }, listener)
         }
     }
 
@@ -485,6 +477,26 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+
+    /// An upstream whose stand-in for tiny_http has answered one request, on the connection
+    /// the upstream now keeps; `then` plays the stand-in on, with its listener and that
+    /// connection.
+    fn after_one_answer<T: Send + 'static>(
+        name: &str,
+        restarts: &'static Restarts,
+        then: impl FnOnce(UnixListener, UnixStream) -> T + Send + 'static,
+    ) -> (Listening, Upstream, thread::JoinHandle<T>) {
+        let (listening, listener) = Listening::new(name);
+        let tiny = thread::spawn(move || {
+            let mut first = accept(&listener);
+            read_head(&mut first);
+            first.write_all(ANSWER).unwrap();
+            then(listener, first)
+        });
+        let upstream = Upstream::new(listening.dir.join("s"), Duration::from_secs(3), restarts);
+        assert_eq!(upstream.forward(REQUEST, false).unwrap(), ANSWER);
+        (listening, upstream, tiny)
     }
 
     /// The next connection within `within`, its reads giving up after 5 s; `None` if none
@@ -529,12 +541,7 @@ mod tests {
     #[test]
     fn a_connection_kept_from_before_a_restart_is_closed_not_used() {
         static RESTARTS: Restarts = Restarts::new();
-        let mut listening = Listening::new("kept");
-        let listener = listening.listener.take().unwrap();
-        let tiny = thread::spawn(move || {
-            let mut first = accept(&listener);
-            read_head(&mut first);
-            first.write_all(ANSWER).unwrap();
+        let (_dir, upstream, tiny) = after_one_answer("kept", &RESTARTS, |listener, mut first| {
             let mut second = accept(&listener);
             read_head(&mut second);
             second.write_all(NEW_ANSWER).unwrap();
@@ -542,8 +549,6 @@ mod tests {
             first.read_to_end(&mut after).unwrap();
             after
         });
-        let upstream = listening.upstream(&RESTARTS);
-        assert_eq!(upstream.forward(REQUEST, false).unwrap(), ANSWER);
         RESTARTS.note();
         assert_eq!(upstream.forward(REQUEST, false).unwrap(), NEW_ANSWER);
         let after = tiny.join().unwrap();
@@ -554,22 +559,16 @@ mod tests {
     #[test]
     fn a_request_left_unread_by_a_replaced_instance_is_sent_to_the_new_one_at_once() {
         static RESTARTS: Restarts = Restarts::new();
-        let mut listening = Listening::new("unread");
-        let listener = listening.listener.take().unwrap();
-        let tiny = thread::spawn(move || {
-            let mut first = accept(&listener);
-            read_head(&mut first);
-            first.write_all(ANSWER).unwrap();
-            // The instance stops reading: this request stays in its queue, unanswered.
-            read_head(&mut first);
-            RESTARTS.note();
-            let mut second = accept(&listener);
-            read_head(&mut second);
-            second.write_all(NEW_ANSWER).unwrap();
-            first
-        });
-        let upstream = listening.upstream(&RESTARTS);
-        assert_eq!(upstream.forward(REQUEST, false).unwrap(), ANSWER);
+        let (_dir, upstream, tiny) =
+            after_one_answer("unread", &RESTARTS, |listener, mut first| {
+                // The instance stops reading: this request stays in its queue, unanswered.
+                read_head(&mut first);
+                RESTARTS.note();
+                let mut second = accept(&listener);
+                read_head(&mut second);
+                second.write_all(NEW_ANSWER).unwrap();
+                first
+            });
         let sent = Instant::now();
         assert_eq!(upstream.forward(REQUEST, false).unwrap(), NEW_ANSWER);
         assert!(
@@ -584,22 +583,16 @@ mod tests {
     #[test]
     fn an_answer_a_replaced_instance_gave_is_taken_and_its_request_not_sent_again() {
         static RESTARTS: Restarts = Restarts::new();
-        let mut listening = Listening::new("answered");
-        let listener = listening.listener.take().unwrap();
-        let tiny = thread::spawn(move || {
-            let mut first = accept(&listener);
-            read_head(&mut first);
-            first.write_all(ANSWER).unwrap();
-            read_head(&mut first);
-            // Slower than a tick, so the gate has waited once before the answer comes;
-            // the restart is counted only after the answer, as `Webhooks::serve` does.
-            thread::sleep(TICK + Duration::from_millis(100));
-            first.write_all(NEW_ANSWER).unwrap();
-            RESTARTS.note();
-            accept_within(&listener, Duration::from_millis(500)).is_some()
-        });
-        let upstream = listening.upstream(&RESTARTS);
-        assert_eq!(upstream.forward(REQUEST, false).unwrap(), ANSWER);
+        let (_dir, upstream, tiny) =
+            after_one_answer("answered", &RESTARTS, |listener, mut first| {
+                read_head(&mut first);
+                // Slower than a tick, so the gate has waited once before the answer comes;
+                // the restart is counted only after the answer, as `Webhooks::serve` does.
+                thread::sleep(TICK + Duration::from_millis(100));
+                first.write_all(NEW_ANSWER).unwrap();
+                RESTARTS.note();
+                accept_within(&listener, Duration::from_millis(500)).is_some()
+            });
         assert_eq!(upstream.forward(REQUEST, false).unwrap(), NEW_ANSWER);
         assert!(!tiny.join().unwrap(), "the request was sent again");
     }
