@@ -15,7 +15,8 @@ use vonage_echo::{
         call::{self, CallOptions},
         load::{self, LoadOptions},
         script::Scenario,
-        AnswerMethod, Dial, Expect, Voice,
+        urls::{Origin, Rewrite},
+        Dial, Expect, Method, Voice,
     },
     AudioFormat, Config, Server,
 };
@@ -50,6 +51,10 @@ struct DialArgs {
     /// The answer webhook, e.g. http://127.0.0.1:3000/webhooks/answer.
     #[arg(long)]
     answer_url: String,
+    /// The application's fallback answer URL: asked twice when the answer URL could not
+    /// give an NCCO twice (refused, timed out, 429, 503 or 504).
+    #[arg(long)]
+    fallback_answer_url: Option<String>,
     /// How the answer webhook is requested.
     #[arg(long, default_value = "GET", value_parser = ["GET", "POST"])]
     method: String,
@@ -59,9 +64,19 @@ struct DialArgs {
     /// Post no call events.
     #[arg(long)]
     no_events: bool,
-    /// Connect the socket here instead of the NCCO's uri.
-    #[arg(long)]
-    ws_url: Option<String>,
+    /// Open every socket at this scheme, host and port (e.g. ws://127.0.0.1:8000), keeping
+    /// the NCCO uri's path and query.
+    #[arg(long, value_parser = Origin::parse)]
+    ws_url: Option<Origin>,
+    /// Reach every URL the NCCO names on a public origin at a local one instead, keeping
+    /// its path and query: PUBLIC=LOCAL, e.g. https://abc.ngrok.app=http://127.0.0.1:8000
+    /// (sockets and eventUrl alike; repeatable).
+    #[arg(long, value_name = "PUBLIC=LOCAL")]
+    rewrite: Vec<Rewrite>,
+    /// How fast Vonage speaks a talk action, in characters a second (its time is estimated
+    /// from its text); 0 speaks it in no time.
+    #[arg(long, default_value_t = sim::DEFAULT_TALK_RATE)]
+    talk_rate: f64,
     /// PEM certificates to trust for https:// and wss:// (a private or test CA).
     #[arg(long)]
     ca_file: Option<PathBuf>,
@@ -72,10 +87,13 @@ struct DialArgs {
     /// connection_timeout).
     #[arg(long, default_value_t = Seconds(sim::DEFAULT_CONNECT_TIMEOUT), value_parser = seconds_arg)]
     connect_timeout: Seconds,
-    /// Seconds Vonage waits for the answer (the application's socket_timeout); a slower
-    /// answer is a fault.
+    /// Seconds Vonage waits for the whole answer (the application's socket_timeout); a
+    /// slower answer is asked again, as a refused connection is.
     #[arg(long, default_value_t = Seconds(sim::DEFAULT_ANSWER_TIMEOUT), value_parser = seconds_arg)]
     answer_timeout: Seconds,
+    /// Seconds Vonage waits for the event webhook; a slower one is a warning.
+    #[arg(long, default_value_t = Seconds(sim::EVENT_TIMEOUT), value_parser = seconds_arg)]
+    event_timeout: Seconds,
     /// Log level.
     #[arg(long, default_value = "warn")]
     log_level: LevelFilter,
@@ -84,15 +102,19 @@ struct DialArgs {
 impl DialArgs {
     fn dial(&self) -> Dial {
         let method = if self.method == "POST" {
-            AnswerMethod::Post
+            Method::Post
         } else {
-            AnswerMethod::Get
+            Method::Get
         };
         Dial::new(self.answer_url.clone())
             .method(method)
+            .fallback_answer_url(self.fallback_answer_url.clone())
             .event_url(self.event_url.clone())
             .post_events(!self.no_events)
             .ws_url(self.ws_url.clone())
+            .rewrites(self.rewrite.clone())
+            .talk_rate(self.talk_rate)
+            .event_timeout(self.event_timeout.0)
             .signature_secret(self.signature_secret.clone().map(Secret::new))
             .ca_file(self.ca_file.clone())
             .connect_timeout(self.connect_timeout.0)

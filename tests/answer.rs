@@ -7,7 +7,12 @@ use vonage_echo::AudioFormat;
 
 #[test]
 fn get_answer_is_the_echo_ncco() {
-    let server = server();
+    // The default greeting, not the tests' short one.
+    let server = start(
+        vonage_echo::Config::default()
+            .http_addr("127.0.0.1:0".parse().unwrap())
+            .ws_addr("127.0.0.1:0".parse().unwrap()),
+    );
     let answer = http(
         server.http_addr(),
         "GET",

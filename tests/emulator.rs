@@ -200,7 +200,7 @@ fn content_type_in_camel_case_streams_16_khz_and_is_named() {
 }
 
 #[test]
-fn an_answer_slower_than_vonage_waits_is_a_fault() {
+fn an_answer_slower_than_vonage_waits_is_asked_twice_then_fails_the_call() {
     let app = start_app(
         ncco_8k,
         Duration::from_millis(700),
@@ -211,14 +211,27 @@ fn an_answer_slower_than_vonage_waits_is_a_fault() {
         .clone()
         .dial(options.dial.answer_timeout(Duration::from_millis(300)));
     let report = call::run(&options).unwrap();
+    assert_eq!(report.answer_attempts.len(), 2, "{report}");
+    assert!(
+        report
+            .answer_attempts
+            .iter()
+            .all(|a| a.error.as_deref().is_some_and(|e| e.contains("0.30 s"))),
+        "{report}"
+    );
     assert!(
         has_fault(
             &report,
             Check::AnswerWebhook,
-            &["answered after", "waits 0.30 s"]
+            &[
+                "no NCCO after asking the answer URL twice",
+                "--fallback-answer-url"
+            ]
         ),
         "{report}"
     );
+    assert_eq!(report.sent, 0, "no call without an NCCO: {report}");
+    assert_eq!(app.statuses(), ["started", "ringing", "completed"]);
 }
 
 #[test]
@@ -257,16 +270,35 @@ fn an_application_that_closes_the_socket_is_reported_with_a_disconnected_event()
     );
     assert!(report.closed_by_application, "{report}");
     assert!(report.sent < 50, "the caller stopped streaming: {report}");
-    let events = app.events.lock().unwrap().clone();
+    let legs: Vec<(String, String)> = app
+        .events()
+        .iter()
+        .map(|e| {
+            let leg = if e.fields["direction"] == "outbound" {
+                "socket"
+            } else {
+                "call"
+            };
+            (
+                leg.to_owned(),
+                e.fields["status"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("call", "started"),
+        ("call", "ringing"),
+        ("call", "answered"),
+        ("socket", "started"),
+        ("socket", "answered"),
+        ("socket", "disconnected"),
+        ("socket", "completed"),
+        ("call", "completed"),
+    ];
     assert_eq!(
-        events,
-        [
-            "started",
-            "ringing",
-            "answered",
-            "disconnected",
-            "completed"
-        ]
+        legs,
+        expected.map(|(l, s)| (l.to_owned(), s.to_owned())),
+        "the socket leg's events go to the application's event URL when its connect names none"
     );
 }
 

@@ -190,7 +190,7 @@ fn a_broken_ncco_fails_the_call_naming_the_fault() {
         (r#"{"action":"talk"}"#.to_owned(), "not a JSON array"),
         (
             r#"[{"action":"talk","text":"hi"}]"#.to_owned(),
-            "no connect action",
+            "without a connect to a websocket",
         ),
         (
             ncco_for("ws://x/socket").replace("rate=8000", "rate=44100"),

@@ -299,8 +299,9 @@ fn a_self_signed_certificate_in_the_ca_file_serves_https_and_wss() {
             .iter()
             .filter(|p| p.as_str() == "/webhooks/events")
             .count(),
-        4,
-        "started, ringing, answered and completed went over https: {asked:?}"
+        7,
+        "the call's started, ringing, answered and completed, and the socket leg's started, \
+         answered and completed, went over https: {asked:?}"
     );
 }
 

@@ -18,17 +18,20 @@
 //! # Ok::<(), vonage_echo::Error>(())
 //! ```
 
-use std::{path::PathBuf, time::Duration};
-
-use serde_json::{json, Map, Value};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use super::{
+    answer_call, attempt_findings,
     caller::{Caller, Voice},
-    dial,
+    course::{Course, Next},
+    events::{self, Delivery, HungUp, Leg, LegKind, Poster, Status},
     findings::{Check, Finding},
-    percentile,
+    ncco::{self, Connect},
+    open_leg, percentile,
     playback::DEFAULT_BUFFER_FRAMES,
-    post_event,
     script::{Expected, Scenario},
     session::{Expect, Observed, Played, Session},
     tape::Tape,
@@ -141,11 +144,14 @@ impl CallOptions {
 }
 
 /// The rules of call setup, in the order a call meets them.
-const SETUP: [Check; 4] = [
+const SETUP: [Check; 7] = [
     Check::Events,
     Check::AnswerWebhook,
     Check::Ncco,
+    Check::CallerId,
+    Check::NccoActions,
     Check::Handshake,
+    Check::SocketEvents,
 ];
 
 /// Plays one call and judges the application. Whatever the application does, the call
@@ -153,66 +159,289 @@ const SETUP: [Check; 4] = [
 /// bad option, an unreadable WAV file or scenario, a recording that cannot be created.
 pub fn run(options: &CallOptions) -> Result<CallReport> {
     check_options(options)?;
-    let agent = options.dial.agent()?;
-    let event_url = options.dial.event_target()?;
+    let dial = &options.dial;
+    let agent = dial.agent()?;
     let id = CallId::random();
     let mut report = CallReport::new(id.clone(), options.expect);
-    let mut post = |base: &Value, status: &'static str| match &event_url {
-        Some(url) => post_event(&agent, &options.dial, url, base, status, Map::new()),
-        None => Ok(()),
-    };
-    let dialed = match dial(&options.dial, id.clone(), &agent, &mut post) {
-        Ok(dialed) => dialed,
-        Err(failed) => {
+    report.answer_method = dial.method;
+    let poster = Poster::start(agent.clone(), dial.clone())
+        .map_err(|e| Error::io("starting the call's event poster", e))?;
+    let mut call = Leg::call(dial, id, dial.event_target()?);
+    let origin = Instant::now();
+    let answered = match answer_call(dial, &agent, &mut call, &mut |leg, e| poster.send(leg, e)) {
+        Ok(answered) => answered,
+        Err((failed, attempts)) => {
+            report.answer_time = attempts.last().map(|a| a.took);
+            report.answer_attempts = attempts;
             report.unreached = expectation_checks(options);
-            return Ok(setup_failed(report, failed));
+            let mut report = setup_failed(report, failed);
+            add_deliveries(&mut report, poster.finish());
+            return Ok(report);
         }
     };
-    describe_setup(&mut report, &dialed);
-    let (caller, tape) = match prepare(options, dialed.format) {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            // The call cannot go on (a WAV at another rate, a recording that cannot be
-            // made): the caller hangs up at once rather than drop the socket.
-            let mut ws = dialed.ws;
-            let _ = ws.close(None);
-            let _ = ws.flush();
-            return Err(e);
-        }
+    report.answer_time = answered.attempts.last().map(|a| a.took);
+    report.add(attempt_findings(&answered.attempts, dial.method));
+    report.answer_attempts = answered.attempts;
+    report.talks = answered.reading.talks();
+    report.add(answered.reading.findings);
+    report.checks = SETUP.to_vec();
+    let mut course = Course::new(origin, answered.reading.steps);
+    let mut legs = Legs {
+        options,
+        agent: &agent,
+        poster: &poster,
+        call: &mut call,
+        caller: None,
+        tape: None,
+        sync: Vec::new(),
+        rtts: Vec::new(),
+        connected_any: false,
     };
-    let base = json!({"uuid": id.as_str(), "conversation_uuid": dialed.conversation,
-                      "from": options.dial.from, "to": options.dial.to, "direction": "inbound"});
-    let answered_at = dialed.answered_at;
-    // The socket is a leg of its own: its events carry its uuid, its uri and the headers.
-    let leg = json!({"uuid": CallId::random().as_str(), "conversation_uuid": dialed.conversation,
-                     "from": options.dial.from, "to": dialed.socket_uri, "direction": "outbound",
-                     "headers": dialed.headers});
-    let steps = caller.steps.clone();
-    let played = Session::new(dialed, caller, options.expect, options.buffer_frames, tape)
+    let hung_up = legs.play(&mut course, &mut report)?;
+    if !legs.connected_any {
+        no_socket(&mut report);
+    }
+    let Legs { sync, .. } = legs;
+    poster.send(&call, call.event(Status::Completed(hung_up)));
+    report.add(course.findings);
+    report.ncco_actions = course.ran;
+    let mut deliveries = poster.finish();
+    deliveries.extend(sync);
+    add_deliveries(&mut report, deliveries);
+    Ok(report)
+}
+
+/// Files how each event was delivered, with a warning for each that failed.
+fn add_deliveries(report: &mut CallReport, deliveries: Vec<Delivery>) {
+    for delivery in &deliveries {
+        if let Some(failure) = delivery.failure() {
+            let check = match delivery.leg {
+                LegKind::Call => Check::Events,
+                LegKind::Socket => Check::SocketEvents,
+            };
+            report.add([Finding::warning(check, failure)]);
+        }
+    }
+    report.events = deliveries;
+}
+
+/// How a socket leg ended.
+enum LegEnd {
+    /// The caller hung up: the call is over.
+    CallerHungUp,
+    /// The application closed the socket, or dropped it.
+    Application,
+    /// Vonage ended it: its `limit` passed, or the application broke a rule that ends it.
+    Platform,
+    /// It never opened.
+    Failed,
+}
+
+/// A call's socket legs, played one after another as the NCCO reaches them; the caller's
+/// audio goes on where the last leg left it.
+struct Legs<'a> {
+    options: &'a CallOptions,
+    agent: &'a ureq::Agent,
+    poster: &'a Poster,
+    call: &'a mut Leg,
+    /// What the caller has still to say; made at the first socket, in its format.
+    caller: Option<Caller>,
+    tape: Option<Tape>,
+    /// Deliveries of synchronous events, posted inline.
+    sync: Vec<Delivery>,
+    /// Round trips of every leg's echoed frames, in microseconds.
+    rtts: Vec<u32>,
+    /// Whether the NCCO reached a `connect` at all.
+    connected_any: bool,
+}
+
+impl Legs<'_> {
+    /// Runs the course to its end; says who ended the call.
+    fn play(&mut self, course: &mut Course, report: &mut CallReport) -> Result<HungUp> {
+        loop {
+            let connect = match course.run_to_connect(&self.options.dial) {
+                Next::End(by) => return Ok(by),
+                Next::Connect(connect) => connect,
+            };
+            let start = course.now();
+            self.connected_any = true;
+            let (end, note) = self.socket_leg(&connect, report)?;
+            course.record("connect", start, note);
+            match end {
+                LegEnd::CallerHungUp => return Ok(HungUp::User),
+                LegEnd::Application if connect.synchronous => {
+                    self.disconnected_sync(&connect, course, report)
+                }
+                LegEnd::Application | LegEnd::Platform | LegEnd::Failed => {}
+            }
+        }
+    }
+
+    /// One socket leg, from its handshake to its end: how it ended, in a few words.
+    fn socket_leg(
+        &mut self,
+        connect: &Connect,
+        report: &mut CallReport,
+    ) -> Result<(LegEnd, String)> {
+        let dial = &self.options.dial;
+        let target = dial.socket_event_target(connect, self.call);
+        let mut leg = self.call.socket(
+            &connect.endpoint.uri,
+            connect.from.as_deref(),
+            connect.endpoint.headers.clone(),
+            target,
+        );
+        let poster = self.poster;
+        let id = self.call.uuid.clone();
+        let dialed = match open_leg(dial, &id, connect, &mut leg, &mut |l, e| poster.send(l, e)) {
+            Ok(dialed) => dialed,
+            Err(Failed { check, error }) => {
+                let note = format!("the socket did not open: {error}");
+                report.add([Finding::fault(check, error.to_string())]);
+                return Ok((LegEnd::Failed, note));
+            }
+        };
+        let first = self.caller.is_none();
+        if first {
+            describe_socket(report, &dialed);
+            match prepare(self.options, dialed.format) {
+                Ok((caller, tape)) => {
+                    self.caller = Some(caller);
+                    self.tape = tape;
+                }
+                Err(e) => {
+                    // The call cannot go on (a WAV at another rate, a recording that cannot
+                    // be made): the caller hangs up at once rather than drop the socket.
+                    let mut ws = dialed.ws;
+                    let _ = ws.close(None);
+                    let _ = ws.flush();
+                    return Err(e);
+                }
+            }
+        }
+        let caller = self.caller.take().unwrap_or_default();
+        let steps = caller.steps.clone();
+        let opened = Instant::now();
+        let played = Session::new(
+            dialed,
+            caller.clone(),
+            self.options.expect,
+            self.options.buffer_frames,
+            if first { self.tape.take() } else { None },
+        )
         .map_err(|e| Error::io("setting up the call's socket", e))?
         .run();
-    report.checks = streamed_checks(options.expect);
-    if let Some(scenario) = &options.script {
-        judge_expectations(&mut report, scenario, &steps, &played.observed);
-    }
-    fill(&mut report, played);
-    if let Some(url) = &event_url {
-        let ended = |base: &Value, status: &str, extra: Map<String, Value>| {
-            post_event(&agent, &options.dial, url, base, status, extra)
-                .err()
-                .map(|e| Finding::fault(Check::Events, e.to_string()))
-        };
-        if report.closed_by_application {
-            report.add(ended(&leg, "disconnected", Map::new()));
+        self.caller = Some(caller.rest(played.tally.sent));
+        if first {
+            report.checks = streamed_checks(self.options.expect);
+            if let Some(scenario) = &self.options.script {
+                judge_expectations(report, scenario, &steps, &played.observed);
+            }
         }
-        let seconds = answered_at.elapsed().as_secs().to_string();
-        report.add(ended(
-            &base,
-            "completed",
-            Map::from_iter([("duration".into(), seconds.into())]),
-        ));
+        let (end, why) = ending(&played, opened.elapsed());
+        fill(report, played, &mut self.rtts);
+        if matches!(end, LegEnd::Application) {
+            self.poster.send(&leg, leg.event(Status::Disconnected));
+        }
+        let by = match end {
+            LegEnd::Application => HungUp::User,
+            _ => HungUp::Platform,
+        };
+        self.poster.send(&leg, leg.event(Status::Completed(by)));
+        Ok((end, why))
     }
-    Ok(report)
+
+    /// With `eventType: "synchronous"`, the answer to `disconnected` may be an NCCO, which
+    /// replaces what is left of the call's; it is posted, and waited for, inline.
+    fn disconnected_sync(
+        &mut self,
+        connect: &Connect,
+        course: &mut Course,
+        report: &mut CallReport,
+    ) {
+        let dial = &self.options.dial;
+        let Some(target) = dial.socket_event_target(connect, self.call) else {
+            return;
+        };
+        let leg = self.call.socket(
+            &connect.endpoint.uri,
+            connect.from.as_deref(),
+            connect.endpoint.headers.clone(),
+            Some(target.clone()),
+        );
+        let (delivery, body) =
+            events::post(self.agent, dial, &target, &leg.event(Status::Disconnected));
+        let ok = delivery.ok();
+        self.sync.push(delivery);
+        let Some(body) = body.filter(|b| ok && b.trim_ascii_start().starts_with(b"[")) else {
+            return;
+        };
+        match ncco::read(&body) {
+            Ok(reading) => {
+                report.talks.extend(reading.talks());
+                report.add(reading.findings);
+                course.replace(reading.steps);
+                course.record(
+                    "disconnected",
+                    course.now(),
+                    "its answer's NCCO replaced the rest of the call's",
+                );
+            }
+            Err(reason) => {
+                self.poster.send(
+                    self.call,
+                    self.call.error(&format!("Syntax error in NCCO: {reason}")),
+                );
+                report.add([Finding::fault(
+                    Check::NccoActions,
+                    format!("the NCCO answering disconnected: {reason}; Vonage ends the call"),
+                )]);
+                course.replace(Vec::new());
+            }
+        }
+    }
+}
+
+/// A call whose NCCO never connected a socket: nothing of the socket could be judged,
+/// which fails an echo and is worth a word otherwise.
+fn no_socket(report: &mut CallReport) {
+    let text = "the NCCO ran out without a connect to a websocket: no audio was streamed";
+    report.add([match report.expect {
+        Expect::Echo => Finding::fault(Check::Handshake, text),
+        Expect::Protocol => Finding::warning(Check::Handshake, text),
+    }]);
+}
+
+/// How a socket leg ended, from what its session saw, and that in a few words.
+fn ending(played: &Played, lasted: Duration) -> (LegEnd, String) {
+    let t = &played.tally;
+    let secs = lasted.as_secs_f64();
+    if t.limit_reached {
+        (
+            LegEnd::Platform,
+            format!("Vonage ended it at its limit, after {secs:.1} s"),
+        )
+    } else if t.caller_hung_up {
+        (
+            LegEnd::CallerHungUp,
+            format!("the caller hung up after {secs:.1} s"),
+        )
+    } else if t.vonage_dropped {
+        (
+            LegEnd::Platform,
+            format!("Vonage dropped it after {secs:.1} s (a frame of the wrong size)"),
+        )
+    } else {
+        let how = t
+            .app_close
+            .map_or("dropped the connection".to_owned(), |c| {
+                format!("closed it with {c}")
+            });
+        (
+            LegEnd::Application,
+            format!("the application {how} after {secs:.1} s"),
+        )
+    }
 }
 
 /// What the caller will do, and where the call is recorded.
@@ -246,14 +475,11 @@ fn setup_failed(mut report: CallReport, Failed { check, error }: Failed) -> Call
     report
 }
 
-/// What call setup found, into the report.
-fn describe_setup(report: &mut CallReport, dialed: &super::Dialed) {
+/// What the first socket's opening says, into the report.
+fn describe_socket(report: &mut CallReport, dialed: &super::Dialed) {
     report.format = Some(dialed.format);
     report.socket_uri = dialed.socket_uri.clone();
-    report.talks = dialed.talks.clone();
-    report.answer_time = Some(dialed.setup.answer);
-    report.handshake_time = Some(dialed.setup.handshake);
-    report.add(dialed.findings.clone());
+    report.handshake_time = Some(dialed.handshake);
 }
 
 /// What the caller does: the scenario, or the options' voice, WAV and keys.
@@ -301,25 +527,27 @@ fn check_options(options: &CallOptions) -> Result<()> {
     Ok(())
 }
 
-/// Copies what the socket saw into the report.
-fn fill(report: &mut CallReport, played: Played) {
+/// Adds what a socket leg saw to the report; its round trips join `rtts`, whose
+/// percentiles the report gives.
+fn fill(report: &mut CallReport, played: Played, rtts: &mut Vec<u32>) {
     let t = played.tally;
-    report.sent = t.sent;
-    report.echoed = t.echoed;
-    report.lost = t.lost;
-    report.corrupted = t.corrupted;
-    report.late = t.late;
-    report.texts = (t.texts_sent, t.texts_echoed);
-    report.received_frames = t.received;
-    report.played_frames = t.played;
-    report.dropped_frames = t.dropped;
-    report.underruns = t.underruns;
-    report.cleared = t.cleared;
-    report.cleared_frames = t.thrown;
-    report.unplayed_frames = t.unplayed;
-    report.notified = t.notified;
-    report.server_close = t.app_close;
-    report.closed_by_application = t.app_ended_first;
+    report.sent += t.sent;
+    report.echoed += t.echoed;
+    report.lost += t.lost;
+    report.corrupted += t.corrupted;
+    report.late += t.late;
+    report.texts.0 += t.texts_sent;
+    report.texts.1 += t.texts_echoed;
+    report.received_frames += t.received;
+    report.played_frames += t.played;
+    report.dropped_frames += t.dropped;
+    report.underruns += t.underruns;
+    report.cleared += t.cleared;
+    report.cleared_frames += t.thrown;
+    report.unplayed_frames += t.unplayed;
+    report.notified += t.notified;
+    report.server_close = t.app_close.or(report.server_close);
+    report.closed_by_application |= t.app_ended_first;
     if t.app_ended_first && report.expect == Expect::Echo {
         report.add([Finding::fault(
             Check::Socket,
@@ -329,12 +557,12 @@ fn fill(report: &mut CallReport, played: Played) {
             ),
         )]);
     }
-    let mut rtts = t.rtts;
+    rtts.extend(t.rtts);
     rtts.sort_unstable();
     report.rtt = (
-        percentile(&rtts, 50.0),
-        percentile(&rtts, 99.0),
-        percentile(&rtts, 100.0),
+        percentile(rtts, 50.0),
+        percentile(rtts, 99.0),
+        percentile(rtts, 100.0),
     );
     report.add(played.findings);
 }

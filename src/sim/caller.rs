@@ -101,6 +101,30 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// What is left to say after the first `ticks` frames: the caller goes on there in the
+    /// call's next socket leg.
+    pub(crate) fn rest(&self, ticks: u64) -> Caller {
+        let from = (ticks as usize).min(self.frames.len());
+        let shift = from as u64;
+        Caller {
+            frames: self.frames[from..].to_vec(),
+            keys: self
+                .keys
+                .iter()
+                .filter(|(at, _)| *at >= shift)
+                .map(|(at, key)| (at - shift, *key))
+                .collect(),
+            steps: self
+                .steps
+                .iter()
+                .filter(|(_, end)| *end > shift)
+                .map(|(start, end)| (start.saturating_sub(shift), end - shift))
+                .collect(),
+        }
+    }
+}
+
 /// Whole ticks in `d`, rounded up.
 fn ticks(d: Duration) -> u64 {
     d.as_micros().div_ceil(FRAME_DURATION.as_micros()) as u64

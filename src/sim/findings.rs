@@ -24,6 +24,12 @@ pub enum Check {
     Socket,
     /// The event webhook takes the call's events.
     Events,
+    /// The socket leg's event webhook (`connect`'s `eventUrl`) takes its events.
+    SocketEvents,
+    /// The caller id a `connect` presents is a number Vonage can show.
+    CallerId,
+    /// Every action of the NCCO is one Vonage runs and the emulator plays, in order.
+    NccoActions,
     /// The audio comes back as sent (`--expect echo`).
     Echo,
     /// An expectation of a scenario, as written (with its line).
@@ -41,6 +47,9 @@ impl fmt::Display for Check {
             Check::Commands => f.write_str("commands"),
             Check::Socket => f.write_str("socket"),
             Check::Events => f.write_str("event webhook"),
+            Check::SocketEvents => f.write_str("socket leg's events"),
+            Check::CallerId => f.write_str("caller id"),
+            Check::NccoActions => f.write_str("NCCO actions"),
             Check::Echo => f.write_str("echo"),
             Check::Expectation(text) => f.write_str(text),
         }

@@ -3,7 +3,7 @@
 //! known).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fmt, io,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -14,12 +14,14 @@ use std::{
 };
 
 use serde::Serialize;
-use serde_json::{json, Map};
 
+use super::findings::Check;
 use super::{
-    dial,
+    answer_call,
+    course::{Course, Next},
     engine::{self, Plan},
-    ms, percentile, post_event, Dial, SetupTimes,
+    events::{self, Event, EventTarget, HungUp, Leg, Status},
+    ms, open_leg, percentile, Dial, Failed, SetupTimes,
 };
 use crate::{
     error::{Error, Result},
@@ -27,11 +29,12 @@ use crate::{
     threads,
 };
 
-/// Threads that dial (HTTP and handshakes block); streaming needs only one. Each takes the
-/// next call due, so the ramp holds while a loaded server answers a dial in up to
-/// `DIALERS / ramp` seconds (0.64 s at 200 calls a second), instead of slowing to the pace
-/// of the slowest dial.
-const DIALERS: usize = 128;
+/// Threads that dial (HTTP and handshakes block, and a `talk` before `connect` takes its
+/// speaking time); streaming needs only one. Each takes the next call due, so the ramp
+/// holds while a dial takes up to `DIALERS / ramp` seconds (5 s at 200 calls a second: a
+/// greeting of a few seconds, or an answer webhook asked again), instead of slowing to
+/// the pace of the slowest dial. A waiting dialer costs a sleeping thread.
+const DIALERS: usize = 1024;
 
 /// Calls started per second, unless [`LoadOptions::ramp`] says otherwise.
 pub const DEFAULT_RAMP: f64 = 200.0;
@@ -39,7 +42,7 @@ pub const DEFAULT_RAMP: f64 = 200.0;
 /// The share of frames sent late from which the report says the generator fell behind.
 const GENERATOR_BEHIND: f64 = 0.1;
 
-/// Threads that post call events: four a call, posted beside the call as Vonage does.
+/// Threads that post call events: about ten a call, posted beside the call as Vonage does.
 const POSTERS: usize = 4;
 
 /// What a load run does.
@@ -154,6 +157,12 @@ pub struct LoadReport {
     pub connected: u64,
     /// Calls that failed, by reason.
     pub failed: BTreeMap<String, u64>,
+    /// Calls whose NCCO came only after the answer webhook was asked again (or its
+    /// fallback was): they connected, but the application was unreachable, slow or busy.
+    pub answer_retried: u64,
+    /// Events the event webhooks did not take (refused, not 2xx, slower than 10 s), by
+    /// reason: warnings, as on Vonage, where they never end a call.
+    pub event_failures: BTreeMap<String, u64>,
     /// Seconds from the start until the last dial ended (its socket open, or failed): about
     /// `(calls - 1) / ramp` when the generator keeps to its ramp.
     pub ramp_seconds: f64,
@@ -232,6 +241,16 @@ impl fmt::Display for LoadReport {
         for (reason, n) in &self.failed {
             writeln!(f, "  {n} x {reason}")?;
         }
+        if self.answer_retried > 0 {
+            writeln!(
+                f,
+                "answer webhook: {} calls got their NCCO only when asked again",
+                self.answer_retried
+            )?;
+        }
+        for (reason, n) in &self.event_failures {
+            writeln!(f, "events not taken: {n} x {reason}")?;
+        }
         for died in &self.helpers_died {
             writeln!(f, "the load itself failed: {died}")?;
         }
@@ -295,10 +314,10 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         .map_err(|e| Error::io("starting the server's sampler", e))?;
     let tally = Arc::new(DialTally::new(started));
     let (plans_tx, plans_rx) = mpsc::sync_channel::<Plan>(1024);
-    let (events_tx, posters) = start_posters(options, &agent)?;
+    let (events_tx, posters) = start_posters(options, &agent, &tally)?;
     let dialers = start_dialers(options, &agent, started, &tally, &plans_tx, &events_tx)?;
     drop(plans_tx);
-    let (done_tx, finisher) = start_finisher(events_tx)?;
+    let (done_tx, finisher) = start_finisher(events_tx, &tally)?;
 
     let streamed = engine::run(started, plans_rx, |o| {
         let _ = done_tx.send(o);
@@ -324,6 +343,8 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         attempted: options.calls as u64,
         connected: outcomes.len() as u64,
         failed: std::mem::take(&mut *lock(&tally.failed)),
+        answer_retried: tally.answer_retried.load(Ordering::Relaxed) as u64,
+        event_failures: std::mem::take(&mut *lock(&tally.event_failures)),
         ..LoadReport::default()
     };
     count_unaccounted(&mut report, dialers_died);
@@ -352,13 +373,8 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     Ok(report)
 }
 
-/// A call event for the posters: the call's common fields, its status, and fields of its
-/// own.
-type QueuedEvent = (
-    serde_json::Value,
-    &'static str,
-    Map<String, serde_json::Value>,
-);
+/// A call event for the posters, and where it goes.
+type QueuedEvent = (EventTarget, Event);
 
 /// What the dialers report as they go, summed into the report at the end.
 struct DialTally {
@@ -368,6 +384,12 @@ struct DialTally {
     ramp_end: Mutex<Instant>,
     /// Call setup's timings, of each call that connected.
     setups: Mutex<Vec<SetupTimes>>,
+    /// Calls that needed more than one request for their NCCO.
+    answer_retried: AtomicUsize,
+    /// Events not taken, by reason.
+    event_failures: Mutex<BTreeMap<String, u64>>,
+    /// Each streaming call's two legs, by its uuid, for the events of its end.
+    legs: Mutex<HashMap<CallId, (Leg, Leg)>>,
 }
 
 impl DialTally {
@@ -376,6 +398,9 @@ impl DialTally {
             failed: Mutex::default(),
             ramp_end: Mutex::new(started),
             setups: Mutex::default(),
+            answer_retried: AtomicUsize::new(0),
+            event_failures: Mutex::default(),
+            legs: Mutex::default(),
         }
     }
 }
@@ -385,26 +410,29 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Starts the threads that post call events, as Vonage posts them beside the call: dialing
-/// waits on the answer webhook and the handshake only.
+/// waits on the answer webhook and the handshake only. An event not taken is counted.
 fn start_posters(
     options: &LoadOptions,
     agent: &ureq::Agent,
+    tally: &Arc<DialTally>,
 ) -> Result<(mpsc::Sender<QueuedEvent>, Vec<thread::JoinHandle<()>>)> {
     let (events_tx, events_rx) = mpsc::channel::<QueuedEvent>();
     let events_rx = Arc::new(Mutex::new(events_rx));
-    let event_url = options.dial.event_target()?;
     let mut posters = Vec::with_capacity(POSTERS);
     for p in 0..POSTERS {
-        let (dial, agent, url) = (options.dial.clone(), agent.clone(), event_url.clone());
-        let events_rx = Arc::clone(&events_rx);
+        let (dial, agent) = (options.dial.clone(), agent.clone());
+        let (events_rx, tally) = (Arc::clone(&events_rx), Arc::clone(tally));
         let spawned = spawn_helper(format!("events-{p}"), move || loop {
             // The lock is held only to take the next event, not to post it.
             let next = events_rx.lock().map(|rx| rx.recv());
-            let Ok(Ok((base, status, extra))) = next else {
+            let Ok(Ok((target, event))) = next else {
                 return;
             };
-            if let Some(url) = &url {
-                let _ = post_event(&agent, &dial, url, &base, status, extra);
+            let (delivery, _) = events::post(&agent, &dial, &target, &event);
+            if let Some(failure) = delivery.failure() {
+                *lock(&tally.event_failures)
+                    .entry(reason_of_text(&failure))
+                    .or_default() += 1;
             }
         })
         .map_err(|e| Error::io("starting an event poster", e))?;
@@ -424,16 +452,20 @@ fn start_dialers(
     events: &mpsc::Sender<QueuedEvent>,
 ) -> Result<Vec<thread::JoinHandle<()>>> {
     let next_call = Arc::new(AtomicUsize::new(0));
-    let mut dialers = Vec::with_capacity(DIALERS);
-    for d in 0..DIALERS {
+    let count = DIALERS.min(options.calls);
+    let mut dialers = Vec::with_capacity(count);
+    let call_events = options.dial.event_target()?;
+    for d in 0..count {
         let next_call = Arc::clone(&next_call);
         let tally = Arc::clone(tally);
         let agent = agent.clone();
         let (opts, plans, events) = (options.clone(), plans.clone(), events.clone());
+        let call_events = call_events.clone();
         // Dialers keep the process's priority: they time call setup, as Vonage's side sees
         // it, and a thread in the core's idle time would add its own wait to every figure.
         let spawned = thread::Builder::new()
             .name(format!("dialer-{d}"))
+            .stack_size(DIALER_STACK)
             .spawn(move || loop {
                 let i = next_call.fetch_add(1, Ordering::Relaxed);
                 if i >= opts.calls {
@@ -441,7 +473,8 @@ fn start_dialers(
                 }
                 let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
                 thread::sleep(at.saturating_duration_since(Instant::now()));
-                let Some(plan) = dial_one(i, &opts, &agent, &tally, &events) else {
+                let call = Leg::call(&opts.dial, CallId::random(), call_events.clone());
+                let Some(plan) = dial_one(i, call, &opts, &agent, &tally, &events) else {
                     continue;
                 };
                 if plans.send(plan).is_err() {
@@ -453,35 +486,38 @@ fn start_dialers(
     Ok(dialers)
 }
 
-/// Dials call `i`: its plan for the poll loop, or `None` with its failure counted.
+/// A dialer's stack: it runs HTTP and a handshake, nothing deep, and a thousand of them
+/// should not each reserve the default 2 MiB.
+const DIALER_STACK: usize = 256 * 1024;
+
+/// Dials call `i` as Vonage sets a call up (events, the answer webhook asked again when it
+/// must, the NCCO's actions up to its `connect`, the socket leg): its plan for the poll
+/// loop, or `None` with its failure counted.
 fn dial_one(
     i: usize,
+    mut call: Leg,
     opts: &LoadOptions,
     agent: &ureq::Agent,
     tally: &DialTally,
     events: &mpsc::Sender<QueuedEvent>,
 ) -> Option<Plan> {
-    let mut queue = |base: &serde_json::Value, status: &'static str| {
-        let _ = events.send((base.clone(), status, Map::new()));
-        Ok(())
-    };
-    let dialed = dial(&opts.dial, CallId::random(), agent, &mut queue).and_then(|dialed| {
-        // A load judges call setup as Vonage does: a fault in it fails the call.
-        match dialed.findings.iter().find(|f| f.is_fault()) {
-            Some(fault) => Err(super::Failed {
-                check: fault.check.clone(),
-                error: Error::Ncco(fault.text.clone()),
-            }),
-            None => Ok(dialed),
+    let mut post = |leg: &Leg, event: Event| {
+        if let Some(target) = &leg.target {
+            let _ = events.send((target.clone(), event));
         }
-    });
+    };
+    let dialed = setup(&mut call, opts, agent, tally, &mut post);
     {
         let mut end = lock(&tally.ramp_end);
         *end = (*end).max(Instant::now());
     }
     match dialed {
-        Ok(dialed) => {
-            lock(&tally.setups).push(dialed.setup);
+        Ok((dialed, socket, answer)) => {
+            lock(&tally.setups).push(SetupTimes {
+                answer,
+                handshake: dialed.handshake,
+            });
+            lock(&tally.legs).insert(dialed.id.clone(), (call, socket));
             Some(Plan {
                 dialed,
                 frames: (opts.duration.as_millis() / 20).max(1) as u64,
@@ -496,23 +532,99 @@ fn dial_one(
     }
 }
 
-/// Starts the thread that collects each call's outcome and posts its `completed` event,
-/// off the poll loop, so HTTP never delays a frame.
+/// Sets one call up to its open socket: the socket, its leg, and how long the answer took.
+fn setup(
+    call: &mut Leg,
+    opts: &LoadOptions,
+    agent: &ureq::Agent,
+    tally: &DialTally,
+    post: &mut dyn FnMut(&Leg, Event),
+) -> std::result::Result<(super::Dialed, Leg, Duration), Failed> {
+    let dial = &opts.dial;
+    let answered = answer_call(dial, agent, call, post).map_err(|(failed, _)| failed)?;
+    if answered.attempts.len() > 1 {
+        tally.answer_retried.fetch_add(1, Ordering::Relaxed);
+    }
+    let answer = answered.attempts.last().map_or(Duration::ZERO, |a| a.took);
+    let end = |call: &Leg, post: &mut dyn FnMut(&Leg, Event), failed: Failed| {
+        post(call, call.event(Status::Completed(HungUp::Platform)));
+        failed
+    };
+    // A load judges call setup as Vonage does: a fault in it fails the call.
+    if let Some(fault) = answered.reading.findings.iter().find(|f| f.is_fault()) {
+        let error = Error::Ncco(fault.text.clone());
+        return Err(end(
+            call,
+            post,
+            Failed {
+                check: fault.check.clone(),
+                error,
+            },
+        ));
+    }
+    let mut course = Course::new(Instant::now(), answered.reading.steps);
+    let connect = match course.run_to_connect(dial) {
+        Next::Connect(connect) => connect,
+        Next::End(_) => {
+            let error = Error::Ncco("the NCCO connected no socket".into());
+            return Err(end(
+                call,
+                post,
+                Failed {
+                    check: Check::Handshake,
+                    error,
+                },
+            ));
+        }
+    };
+    let target = dial.socket_event_target(&connect, call);
+    let mut socket = call.socket(
+        &connect.endpoint.uri,
+        connect.from.as_deref(),
+        connect.endpoint.headers.clone(),
+        target,
+    );
+    let id = call.uuid.clone();
+    match open_leg(dial, &id, &connect, &mut socket, post) {
+        Ok(dialed) => Ok((dialed, socket, answer)),
+        Err(failed) => Err(end(call, post, failed)),
+    }
+}
+
+/// Starts the thread that collects each call's outcome and posts the events of its end
+/// (the socket leg's `disconnected` when the server closed first, its `completed`, then
+/// the call's), off the poll loop, so HTTP never delays a frame.
 fn start_finisher(
     events: mpsc::Sender<QueuedEvent>,
+    tally: &Arc<DialTally>,
 ) -> Result<(
     mpsc::Sender<engine::Outcome>,
     thread::JoinHandle<Vec<engine::Outcome>>,
 )> {
     let (done_tx, done_rx) = mpsc::channel::<engine::Outcome>();
+    let tally = Arc::clone(tally);
     let finisher = spawn_helper("finisher".into(), move || {
         let mut outcomes = Vec::new();
         for o in done_rx {
-            if let Some(id) = &o.id {
-                let mut extra = Map::new();
-                extra.insert("duration".into(), o.streamed.as_secs().to_string().into());
-                let base = json!({"uuid": id.as_str()});
-                let _ = events.send((base, "completed", extra));
+            let legs = o.id.as_ref().and_then(|id| lock(&tally.legs).remove(id));
+            if let Some((call, socket)) = legs {
+                let post = |leg: &Leg, event: Event| {
+                    if let Some(target) = &leg.target {
+                        let _ = events.send((target.clone(), event));
+                    }
+                };
+                // The server closed first: the application ended the socket leg.
+                let by_server = o.error.is_some() && o.server_close.is_some();
+                if by_server {
+                    post(&socket, socket.event(Status::Disconnected));
+                }
+                let by = if by_server {
+                    HungUp::User
+                } else {
+                    HungUp::Platform
+                };
+                post(&socket, socket.event(Status::Completed(by)));
+                post(&call, call.event(Status::Completed(HungUp::User)));
             }
             outcomes.push(o);
         }

@@ -8,9 +8,12 @@
 //! here. One call's socket then runs in `session`, tick by tick; a load's calls stream in
 //! `engine`, a `mio` poll loop where one thread paces and checks many calls.
 
+pub mod answer;
 pub mod call;
 mod caller;
+mod course;
 mod engine;
+pub mod events;
 pub mod findings;
 pub mod load;
 mod ncco;
@@ -20,6 +23,7 @@ pub mod script;
 mod session;
 mod tape;
 mod tls;
+pub mod urls;
 
 use std::{
     net::{TcpStream, ToSocketAddrs},
@@ -27,7 +31,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{json, Map, Value};
 use tungstenite::{client::IntoClientRequest, http, stream::MaybeTlsStream, WebSocket};
 
 use crate::{
@@ -40,28 +43,44 @@ use crate::{
     protocol::ncco::Authorization,
     ws::socket,
 };
+use answer::Attempt;
+use events::{EventTarget, HungUp, Leg, Status};
 use findings::{Check, Finding};
+use ncco::{Connect, Reading};
+use urls::{Origin, Rewrite, Urls};
 
+pub use answer::{DEFAULT_ANSWER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
 pub use caller::{read_wav, wav_spec, Voice};
+pub use events::EVENT_TIMEOUT;
 pub use session::Expect;
 
-/// How long Vonage waits for the answer webhook's connection, by default (the
-/// application's `connection_timeout`).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How fast Vonage speaks a `talk`, by default, in characters a second: about 160 words a
+/// minute of English, the pace of its text-to-speech voices. The emulator cannot hear its
+/// own speech, so it estimates a talk's time from its text.
+pub const DEFAULT_TALK_RATE: f64 = 15.0;
 
-/// How long Vonage waits for the answer webhook's answer, by default (the application's
-/// `socket_timeout`).
-pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How the answer webhook is requested.
+/// How a webhook is requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AnswerMethod {
-    /// Parameters in the query string (Vonage's default).
+pub enum Method {
+    /// Parameters in the query string (Vonage's default for the answer webhook).
     #[default]
     Get,
-    /// Parameters as a JSON body (an application's `answer_method: POST`).
+    /// Parameters as a JSON body (an application's `answer_method: POST`; events' default).
     Post,
 }
+
+impl Method {
+    /// `GET` or `POST`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// How the answer webhook is requested (the name it has always had).
+pub type AnswerMethod = Method;
 
 /// Where and how to place a call: what Vonage knows from the application's settings.
 #[derive(Debug, Clone)]
@@ -69,30 +88,36 @@ pub enum AnswerMethod {
 pub struct Dial {
     /// The answer webhook, e.g. `http://127.0.0.1:3000/webhooks/answer`.
     pub answer_url: String,
-    /// GET (default) or POST.
-    pub method: AnswerMethod,
-    /// Where events are posted; `None` derives `/webhooks/events` on the answer URL's host.
+    /// Asked twice when the answer URL could not answer twice (default: none).
+    pub fallback_answer_url: Option<String>,
+    /// GET (default) or POST, for the answer and fallback answer URLs.
+    pub method: Method,
+    /// Where the call's events are posted; `None` derives `/webhooks/events` on the answer
+    /// URL's host.
     pub event_url: Option<String>,
-    /// Whether call events are posted at all.
+    /// Whether events are posted at all (default: true).
     pub post_events: bool,
-    /// Connect here instead of the NCCO's `uri`.
-    pub ws_url: Option<String>,
+    /// Where the NCCO's URLs are really reached: `--ws-url` and `--rewrite` (default: as
+    /// written).
+    pub urls: Urls,
     /// The caller's number.
     pub from: String,
     /// The number called.
     pub to: String,
-    /// Bound on each HTTP exchange and on the WebSocket handshake.
-    pub timeout: Duration,
-    /// How long Vonage waits to connect to the answer webhook; a slower connect fails.
+    /// How long Vonage waits to connect to a webhook (default: 1 s).
     pub connect_timeout: Duration,
-    /// How long Vonage waits for the answer; a slower answer is a fault (Vonage would
-    /// retry, then try the fallback URL), though the call goes on to judge the rest.
+    /// How long Vonage waits for the answer webhook's whole answer (default: 5 s).
     pub answer_timeout: Duration,
+    /// How long Vonage waits for the event webhook (default: 10 s).
+    pub event_timeout: Duration,
+    /// How fast a `talk` is spoken, in characters a second; 0 speaks it in no time
+    /// (default: [`DEFAULT_TALK_RATE`]).
+    pub talk_rate: f64,
     /// Vonage's signature secret: with it, every webhook request and a `vonage`-authorized
-    /// handshake carry a signed JWT, as Vonage sends them.
+    /// handshake carry a signed JWT, as Vonage sends them (default: none).
     pub signature_secret: Option<Secret>,
     /// PEM certificates to trust for `https://` and `wss://` instead of the web's roots
-    /// (a test or private CA).
+    /// (a test or private CA; default: none).
     pub ca_file: Option<PathBuf>,
 }
 
@@ -101,15 +126,17 @@ impl Dial {
     pub fn new(answer_url: impl Into<String>) -> Dial {
         Dial {
             answer_url: answer_url.into(),
-            method: AnswerMethod::Get,
+            fallback_answer_url: None,
+            method: Method::Get,
             event_url: None,
             post_events: true,
-            ws_url: None,
+            urls: Urls::default(),
             from: "447700900000".into(),
             to: "447700900001".into(),
-            timeout: Duration::from_secs(10),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             answer_timeout: DEFAULT_ANSWER_TIMEOUT,
+            event_timeout: EVENT_TIMEOUT,
+            talk_rate: DEFAULT_TALK_RATE,
             signature_secret: None,
             ca_file: None,
         }
@@ -136,15 +163,26 @@ impl Dial {
         self
     }
 
-    /// Sets [`Dial::answer_timeout`]; the wait for it grows to match when it is longer.
+    /// Sets [`Dial::answer_timeout`].
     pub fn answer_timeout(mut self, timeout: Duration) -> Self {
         self.answer_timeout = timeout;
-        self.timeout = self.timeout.max(timeout + Duration::from_secs(5));
+        self
+    }
+
+    /// Sets [`Dial::event_timeout`].
+    pub fn event_timeout(mut self, timeout: Duration) -> Self {
+        self.event_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Dial::fallback_answer_url`].
+    pub fn fallback_answer_url(mut self, url: Option<String>) -> Self {
+        self.fallback_answer_url = url;
         self
     }
 
     /// Sets [`Dial::method`].
-    pub fn method(mut self, method: AnswerMethod) -> Self {
+    pub fn method(mut self, method: Method) -> Self {
         self.method = method;
         self
     }
@@ -161,9 +199,22 @@ impl Dial {
         self
     }
 
-    /// Sets [`Dial::ws_url`].
-    pub fn ws_url(mut self, url: Option<String>) -> Self {
-        self.ws_url = url;
+    /// Sets where every socket is opened, its path and query kept from the NCCO
+    /// ([`Urls::socket`]).
+    pub fn ws_url(mut self, origin: Option<Origin>) -> Self {
+        self.urls.socket = origin;
+        self
+    }
+
+    /// Sets the public origins whose URLs go to local ones ([`Urls::rewrites`]).
+    pub fn rewrites(mut self, rewrites: Vec<Rewrite>) -> Self {
+        self.urls.rewrites = rewrites;
+        self
+    }
+
+    /// Sets [`Dial::talk_rate`].
+    pub fn talk_rate(mut self, chars_per_second: f64) -> Self {
+        self.talk_rate = chars_per_second;
         self
     }
 
@@ -171,6 +222,15 @@ impl Dial {
     pub fn ca_file(mut self, path: Option<PathBuf>) -> Self {
         self.ca_file = path;
         self
+    }
+
+    /// How long Vonage takes to speak `text` `loops` times.
+    pub(crate) fn talk_time(&self, text: &str, loops: u32) -> Duration {
+        if self.talk_rate <= 0.0 || !self.talk_rate.is_finite() {
+            return Duration::ZERO;
+        }
+        let chars = text.chars().count() as f64 * f64::from(loops.max(1));
+        Duration::from_secs_f64(chars / self.talk_rate)
     }
 
     /// The certificates of `ca_file`, PEM.
@@ -183,11 +243,10 @@ impl Dial {
             .map_err(|e| Error::io(format!("reading --ca-file {}", path.display()), e))
     }
 
+    /// The HTTP client; each request sets the timeouts Vonage gives its webhook.
     fn agent(&self) -> Result<ureq::Agent> {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(self.timeout))
-            .timeout_connect(Some(self.connect_timeout))
             .build();
         match self.ca_pem()? {
             Some(pem) => Ok(tls::agent(config, tls::client_config(Some(&pem))?)),
@@ -203,20 +262,38 @@ impl Dial {
         )?))
     }
 
-    /// Where events go, when they are posted at all.
-    fn event_target(&self) -> Result<Option<String>> {
-        if self.post_events {
-            self.events().map(Some)
-        } else {
-            Ok(None)
+    /// Where the call's events go, when they are posted at all.
+    fn event_target(&self) -> Result<Option<EventTarget>> {
+        if !self.post_events {
+            return Ok(None);
+        }
+        let url = match &self.event_url {
+            Some(url) => url.clone(),
+            None => self.default_event_url()?,
+        };
+        Ok(Some(EventTarget {
+            url,
+            method: Method::Post,
+        }))
+    }
+
+    /// Where a socket leg's events go: `connect`'s `eventUrl` (rewritten to a local
+    /// address when asked), else the call's.
+    fn socket_event_target(&self, connect: &Connect, call: &Leg) -> Option<EventTarget> {
+        if !self.post_events {
+            return None;
+        }
+        match &connect.events {
+            Some(target) => Some(EventTarget {
+                url: self.urls.rewrite(&target.url),
+                method: target.method,
+            }),
+            None => call.target.clone(),
         }
     }
 
-    /// The event URL: given, or `/webhooks/events` beside the answer URL.
-    fn events(&self) -> Result<String> {
-        if let Some(url) = &self.event_url {
-            return Ok(url.clone());
-        }
+    /// `/webhooks/events` beside the answer URL.
+    fn default_event_url(&self) -> Result<String> {
         let uri: http::Uri = self
             .answer_url
             .parse()
@@ -233,195 +310,167 @@ impl Dial {
     }
 }
 
-/// A call that Vonage has put through: the socket is open and `websocket:connected` sent.
+/// A socket leg Vonage has opened: the handshake made and `websocket:connected` sent.
 pub(crate) struct Dialed {
+    /// The call's uuid.
     pub(crate) id: CallId,
-    pub(crate) conversation: String,
     pub(crate) format: AudioFormat,
     /// Where the socket was opened.
     pub(crate) socket_uri: String,
     pub(crate) ws: WebSocket<MaybeTlsStream<TcpStream>>,
     /// The first message, sent already; its echo is expected.
     pub(crate) connected: String,
-    pub(crate) talks: Vec<String>,
-    /// The NCCO endpoint's headers, which the socket leg's events carry.
-    pub(crate) headers: Map<String, Value>,
-    pub(crate) answered_at: Instant,
-    /// How long the call waited on Vonage's side of call setup.
-    pub(crate) setup: SetupTimes,
-    /// What setup did otherwise than Vonage expects, short of failing the call.
-    pub(crate) findings: Vec<Finding>,
+    /// From the socket's TCP connect to the handshake's 101.
+    pub(crate) handshake: Duration,
+    /// When Vonage ends the leg, whatever happens on it (`connect`'s `limit`).
+    pub(crate) ends_at: Instant,
 }
 
-/// A call that never reached its socket: the rule it broke, and how.
+/// A call or a leg that went no further: the rule it broke, and how.
 #[derive(Debug)]
 pub(crate) struct Failed {
     pub(crate) check: Check,
     pub(crate) error: Error,
 }
 
-/// Ties an error of call setup to the rule it breaks.
-fn at<T>(check: Check, result: Result<T>) -> std::result::Result<T, Failed> {
-    result.map_err(|error| Failed { check, error })
-}
-
 /// How long the two steps of call setup took, as Vonage waits on them.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SetupTimes {
-    /// From the answer webhook's request to its whole answer.
+    /// From the answer webhook's request to its whole answer (the attempt that gave it).
     pub(crate) answer: Duration,
     /// From the socket's TCP connect to the handshake's 101.
     pub(crate) handshake: Duration,
 }
 
-/// Plays the start of a call as Vonage does: events, the answer webhook, the NCCO's checks,
-/// the handshake at the NCCO's uri, and `websocket:connected`.
-/// `post` is handed each call event (the call's common fields and a status) as Vonage would
-/// send it: inline for one call, queued by a load so that dialing does not wait on them.
-pub(crate) fn dial(
+/// A call that has its NCCO.
+pub(crate) struct Answered {
+    pub(crate) reading: Reading,
+    /// Every request to the answer and fallback answer URLs.
+    pub(crate) attempts: Vec<Attempt>,
+}
+
+/// The start of a call as Vonage plays it: `started` and `ringing`, the answer webhook
+/// (retries and fallback included), the NCCO read, and `answered`. A call that goes no
+/// further has had its `completed` (and, for an NCCO Vonage cannot run, the error event
+/// with its reason) handed to `post`; its attempts come back with the failure.
+pub(crate) fn answer_call(
     dial: &Dial,
-    id: CallId,
     agent: &ureq::Agent,
-    post: &mut dyn FnMut(&Value, &'static str) -> Result<()>,
-) -> std::result::Result<Dialed, Failed> {
-    let conversation = format!("CON-{}", uuid::Uuid::new_v4());
-    let base = json!({
-        "from": dial.from, "to": dial.to, "uuid": id.as_str(),
-        "conversation_uuid": conversation, "direction": "inbound",
-    });
-    at(Check::Events, post(&base, "started"))?;
-    at(Check::Events, post(&base, "ringing"))?;
-
+    leg: &mut Leg,
+    post: &mut dyn FnMut(&Leg, events::Event),
+) -> std::result::Result<Answered, (Failed, Vec<Attempt>)> {
+    post(leg, leg.event(Status::Started));
+    post(leg, leg.event(Status::Ringing));
     let params = [
-        ("to", dial.to.as_str()),
-        ("from", dial.from.as_str()),
-        ("uuid", id.as_str()),
-        ("conversation_uuid", conversation.as_str()),
-        ("region_url", "https://api-us-3.vonage.com"),
-        ("endpoint_type", "phone"),
+        ("to", dial.to.clone()),
+        ("from", dial.from.clone()),
+        ("uuid", leg.uuid.as_str().to_owned()),
+        ("conversation_uuid", leg.conversation.clone()),
+        ("region_url", "https://api-us-3.vonage.com".to_owned()),
+        ("endpoint_type", "phone".to_owned()),
     ];
-    let asked = Instant::now();
-    let body = at(Check::AnswerWebhook, ask_answer(dial, agent, &params))?;
-    let answer_time = asked.elapsed();
-    let reading = ncco::read(&body).map_err(|reason| Failed {
-        check: Check::Ncco,
-        error: Error::Ncco(reason),
-    })?;
-    let mut findings = reading.findings;
-    findings.extend(late_answer(dial, answer_time));
-    let endpoint = reading.endpoint;
-    at(Check::Events, post(&base, "answered"))?;
+    let asked = answer::ask(dial, agent, &params);
+    let failed = |check, error, leg: &Leg, post: &mut dyn FnMut(&Leg, events::Event)| {
+        post(leg, leg.event(Status::Completed(HungUp::Platform)));
+        Failed { check, error }
+    };
+    let body = match asked.body {
+        Ok(body) => body,
+        Err(error) => {
+            let check = match error {
+                Error::Ncco(_) => Check::Ncco,
+                _ => Check::AnswerWebhook,
+            };
+            return Err((failed(check, error, leg, post), asked.attempts));
+        }
+    };
+    let reading = match ncco::read(&body) {
+        Ok(reading) => reading,
+        Err(reason) => {
+            post(leg, leg.error(&format!("Syntax error in NCCO: {reason}")));
+            let fail = failed(Check::Ncco, Error::Ncco(reason), leg, post);
+            return Err((fail, asked.attempts));
+        }
+    };
+    leg.answer();
+    post(leg, leg.event(Status::Answered));
+    Ok(Answered {
+        reading,
+        attempts: asked.attempts,
+    })
+}
 
-    let socket_uri = dial.ws_url.clone().unwrap_or_else(|| endpoint.uri.clone());
-    let request = at(
-        Check::Handshake,
-        socket_request(dial, &socket_uri, endpoint.authorization.as_ref()),
-    )?;
-    let connecting = Instant::now();
-    let mut ws = at(Check::Handshake, open_socket(dial, &socket_uri, request))?;
-    let handshake_time = connecting.elapsed();
+/// Opens the socket leg of `connect` as Vonage does: `started`, the handshake at the uri
+/// (where `--ws-url` or `--rewrite` point it) within the action's `timeout`, then
+/// `answered` and `websocket:connected`, or `failed`/`unanswered` with a detail.
+pub(crate) fn open_leg(
+    dial: &Dial,
+    id: &CallId,
+    connect: &Connect,
+    leg: &mut Leg,
+    post: &mut dyn FnMut(&Leg, events::Event),
+) -> std::result::Result<Dialed, Failed> {
+    post(leg, leg.event(Status::Started));
+    let endpoint = &connect.endpoint;
+    let socket_uri = dial.urls.socket(&endpoint.uri);
+    let opened =
+        socket_request(dial, &socket_uri, endpoint.authorization.as_ref()).and_then(|request| {
+            let connecting = Instant::now();
+            let ws = open_socket(dial, &socket_uri, request, connect.timeout)?;
+            Ok((ws, connecting.elapsed()))
+        });
+    let (mut ws, handshake) = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
+            let status = if error.to_string().contains("timed out") {
+                Status::Unanswered("timeout")
+            } else {
+                Status::Failed("unavailable")
+            };
+            post(leg, leg.event(status));
+            return Err(Failed {
+                check: Check::Handshake,
+                error,
+            });
+        }
+    };
+    leg.answer();
+    post(leg, leg.event(Status::Answered));
     let connected = messages::connected(endpoint.content_type, &endpoint.headers);
-    at(
-        Check::Handshake,
-        ws.send(tungstenite::Message::text(connected.clone()))
-            .map_err(Error::from),
-    )?;
+    ws.send(tungstenite::Message::text(connected.clone()))
+        .map_err(|e| Failed {
+            check: Check::Handshake,
+            error: Error::from(e),
+        })?;
     Ok(Dialed {
-        id,
-        conversation,
+        id: id.clone(),
         format: endpoint.content_type,
         socket_uri,
         ws,
         connected,
-        talks: reading.talks,
-        headers: endpoint.headers,
-        answered_at: Instant::now(),
-        setup: SetupTimes {
-            answer: answer_time,
-            handshake: handshake_time,
-        },
-        findings,
+        handshake,
+        ends_at: Instant::now() + connect.limit,
     })
 }
 
-/// A fault when the answer took longer than Vonage waits for it.
-fn late_answer(dial: &Dial, took: Duration) -> Option<Finding> {
-    (took > dial.answer_timeout).then(|| {
-        Finding::fault(
-            Check::AnswerWebhook,
-            format!(
-                "answered after {:.2} s; Vonage waits {:.2} s, then retries and tries the fallback answer URL",
-                took.as_secs_f64(),
-                dial.answer_timeout.as_secs_f64()
-            ),
-        )
-    })
-}
-
-/// Asks the answer webhook, by the dial's method, with Vonage's parameters; returns its
-/// body once it has answered 200 with JSON.
-fn ask_answer(dial: &Dial, agent: &ureq::Agent, params: &[(&str, &str); 6]) -> Result<Vec<u8>> {
-    let response = match dial.method {
-        AnswerMethod::Get => {
-            let mut request = agent
-                .get(&dial.answer_url)
-                .query_pairs(params.iter().copied());
-            if let Some(signed) = dial.signed(None) {
-                request = request.header("Authorization", signed);
-            }
-            request.call()
-        }
-        AnswerMethod::Post => {
-            let body: Map<String, Value> = params
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect();
-            let body = Value::Object(body).to_string();
-            let mut request = agent
-                .post(&dial.answer_url)
-                .header("Content-Type", "application/json");
-            if let Some(signed) = dial.signed(Some(body.as_bytes())) {
-                request = request.header("Authorization", signed);
-            }
-            request.send(body)
-        }
+/// Findings of the answer webhook's attempts: a warning for each that failed before one
+/// gave an NCCO.
+pub(crate) fn attempt_findings(attempts: &[Attempt], method: Method) -> Vec<Finding> {
+    let Some((_, failed)) = attempts.split_last() else {
+        return Vec::new();
     };
-    let mut response = response.map_err(|e| match e {
-        ureq::Error::Timeout(ureq::Timeout::Connect) => Error::Http(format!(
-            "could not connect to {} within {:.2} s; Vonage gives up there, retries, then tries the fallback answer URL",
-            dial.answer_url,
-            dial.connect_timeout.as_secs_f64()
-        )),
-        e => Error::Http(format!("answer webhook {}: {e}", dial.answer_url)),
-    })?;
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(1024 * 1024)
-        .read_to_vec()
-        .map_err(|e| Error::Http(format!("answer webhook body: {e}")))?;
-    if status != 200 {
-        return Err(Error::Http(format!(
-            "answer webhook returned {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        )));
-    }
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return Err(Error::Ncco(format!(
-            "answered with Content-Type {content_type:?}, not application/json: Vonage fails the call"
-        )));
-    }
-    Ok(body)
+    failed
+        .iter()
+        .map(|a| {
+            Finding::warning(
+                Check::AnswerWebhook,
+                format!(
+                    "{}: Vonage asked again, and a later request gave the NCCO",
+                    a.summary(method)
+                ),
+            )
+        })
+        .collect()
 }
 
 /// The handshake request for the NCCO's socket, with the endpoint's authorization.
@@ -464,8 +513,9 @@ fn open_socket(
     dial: &Dial,
     uri: &str,
     request: tungstenite::handshake::client::Request,
+    timeout: Duration,
 ) -> Result<WebSocket<MaybeTlsStream<TcpStream>>> {
-    let stream = connect(request.uri(), dial.timeout)?;
+    let stream = connect(request.uri(), timeout)?;
     let config = socket::ws_config(&Config::default());
     let connector = match request.uri().scheme_str() {
         Some("wss") => Some(dial.tls_connector()?),
@@ -488,8 +538,7 @@ fn open_socket(
                 Error::Http(format!("socket handshake at {uri}: {e}"))
             }
             tungstenite::HandshakeError::Interrupted(_) => Error::Http(format!(
-                "socket handshake at {uri} timed out after {:?}",
-                dial.timeout
+                "socket handshake at {uri} timed out after {timeout:?} (the connect action's timeout)"
             )),
         })?;
     Ok(ws)
@@ -538,42 +587,6 @@ fn connect(uri: &http::Uri, timeout: Duration) -> Result<TcpStream> {
         format!("connecting to {host}:{port}"),
         last.unwrap_or_else(|| std::io::Error::other("no address")),
     ))
-}
-
-/// Posts one call event as Vonage does.
-pub(crate) fn post_event(
-    agent: &ureq::Agent,
-    dial: &Dial,
-    url: &str,
-    base: &Value,
-    status: &str,
-    extra: Map<String, Value>,
-) -> Result<()> {
-    let mut event = base.as_object().cloned().unwrap_or_default();
-    event.insert("status".into(), status.into());
-    event.insert("timestamp".into(), now_rfc3339().into());
-    event.extend(extra);
-    let body = Value::Object(event).to_string();
-    let mut request = agent.post(url).header("Content-Type", "application/json");
-    if let Some(signed) = dial.signed(Some(body.as_bytes())) {
-        request = request.header("Authorization", signed);
-    }
-    let response = request
-        .send(body)
-        .map_err(|e| Error::Http(format!("event webhook {url}: {e}")))?;
-    match response.status().as_u16() {
-        200..=299 => Ok(()),
-        code => Err(Error::Http(format!(
-            "event webhook {url} answered {code} to {status:?}"
-        ))),
-    }
-}
-
-/// Now, formatted as Vonage's ISO 8601 timestamps are.
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// A duration in milliseconds, as the reports print them.

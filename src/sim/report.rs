@@ -6,9 +6,13 @@ use std::{fmt, time::Duration};
 use serde_json::{json, Value};
 
 use super::{
+    answer::Attempt,
+    course::ActionRun,
+    events::{Delivery, LegKind},
     findings::{Check, Finding},
     ms,
     session::Expect,
+    Method,
 };
 use crate::protocol::{audio::AudioFormat, call_id::CallId};
 
@@ -28,6 +32,14 @@ pub struct CallReport {
     pub talks: Vec<String>,
     /// How long the answer webhook took, when it answered.
     pub answer_time: Option<Duration>,
+    /// How the answer webhook was requested.
+    pub answer_method: Method,
+    /// Every request to the answer and fallback answer URLs, in order.
+    pub answer_attempts: Vec<Attempt>,
+    /// Every event posted, and how its webhook took it.
+    pub events: Vec<Delivery>,
+    /// The NCCO's actions as they ran, timed from the call's start.
+    pub ncco_actions: Vec<ActionRun>,
     /// How long the handshake took, when it was made.
     pub handshake_time: Option<Duration>,
     /// The caller's audio frames sent.
@@ -84,6 +96,10 @@ impl CallReport {
             socket_uri: String::new(),
             talks: Vec::new(),
             answer_time: None,
+            answer_method: Method::Get,
+            answer_attempts: Vec::new(),
+            events: Vec::new(),
+            ncco_actions: Vec::new(),
             handshake_time: None,
             sent: 0,
             echoed: 0,
@@ -155,6 +171,11 @@ impl CallReport {
             "rtt_ms": {"p50": ms(self.rtt.0), "p99": ms(self.rtt.1), "max": ms(self.rtt.2)},
             "application_close": self.server_close,
             "closed_by_application": self.closed_by_application,
+            "answer_attempts": self.answer_attempts.iter().map(attempt_json).collect::<Vec<_>>(),
+            "events": self.events.iter().map(delivery_json).collect::<Vec<_>>(),
+            "ncco_actions": self.ncco_actions.iter().map(|a| json!({
+                "action": a.action, "start_ms": ms(a.start), "end_ms": ms(a.end), "note": a.note,
+            })).collect::<Vec<_>>(),
         });
         value.to_string()
     }
@@ -212,13 +233,42 @@ impl CallReport {
     }
 }
 
+/// One request to the answer webhook, for the JSON report.
+fn attempt_json(a: &Attempt) -> Value {
+    let mut v = json!({"url": a.url, "fallback": a.fallback, "ms": ms(a.took)});
+    if let Some(status) = a.status {
+        v["status"] = status.into();
+    }
+    if let Some(error) = &a.error {
+        v["error"] = error.clone().into();
+    }
+    v
+}
+
+/// One event's delivery, for the JSON report.
+fn delivery_json(d: &Delivery) -> Value {
+    let mut v = json!({
+        "status": d.status, "leg": d.leg.name(), "url": d.target.url, "method": d.target.method.name(),
+    });
+    if let Some(code) = d.http_status {
+        v["http_status"] = code.into();
+    }
+    if let Some(error) = &d.error {
+        v["error"] = error.clone().into();
+    }
+    v
+}
+
 /// Every rule that applies to the call, reached or not.
 fn all_checks(report: &CallReport) -> Vec<Check> {
     let mut all = vec![
         Check::Events,
         Check::AnswerWebhook,
         Check::Ncco,
+        Check::CallerId,
+        Check::NccoActions,
         Check::Handshake,
+        Check::SocketEvents,
         Check::FrameSize,
         Check::Playback,
         Check::Commands,
@@ -262,16 +312,7 @@ impl fmt::Display for CallReport {
         if !self.socket_uri.is_empty() {
             writeln!(f, "  socket: {}", self.socket_uri)?;
         }
-        for talk in &self.talks {
-            writeln!(f, "  talk: {talk}")?;
-        }
-        if let (Some(answer), handshake) = (self.answer_time, self.handshake_time) {
-            write!(f, "  setup: answer webhook {:.1} ms", ms(answer))?;
-            if let Some(handshake) = handshake {
-                write!(f, ", handshake {:.1} ms", ms(handshake))?;
-            }
-            writeln!(f)?;
-        }
+        self.fmt_course(f)?;
         self.fmt_caller(f)?;
         writeln!(
             f,
@@ -309,6 +350,50 @@ impl fmt::Display for CallReport {
 }
 
 impl CallReport {
+    /// The call's course in a few lines: the answer webhook's attempts, the NCCO's actions
+    /// as they ran, and the events with how each was taken.
+    fn fmt_course(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let attempts: Vec<String> = self
+            .answer_attempts
+            .iter()
+            .map(|a| a.summary(self.answer_method))
+            .collect();
+        if !attempts.is_empty() {
+            writeln!(f, "  answer: {}", attempts.join("; "))?;
+        }
+        for run in &self.ncco_actions {
+            write!(
+                f,
+                "  {:>6.0}-{:.0} ms {}",
+                ms(run.start),
+                ms(run.end),
+                run.action
+            )?;
+            if !run.note.is_empty() {
+                write!(f, ": {}", run.note)?;
+            }
+            writeln!(f)?;
+        }
+        if let Some(handshake) = self.handshake_time {
+            writeln!(f, "  handshake: {:.1} ms", ms(handshake))?;
+        }
+        for (leg, name) in [(LegKind::Call, "call"), (LegKind::Socket, "socket leg")] {
+            let events: Vec<String> = self
+                .events
+                .iter()
+                .filter(|d| d.leg == leg)
+                .map(|d| match (d.http_status, &d.error) {
+                    (Some(code), _) => format!("{} {code}", d.status),
+                    (None, _) => format!("{} failed", d.status),
+                })
+                .collect();
+            if !events.is_empty() {
+                writeln!(f, "  {name} events: {}", events.join(", "))?;
+            }
+        }
+        Ok(())
+    }
+
     /// What the caller sent, and under `--expect echo` what came back.
     fn fmt_caller(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.expect == Expect::Echo {
@@ -367,9 +452,9 @@ mod tests {
     #[test]
     fn junit_has_a_testcase_per_check_with_failures_and_skips() {
         let xml = failed_report().to_junit();
-        assert_eq!(xml.matches("<testcase ").count(), 8, "{xml}");
+        assert_eq!(xml.matches("<testcase ").count(), 11, "{xml}");
         assert!(xml.contains("failures=\"1\""), "{xml}");
-        assert!(xml.contains("skipped=\"5\""), "{xml}");
+        assert!(xml.contains("skipped=\"8\""), "{xml}");
         assert!(
             xml.contains("headers are &lt;600&gt; bytes &amp; more"),
             "{xml}"

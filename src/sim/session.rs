@@ -96,6 +96,12 @@ pub(crate) struct Tally {
     pub(crate) app_close: Option<u16>,
     /// Whether the application closed the socket before the caller hung up.
     pub(crate) app_ended_first: bool,
+    /// Whether the caller hung up (its audio ran out), which ends the call.
+    pub(crate) caller_hung_up: bool,
+    /// Whether Vonage ended the leg at its `limit`.
+    pub(crate) limit_reached: bool,
+    /// Whether Vonage dropped the connection for a frame of the wrong size.
+    pub(crate) vonage_dropped: bool,
 }
 
 enum State {
@@ -221,13 +227,20 @@ impl Session {
     fn next_deadline(&self) -> Instant {
         match self.state {
             State::Closing { until } => until,
-            _ => self.tick_at(self.tick),
+            _ => self.tick_at(self.tick).min(self.dialed.ends_at),
         }
     }
 
     /// Runs every tick that is due, catching up if the emulator fell behind.
     fn run_due_ticks(&mut self) {
         let now = Instant::now();
+        if now >= self.dialed.ends_at
+            && matches!(self.state, State::Streaming | State::Draining { .. })
+        {
+            // The connect action's limit: Vonage ends the leg, whatever is going on.
+            self.tally.limit_reached = true;
+            self.hang_up();
+        }
         if let State::Closing { until } = self.state {
             if now >= until {
                 let why = if self.tally.app_ended_first {
@@ -315,11 +328,15 @@ impl Session {
         match self.state {
             State::Streaming if done_speaking => match self.expect {
                 Expect::Echo => self.state = State::Draining { until: now + DRAIN },
-                Expect::Protocol => self.hang_up(),
+                Expect::Protocol => {
+                    self.tally.caller_hung_up = true;
+                    self.hang_up();
+                }
             },
             State::Draining { until }
                 if now >= until || (self.inflight.is_empty() && self.texts.is_empty()) =>
             {
+                self.tally.caller_hung_up = true;
                 self.hang_up();
             }
             _ => {}
@@ -459,6 +476,7 @@ impl Session {
 
     /// Vonage's answer to a frame of the wrong size: no close frame, the connection is gone.
     fn drop_connection(&mut self) {
+        self.tally.vonage_dropped = true;
         let _ = super::tcp(self.dialed.ws.get_ref()).shutdown(std::net::Shutdown::Both);
         self.state = State::Done;
     }

@@ -15,8 +15,58 @@ use tungstenite::{Message, WebSocket};
 /// A running mock application.
 pub struct App {
     pub answer_url: String,
-    /// The statuses posted to the event webhook, in order.
-    pub events: Arc<Mutex<Vec<String>>>,
+    /// Its fallback answer URL (`/fallback`), which answers the NCCO at once.
+    pub fallback_url: String,
+    /// Its HTTP base, `http://127.0.0.1:PORT`.
+    pub http: String,
+    /// Every request the HTTP side took, in order.
+    pub requests: Arc<Mutex<Vec<Request>>>,
+}
+
+/// One request to the mock's HTTP side.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// The JSON body, or the query's fields as a JSON object for a GET.
+    pub fields: serde_json::Value,
+}
+
+impl App {
+    /// The statuses posted to the event webhooks (any path but the answer's), in order.
+    pub fn statuses(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter_map(|r| r.fields["status"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The requests to the event webhooks, in order.
+    pub fn events(&self) -> Vec<Request> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| !is_answer(&r.target))
+            .cloned()
+            .collect()
+    }
+
+    /// The requests to the answer and fallback URLs, in order.
+    pub fn answers(&self) -> Vec<Request> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| is_answer(&r.target))
+            .cloned()
+            .collect()
+    }
+}
+
+fn is_answer(target: &str) -> bool {
+    target.starts_with("/webhooks/answer") || target.starts_with("/fallback")
 }
 
 /// What the answer webhook answers, given the socket's uri.
@@ -29,10 +79,51 @@ pub fn ncco_8k(uri: &str) -> String {
     )
 }
 
+/// Writes the NCCO, given the socket's uri and the HTTP base.
+pub type WriteNcco = dyn Fn(&str, &str) -> String + Send + Sync;
+
+/// How the mock's HTTP side behaves.
+pub struct Plan {
+    /// The NCCO, given the socket's uri and the HTTP base.
+    pub ncco: Box<WriteNcco>,
+    /// How long the answer URL waits before it answers.
+    pub delay: Duration,
+    /// What the answer URL answers to its first requests, before it gives its NCCO (a
+    /// status; 0 closes the connection without a word).
+    pub answer_failures: Vec<u16>,
+    /// What `/webhooks/events` answers.
+    pub event_status: u16,
+    /// What any other event path answers `disconnected` with (a synchronous event's NCCO).
+    pub on_disconnected: String,
+}
+
+impl Plan {
+    /// The NCCO of `ncco`, answered at once, every event taken.
+    pub fn new(ncco: impl Fn(&str, &str) -> String + Send + Sync + 'static) -> Plan {
+        Plan {
+            ncco: Box::new(ncco),
+            delay: Duration::ZERO,
+            answer_failures: Vec::new(),
+            event_status: 200,
+            on_disconnected: String::new(),
+        }
+    }
+}
+
 /// Starts an application whose socket runs `behaviour`, answering `ncco` after `delay`.
 pub fn start_app(
     ncco: NccoFor,
     delay: Duration,
+    behaviour: impl Fn(WebSocket<TcpStream>) + Send + Sync + 'static,
+) -> App {
+    let mut plan = Plan::new(move |uri, _| ncco(uri));
+    plan.delay = delay;
+    start_mock(plan, behaviour)
+}
+
+/// Starts an application that behaves as `plan` says, its socket running `behaviour`.
+pub fn start_mock(
+    plan: Plan,
     behaviour: impl Fn(WebSocket<TcpStream>) + Send + Sync + 'static,
 ) -> App {
     let sockets = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -51,29 +142,75 @@ pub fn start_app(
         }
     });
     let http = TcpListener::bind("127.0.0.1:0").unwrap();
-    let answer_url = format!("http://{}/webhooks/answer", http.local_addr().unwrap());
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let kept = Arc::clone(&events);
-    let body = ncco(&uri);
+    let base = format!("http://{}", http.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&requests);
+    let body = (plan.ncco)(&uri, &base);
+    let plan = Arc::new((plan, Mutex::new(0usize)));
     thread::spawn(move || {
         for stream in http.incoming() {
             let Ok(stream) = stream else { return };
-            let (body, kept) = (body.clone(), Arc::clone(&kept));
-            thread::spawn(move || serve_webhook(stream, &body, delay, &kept));
+            let (body, kept, plan) = (body.clone(), Arc::clone(&kept), Arc::clone(&plan));
+            thread::spawn(move || serve_webhook(stream, &body, &plan, &kept));
         }
     });
-    App { answer_url, events }
+    App {
+        answer_url: format!("{base}/webhooks/answer"),
+        fallback_url: format!("{base}/fallback"),
+        http: base,
+        requests,
+    }
 }
 
-fn serve_webhook(mut stream: TcpStream, ncco: &str, delay: Duration, events: &Mutex<Vec<String>>) {
+fn serve_webhook(
+    mut stream: TcpStream,
+    ncco: &str,
+    plan: &(Plan, Mutex<usize>),
+    requests: &Mutex<Vec<Request>>,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let Some(request) = read_request(&mut stream) else {
+        return;
+    };
+    let target = request.target.clone();
+    requests.lock().unwrap().push(request.clone());
+    let (plan, asked) = plan;
+    let (status, body) = if target.starts_with("/webhooks/answer") {
+        let n = {
+            let mut asked = asked.lock().unwrap();
+            *asked += 1;
+            *asked - 1
+        };
+        thread::sleep(plan.delay);
+        match plan.answer_failures.get(n) {
+            Some(0) => return,
+            Some(status) => (*status, String::new()),
+            None => (200, ncco.to_owned()),
+        }
+    } else if target.starts_with("/fallback") {
+        (200, ncco.to_owned())
+    } else if target.starts_with("/webhooks/events") {
+        (plan.event_status, String::new())
+    } else if request.fields["status"] == "disconnected" {
+        (200, plan.on_disconnected.clone())
+    } else {
+        (200, String::new())
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Reads one request: its head, then as much body as Content-Length says.
+fn read_request(stream: &mut TcpStream) -> Option<Request> {
     let mut request = Vec::new();
     let mut buf = [0u8; 4096];
-    // The head, then as much body as Content-Length says.
-    loop {
-        let Ok(n) = stream.read(&mut buf) else { return };
+    let (head_end, length) = loop {
+        let n = stream.read(&mut buf).ok()?;
         if n == 0 {
-            return;
+            return None;
         }
         request.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&request).to_string();
@@ -87,31 +224,30 @@ fn serve_webhook(mut stream: TcpStream, ncco: &str, delay: Duration, events: &Mu
                 })
                 .unwrap_or(0);
             if request.len() >= end + 4 + length {
-                break;
+                break (end, length);
             }
         }
-    }
+    };
     let text = String::from_utf8_lossy(&request).to_string();
-    let body =
-        if text.starts_with("GET /webhooks/answer") || text.starts_with("POST /webhooks/answer") {
-            thread::sleep(delay);
-            ncco.to_owned()
-        } else {
-            if let Some(status) = text
-                .split("\r\n\r\n")
-                .nth(1)
-                .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
-                .and_then(|v| v["status"].as_str().map(str::to_owned))
-            {
-                events.lock().unwrap().push(status);
-            }
-            String::new()
-        };
-    let _ = write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let mut words = text.split_whitespace();
+    let method = words.next()?.to_owned();
+    let target = words.next()?.to_owned();
+    let body = &text[head_end + 4..head_end + 4 + length];
+    let fields = if method == "GET" {
+        let query = target.split_once('?').map_or("", |(_, q)| q);
+        serde_json::Value::Object(
+            form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned().into()))
+                .collect(),
+        )
+    } else {
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+    };
+    Some(Request {
+        method,
+        target,
+        fields,
+    })
 }
 
 /// A 20 ms frame of a loud 400 Hz tone at 8 kHz: speech, to the emulator.
