@@ -23,6 +23,7 @@ use std::{path::PathBuf, time::Duration};
 use serde_json::{json, Map, Value};
 
 use super::{
+    arrival::Arrival,
     caller::{Caller, Voice},
     dial,
     findings::{Check, Finding},
@@ -63,6 +64,9 @@ pub struct CallOptions {
     pub script: Option<Scenario>,
     /// What is expected of the application's audio.
     pub expect: Expect,
+    /// How the caller's frames are spread over time: steady, or in bursts as Vonage sends
+    /// them.
+    pub arrival: Arrival,
     /// The playback buffer's size in frames.
     pub buffer_frames: usize,
     /// Where to write the call as a two-channel WAV file.
@@ -80,6 +84,7 @@ impl CallOptions {
             dtmf: String::new(),
             script: None,
             expect: Expect::Echo,
+            arrival: Arrival::Steady,
             buffer_frames: DEFAULT_BUFFER_FRAMES,
             record: None,
         }
@@ -127,6 +132,12 @@ impl CallOptions {
         self
     }
 
+    /// Sets [`CallOptions::arrival`].
+    pub fn arrival(mut self, arrival: Arrival) -> Self {
+        self.arrival = arrival;
+        self
+    }
+
     /// Sets [`CallOptions::buffer_frames`].
     pub fn buffer_frames(mut self, frames: usize) -> Self {
         self.buffer_frames = frames;
@@ -157,6 +168,7 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
     let event_url = options.dial.event_target()?;
     let id = CallId::random();
     let mut report = CallReport::new(id.clone(), options.expect);
+    report.arrival = options.arrival;
     let mut post = |base: &Value, status: &'static str| match &event_url {
         Some(url) => post_event(&agent, &options.dial, url, base, status, Map::new()),
         None => Ok(()),
@@ -188,9 +200,16 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
                      "from": options.dial.from, "to": dialed.socket_uri, "direction": "outbound",
                      "headers": dialed.headers});
     let steps = caller.steps.clone();
-    let played = Session::new(dialed, caller, options.expect, options.buffer_frames, tape)
-        .map_err(|e| Error::io("setting up the call's socket", e))?
-        .run();
+    let played = Session::new(
+        dialed,
+        caller,
+        options.arrival,
+        options.expect,
+        options.buffer_frames,
+        tape,
+    )
+    .map_err(|e| Error::io("setting up the call's socket", e))?
+    .run();
     report.checks = streamed_checks(options.expect);
     if let Some(scenario) = &options.script {
         judge_expectations(&mut report, scenario, &steps, &played.observed);

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::{json, Map};
 
 use super::{
+    arrival::{Arrival, Schedule},
     dial,
     engine::{self, Plan},
     ms, percentile, post_event, Dial, SetupTimes,
@@ -56,6 +57,9 @@ pub struct LoadOptions {
     pub ramp: f64,
     /// The server's process id, to report its CPU time and peak memory.
     pub pid: Option<u32>,
+    /// How each call's frames are spread over time; bursty calls each burst in their own
+    /// way, drawn from the seed and the call's number, so a run is replayed from its seed.
+    pub arrival: Arrival,
 }
 
 impl LoadOptions {
@@ -67,6 +71,7 @@ impl LoadOptions {
             duration,
             ramp: DEFAULT_RAMP,
             pid: None,
+            arrival: Arrival::Steady,
         }
     }
 
@@ -85,6 +90,12 @@ impl LoadOptions {
     /// Sets [`LoadOptions::pid`].
     pub fn pid(mut self, pid: Option<u32>) -> Self {
         self.pid = pid;
+        self
+    }
+
+    /// Sets [`LoadOptions::arrival`].
+    pub fn arrival(mut self, arrival: Arrival) -> Self {
+        self.arrival = arrival;
         self
     }
 }
@@ -148,6 +159,9 @@ pub struct ServerUsage {
 #[derive(Debug, Clone, Default, Serialize)]
 #[non_exhaustive]
 pub struct LoadReport {
+    /// How the calls' frames were spread over time: `arrival` and `seed` in JSON.
+    #[serde(flatten)]
+    pub arrival: Arrival,
     /// Calls dialed.
     pub attempted: u64,
     /// Calls whose socket opened.
@@ -222,6 +236,7 @@ impl LoadReport {
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "arrival: {}", self.arrival)?;
         writeln!(
             f,
             "calls: {} attempted, {} connected, {} failed",
@@ -321,6 +336,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     streamed.map_err(|e| Error::io("streaming", e))?;
 
     let mut report = LoadReport {
+        arrival: options.arrival,
         attempted: options.calls as u64,
         connected: outcomes.len() as u64,
         failed: std::mem::take(&mut *lock(&tally.failed)),
@@ -482,9 +498,11 @@ fn dial_one(
     match dialed {
         Ok(dialed) => {
             lock(&tally.setups).push(dialed.setup);
+            let frames = (opts.duration.as_millis() / 20).max(1) as u64;
             Some(Plan {
                 dialed,
-                frames: (opts.duration.as_millis() / 20).max(1) as u64,
+                frames,
+                schedule: Schedule::new(opts.arrival, i as u64, frames),
                 phase: engine::phase(i),
             })
         }

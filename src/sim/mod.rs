@@ -8,6 +8,7 @@
 //! here. One call's socket then runs in `session`, tick by tick; a load's calls stream in
 //! `engine`, a `mio` poll loop where one thread paces and checks many calls.
 
+pub mod arrival;
 pub mod call;
 mod caller;
 mod engine;
@@ -42,6 +43,7 @@ use crate::{
 };
 use findings::{Check, Finding};
 
+pub use arrival::Arrival;
 pub use caller::{read_wav, wav_spec, Voice};
 pub use session::Expect;
 

@@ -6,6 +6,7 @@ use std::{fmt, time::Duration};
 use serde_json::{json, Value};
 
 use super::{
+    arrival::Arrival,
     findings::{Check, Finding},
     ms,
     session::Expect,
@@ -20,6 +21,8 @@ pub struct CallReport {
     pub id: CallId,
     /// What was expected of the application's audio.
     pub expect: Expect,
+    /// How the caller's frames were spread over time (with the seed to replay bursts).
+    pub arrival: Arrival,
     /// The audio format Vonage streamed (what `websocket:connected` said), once known.
     pub format: Option<AudioFormat>,
     /// Where the socket was opened (the NCCO's uri unless overridden).
@@ -38,7 +41,7 @@ pub struct CallReport {
     pub lost: u64,
     /// Frames that came back different (`--expect echo`).
     pub corrupted: u64,
-    /// Frames the emulator itself sent late (5 ms or more after their tick).
+    /// Frames the emulator itself sent late (5 ms or more after they were scheduled).
     pub late: u64,
     /// Text messages the caller's side sent, and those echoed back (`--expect echo`).
     pub texts: (u64, u64),
@@ -80,6 +83,7 @@ impl CallReport {
         CallReport {
             id,
             expect,
+            arrival: Arrival::Steady,
             format: None,
             socket_uri: String::new(),
             talks: Vec::new(),
@@ -132,6 +136,8 @@ impl CallReport {
             "passed": self.passed(),
             "uuid": self.id.as_str(),
             "expect": match self.expect { Expect::Echo => "echo", Expect::Protocol => "protocol" },
+            "arrival": self.arrival.name(),
+            "seed": self.arrival.seed(),
             "content_type": self.format.map(AudioFormat::content_type),
             "socket_uri": self.socket_uri,
             "talks": self.talks,
@@ -272,6 +278,7 @@ impl fmt::Display for CallReport {
             }
             writeln!(f)?;
         }
+        writeln!(f, "  arrival: {}", self.arrival)?;
         self.fmt_caller(f)?;
         writeln!(
             f,
@@ -377,6 +384,26 @@ mod tests {
         assert!(
             xml.contains("<system-out>a &quot;ws://&quot; uri</system-out>"),
             "{xml}"
+        );
+    }
+
+    #[test]
+    fn the_report_names_the_arrival_and_its_seed() {
+        let mut report = CallReport::new(CallId::random(), Expect::Protocol);
+        report.arrival = Arrival::Bursty { seed: 42 };
+        let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(
+            (&json["arrival"], &json["seed"]),
+            (&json!("bursty"), &json!(42))
+        );
+        assert!(report
+            .to_string()
+            .contains("seed 42 (replay with --seed 42)"));
+        report.arrival = Arrival::Steady;
+        let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(
+            (&json["arrival"], &json["seed"]),
+            (&json!("steady"), &Value::Null)
         );
     }
 

@@ -1,6 +1,7 @@
 //! One call's socket, played as Vonage plays it. Every 20 ms tick of a monotonic clock the
-//! caller's next frame goes out, and the playback buffer plays its next frame to the
-//! caller; between ticks the application's messages are read and judged as they come:
+//! caller's frames due by then go out (one a tick, or a burst of them, as the call's
+//! `Arrival` says), and the playback buffer plays its next frame to the caller; between
+//! ticks the application's messages are read and judged as they come:
 //! audio of the wrong size ends the socket, audio is queued for playback (and compared
 //! with what was sent, under `--expect echo`), `clear` and `notify` are answered.
 
@@ -20,6 +21,7 @@ use tungstenite::{
 };
 
 use super::{
+    arrival::{Arrival, Schedule},
     caller::{Caller, KEY_MS},
     engine::{match_echo, Echo},
     findings::{Check, Finding},
@@ -124,6 +126,10 @@ pub(crate) struct Session {
     expect: Expect,
     opened: Instant,
     caller: Caller,
+    /// When each of the caller's frames goes out.
+    schedule: Schedule,
+    /// The caller's next frame to send.
+    next_frame: u64,
     tick: u64,
     state: State,
     playback: Playback,
@@ -154,6 +160,7 @@ impl Session {
     pub(crate) fn new(
         dialed: Dialed,
         caller: Caller,
+        arrival: Arrival,
         expect: Expect,
         buffer_frames: usize,
         tape: Option<Tape>,
@@ -176,6 +183,9 @@ impl Session {
             opened: Instant::now(),
             dialed,
             expect,
+            // One call: the stream of the seed's first call, as a load's first call plays it.
+            schedule: Schedule::new(arrival, 0, caller.frames.len() as u64),
+            next_frame: 0,
             caller,
             tick: 0,
             state: State::Streaming,
@@ -258,7 +268,7 @@ impl Session {
         }
     }
 
-    /// One tick: the caller's keys and frame, then what the caller hears.
+    /// One tick: the caller's keys and frames, then what the caller hears.
     fn on_tick(&mut self, now: Instant) {
         let k = self.tick;
         self.tick += 1;
@@ -280,11 +290,18 @@ impl Session {
         self.after_caller(now);
     }
 
-    /// Sends the caller's keys and frame of tick `k`; returns the frame.
+    /// Sends the caller's keys and frames due at tick `k`; returns what the caller says at
+    /// `k` (its frame, whenever the arrival sends it), for the recording.
     fn caller_speaks(&mut self, k: u64, now: Instant) -> Option<Bytes> {
         if !matches!(self.state, State::Streaming) {
             return None;
         }
+        self.press_due_keys(k);
+        self.send_due_frames(k, now);
+        self.caller.frames.get(k as usize).cloned()
+    }
+
+    fn press_due_keys(&mut self, k: u64) {
         while let Some(&(at, key)) = self.caller.keys.first() {
             if at > k {
                 break;
@@ -297,21 +314,34 @@ impl Session {
             self.tally.texts_sent += 1;
             self.send(Message::text(text), "a key press");
         }
-        let frame = self.caller.frames.get(k as usize)?.clone();
-        if now.saturating_duration_since(self.tick_at(k)) >= LATE {
-            self.tally.late += 1;
+    }
+
+    /// Sends every frame whose send tick has come. A frame is late against when it was
+    /// scheduled to be sent, so a burst's early frames are not counted late.
+    fn send_due_frames(&mut self, k: u64, now: Instant) {
+        while matches!(self.state, State::Streaming) {
+            let Some(frame) = self.caller.frames.get(self.next_frame as usize).cloned() else {
+                return;
+            };
+            let send_tick = self.schedule.send_tick(self.next_frame);
+            if send_tick > k {
+                return;
+            }
+            if now.saturating_duration_since(self.tick_at(send_tick)) >= LATE {
+                self.tally.late += 1;
+            }
+            if self.expect == Expect::Echo {
+                self.inflight.push_back((Instant::now(), frame.clone()));
+            }
+            self.next_frame += 1;
+            self.tally.sent += 1;
+            self.send(Message::Binary(frame), "audio");
         }
-        if self.expect == Expect::Echo {
-            self.inflight.push_back((Instant::now(), frame.clone()));
-        }
-        self.tally.sent += 1;
-        self.send(Message::Binary(frame.clone()), "audio");
-        Some(frame)
     }
 
     /// After the caller's last frame: under `--expect echo` wait for the echoes, then hang up.
     fn after_caller(&mut self, now: Instant) {
-        let done_speaking = self.tick as usize >= self.caller.frames.len();
+        let done_speaking = self.next_frame as usize >= self.caller.frames.len();
         match self.state {
             State::Streaming if done_speaking => match self.expect {
                 Expect::Echo => self.state = State::Draining { until: now + DRAIN },
