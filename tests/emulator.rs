@@ -570,3 +570,46 @@ fn bursty_arrival_reaches_the_application_in_bursts_at_the_same_rate() {
         "{between} long gaps: {gaps:?}"
     );
 }
+
+#[test]
+fn an_application_that_closes_at_once_is_warned_of_and_still_passes() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        let _ = ws.read();
+        let _ = ws.close(None);
+        drain(&mut ws);
+    });
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_secs(1))).unwrap();
+    assert!(report.passed(), "{report}");
+    assert!(report.closed_by_application, "{report}");
+    assert!(
+        report.warnings.iter().any(|w| w.check == Check::Socket
+            && w.text.contains(" ms, before the caller had said anything")),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_application_that_closes_after_the_caller_spoke_is_not_warned_of() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        // The caller speaks for 200 ms, then listens: close half a second after that.
+        let mut frames = 0;
+        while frames < 35 {
+            match ws.read() {
+                Ok(Message::Binary(_)) => frames += 1,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+        let _ = ws.close(None);
+        drain(&mut ws);
+    });
+    let scenario = Scenario::parse("tone 200ms\nsilence 2s", std::path::Path::new(".")).unwrap();
+    let options = protocol_call(&app.answer_url, Duration::ZERO).script(Some(scenario));
+    let report = call::run(&options).unwrap();
+    assert!(report.passed(), "{report}");
+    assert!(report.closed_by_application, "{report}");
+    assert!(
+        report.warnings.iter().all(|w| w.check != Check::Socket),
+        "{report}"
+    );
+}

@@ -31,7 +31,7 @@ use super::{
     playback::DEFAULT_BUFFER_FRAMES,
     post_event,
     script::{Expected, Scenario},
-    session::{Expect, Observed, Played, Session},
+    session::{Expect, Observed, Played, Session, Tally},
     tape::Tape,
     Dial, Failed,
 };
@@ -328,6 +328,9 @@ fn fill(report: &mut CallReport, played: Played) {
     report.lost = t.lost;
     report.corrupted = t.corrupted;
     report.late = t.late;
+    report.emulator_late_ticks = t.late_ticks;
+    report.emulator_max_late = t.max_tick_late;
+    report.excused_underruns = t.excused;
     report.texts = (t.texts_sent, t.texts_echoed);
     report.received_frames = t.received;
     report.played_frames = t.played;
@@ -339,15 +342,7 @@ fn fill(report: &mut CallReport, played: Played) {
     report.notified = t.notified;
     report.server_close = t.app_close;
     report.closed_by_application = t.app_ended_first;
-    if t.app_ended_first && report.expect == Expect::Echo {
-        report.add([Finding::fault(
-            Check::Socket,
-            format!(
-                "the application closed the socket with {} before the caller hung up",
-                t.app_close.unwrap_or(1005)
-            ),
-        )]);
-    }
+    report.add(early_close(&t, report.expect));
     let mut rtts = t.rtts;
     rtts.sort_unstable();
     report.rtt = (
@@ -356,6 +351,33 @@ fn fill(report: &mut CallReport, played: Played) {
         percentile(&rtts, 100.0),
     );
     report.add(played.findings);
+}
+
+/// What the application's closing the socket first says: under `--expect echo` the echo
+/// was cut short, a fault; otherwise a close before the caller said anything is a warning,
+/// since the caller was never heard (an application may end its socket after a turn).
+fn early_close(t: &Tally, expect: Expect) -> Option<Finding> {
+    if !t.app_ended_first {
+        return None;
+    }
+    let code = t.app_close.unwrap_or(1005);
+    let at = t.app_closed_at.unwrap_or(0);
+    if expect == Expect::Echo {
+        return Some(Finding::fault(
+            Check::Socket,
+            format!("the application closed the socket with {code} at {at} ms, before the caller hung up"),
+        ));
+    }
+    t.closed_before_caller_spoke.then(|| {
+        Finding::warning(
+            Check::Socket,
+            format!(
+                "the application closed the socket with {code} at {at} ms, before the caller had said anything \
+                 (no key pressed, no speech ended): Vonage ends the socket leg there and goes on with the NCCO's \
+                 next action, or hangs up"
+            ),
+        )
+    })
 }
 
 /// Judges each expectation of the scenario against what happened.

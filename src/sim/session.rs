@@ -25,13 +25,14 @@ use super::{
     caller::{Caller, KEY_MS},
     engine::{match_echo, Echo},
     findings::{Check, Finding},
-    playback::Playback,
+    playback::{Playback, Timing},
     tape::Tape,
     Dialed,
 };
 use crate::protocol::{audio::FRAME_DURATION, messages};
 
-/// A frame that leaves this much after its tick counts as late: the emulator's own miss.
+/// A frame that leaves this much after its tick counts as late, and a tick played this much
+/// after it was due is late: the emulator's own miss.
 const LATE: Duration = Duration::from_millis(5);
 
 /// How long, under `--expect echo`, the caller waits for the last echoes before hanging up.
@@ -80,6 +81,9 @@ pub(crate) struct Tally {
     pub(crate) lost: u64,
     pub(crate) corrupted: u64,
     pub(crate) late: u64,
+    /// Ticks played 5 ms or more after they were due, and the worst of them.
+    pub(crate) late_ticks: u64,
+    pub(crate) max_tick_late: Duration,
     pub(crate) texts_sent: u64,
     pub(crate) texts_echoed: u64,
     /// Audio frames the application sent.
@@ -87,6 +91,8 @@ pub(crate) struct Tally {
     pub(crate) played: u64,
     pub(crate) dropped: u64,
     pub(crate) underruns: u64,
+    /// Gaps at late ticks, not counted as underruns.
+    pub(crate) excused: u64,
     pub(crate) cleared: u64,
     /// Frames thrown away by clears, and still queued when the socket ended.
     pub(crate) thrown: u64,
@@ -98,6 +104,10 @@ pub(crate) struct Tally {
     pub(crate) app_close: Option<u16>,
     /// Whether the application closed the socket before the caller hung up.
     pub(crate) app_ended_first: bool,
+    /// When the application's close frame came, in ms from the socket's opening.
+    pub(crate) app_closed_at: Option<u64>,
+    /// Whether it came before the caller had said anything (see `Session::caller_has_spoken`).
+    pub(crate) closed_before_caller_spoke: bool,
 }
 
 enum State {
@@ -130,6 +140,10 @@ pub(crate) struct Session {
     schedule: Schedule,
     /// The caller's next frame to send.
     next_frame: u64,
+    /// How many frames have been sent once the caller's first run of speech has ended;
+    /// `None` for a caller who never speaks.
+    first_speech_end: Option<u64>,
+    keys_pressed: bool,
     tick: u64,
     state: State,
     playback: Playback,
@@ -186,6 +200,8 @@ impl Session {
             // One call: the stream of the seed's first call, as a load's first call plays it.
             schedule: Schedule::new(arrival, 0, caller.frames.len() as u64),
             next_frame: 0,
+            first_speech_end: end_of_first_speech(&caller.frames),
+            keys_pressed: false,
             caller,
             tick: 0,
             state: State::Streaming,
@@ -272,8 +288,9 @@ impl Session {
     fn on_tick(&mut self, now: Instant) {
         let k = self.tick;
         self.tick += 1;
+        let timing = self.tick_timing(k, now);
         let said = self.caller_speaks(k, now);
-        let heard = self.playback.tick();
+        let heard = self.playback.tick(timing);
         if heard.as_ref().is_some_and(|f| is_speech(f)) {
             note_speech(&mut self.observed.speech, k);
         }
@@ -288,6 +305,18 @@ impl Session {
             }
         }
         self.after_caller(now);
+    }
+
+    /// Whether tick `k`, played `now`, is late: the emulator fell behind its clock (counted,
+    /// with the worst lateness, for the report).
+    fn tick_timing(&mut self, k: u64, now: Instant) -> Timing {
+        let behind = now.saturating_duration_since(self.tick_at(k));
+        if behind < LATE {
+            return Timing::OnTime;
+        }
+        self.tally.late_ticks += 1;
+        self.tally.max_tick_late = self.tally.max_tick_late.max(behind);
+        Timing::Late
     }
 
     /// Sends the caller's keys and frames due at tick `k`; returns what the caller says at
@@ -307,6 +336,7 @@ impl Session {
                 break;
             }
             self.caller.keys.remove(0);
+            self.keys_pressed = true;
             let text = messages::dtmf(key, KEY_MS);
             if self.expect == Expect::Echo {
                 self.texts.push_back(text.clone());
@@ -337,6 +367,15 @@ impl Session {
             self.tally.sent += 1;
             self.send(Message::Binary(frame), "audio");
         }
+    }
+
+    /// Whether the caller has said anything yet: its first turn has ended, with a key
+    /// pressed or its first run of speech sent to the end. A silent caller never has.
+    fn caller_has_spoken(&self) -> bool {
+        self.keys_pressed
+            || self
+                .first_speech_end
+                .is_some_and(|end| self.next_frame >= end)
     }
 
     /// After the caller's last frame: under `--expect echo` wait for the echoes, then hang up.
@@ -559,6 +598,8 @@ impl Session {
         self.tally.app_close = Some(code);
         if !matches!(self.state, State::Closing { .. }) {
             self.tally.app_ended_first = true;
+            self.tally.app_closed_at = Some(self.now_ms());
+            self.tally.closed_before_caller_spoke = !self.caller_has_spoken();
             // tungstenite answers the close frame on the next read or write.
             self.state = State::Closing {
                 until: Instant::now() + CLOSE_WAIT,
@@ -585,6 +626,7 @@ impl Session {
         self.tally.played = self.playback.played;
         self.tally.dropped = self.playback.dropped;
         self.tally.underruns = self.playback.underruns;
+        self.tally.excused = self.playback.excused;
         self.tally.cleared = self.playback.cleared;
         self.tally.thrown = self.playback.thrown;
         self.tally.unplayed = self.playback.queued_now() as u64;
@@ -695,6 +737,13 @@ fn is_speech(frame: &[u8]) -> bool {
     frame
         .chunks_exact(2)
         .any(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs() > SPEECH_LEVEL as u16)
+}
+
+/// How many of `frames` have been sent once their first run of speech has ended.
+fn end_of_first_speech(frames: &[Bytes]) -> Option<u64> {
+    let start = frames.iter().position(|f| is_speech(f))?;
+    let run = frames[start..].iter().take_while(|f| is_speech(f)).count();
+    Some((start + run) as u64)
 }
 
 /// Adds tick `k` to the runs of speech.
