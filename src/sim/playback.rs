@@ -22,15 +22,17 @@ pub const MAX_PENDING_NOTIFIES: usize = 1024;
 
 /// Whether a tick is played when it is due, or late because the emulator fell behind its
 /// clock. The application's frames may then be in the socket unread, or not sent yet
-/// because the caller's frames they answer left late: silence at a late tick is the
-/// emulator's doing, not a gap the application left.
+/// because the caller's frames they answer left late: silence at a late tick, or right
+/// after one (the frame for it was due while the emulator was behind), is the emulator's
+/// doing, not a gap the application left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Timing {
     OnTime,
     Late,
 }
 
-/// Empty ticks since the last frame played, and whether one of them was late.
+/// Empty ticks since the last frame played, and whether one of them, or the tick that
+/// played that frame, was late.
 #[derive(Debug, Clone, Copy)]
 struct Gap {
     ticks: u32,
@@ -159,7 +161,7 @@ impl Playback {
         }
         match self.queue.pop_front() {
             Some(frame) => {
-                self.end_gap();
+                self.end_gap(timing);
                 self.playing = true;
                 self.played += 1;
                 Some(frame)
@@ -177,9 +179,9 @@ impl Playback {
         }
     }
 
-    /// A frame plays: a short gap before it was an underrun, or excused if a tick of it
-    /// was late.
-    fn end_gap(&mut self) {
+    /// A frame plays at a tick of `timing`: a short gap before it was an underrun, or
+    /// excused if a tick of it, or the tick before it, was late.
+    fn end_gap(&mut self, timing: Timing) {
         match self.gap {
             Some(Gap { ticks: 0, .. }) | None => {}
             Some(Gap { late: true, .. }) => self.excused += 1,
@@ -187,7 +189,7 @@ impl Playback {
         }
         self.gap = Some(Gap {
             ticks: 0,
-            late: false,
+            late: timing == Timing::Late,
         });
     }
 }
@@ -351,12 +353,23 @@ mod tests {
     }
 
     #[test]
-    fn a_late_tick_that_plays_a_frame_excuses_no_later_gap() {
+    fn a_gap_right_after_a_late_tick_is_excused() {
+        let mut playback = Playback::new(8);
+        playback.push(frame());
+        playback.tick(Timing::Late); // the caller's frame, and the reading, came late
+        playback.tick(Timing::OnTime); // so the answer to it was not there yet
+        playback.push(frame());
+        playback.tick(Timing::OnTime);
+        assert_eq!((playback.underruns, playback.excused), (0, 1));
+    }
+
+    #[test]
+    fn a_gap_after_the_emulator_caught_up_is_an_underrun_again() {
         let mut playback = Playback::new(8);
         playback.push(frame());
         playback.push(frame());
         playback.tick(Timing::Late);
-        playback.tick(Timing::Late);
+        playback.tick(Timing::OnTime);
         playback.tick(Timing::OnTime);
         playback.push(frame());
         playback.tick(Timing::OnTime);

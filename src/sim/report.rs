@@ -48,7 +48,7 @@ pub struct CallReport {
     pub emulator_late_ticks: u64,
     /// The worst of those ticks' lateness.
     pub emulator_max_late: Duration,
-    /// Gaps in playback at late ticks, which are not counted as underruns.
+    /// Gaps in playback at or right after late ticks, which are not counted as underruns.
     pub excused_underruns: u64,
     /// Text messages the caller's side sent, and those echoed back (`--expect echo`).
     pub texts: (u64, u64),
@@ -362,7 +362,7 @@ impl CallReport {
         writeln!(
             f,
             "  note: the emulator fell behind its clock (a busy machine): {} tick(s) played 5 ms or more late \
-             (worst {:.1} ms), {} frame(s) sent late; {} gap(s) at late ticks not counted as underruns",
+             (worst {:.1} ms), {} frame(s) sent late; {} gap(s) at or right after late ticks not counted as underruns",
             self.emulator_late_ticks,
             ms(self.emulator_max_late),
             self.late,
@@ -449,7 +449,7 @@ mod tests {
         let text = report.to_string();
         assert!(
             text.contains("11 tick(s) played 5 ms or more late (worst 230.0 ms)")
-                && text.contains("2 gap(s) at late ticks not counted as underruns"),
+                && text.contains("2 gap(s) at or right after late ticks not counted as underruns"),
             "{text}"
         );
         let json: Value = serde_json::from_str(&report.to_json()).unwrap();

@@ -91,7 +91,7 @@ pub(crate) struct Tally {
     pub(crate) played: u64,
     pub(crate) dropped: u64,
     pub(crate) underruns: u64,
-    /// Gaps at late ticks, not counted as underruns.
+    /// Gaps at or right after late ticks, not counted as underruns.
     pub(crate) excused: u64,
     pub(crate) cleared: u64,
     /// Frames thrown away by clears, and still queued when the socket ended.
@@ -288,7 +288,7 @@ impl Session {
     fn on_tick(&mut self, now: Instant) {
         let k = self.tick;
         self.tick += 1;
-        let timing = self.tick_timing(k, now);
+        let timing = self.tick_timing(k);
         let said = self.caller_speaks(k, now);
         let heard = self.playback.tick(timing);
         if heard.as_ref().is_some_and(|f| is_speech(f)) {
@@ -307,10 +307,11 @@ impl Session {
         self.after_caller(now);
     }
 
-    /// Whether tick `k`, played `now`, is late: the emulator fell behind its clock (counted,
-    /// with the worst lateness, for the report).
-    fn tick_timing(&mut self, k: u64, now: Instant) -> Timing {
-        let behind = now.saturating_duration_since(self.tick_at(k));
+    /// Whether tick `k`, played now, is late: the emulator fell behind its clock (counted,
+    /// with the worst lateness, for the report). Timed afresh: a tick caught up after
+    /// reading is later than the turn that began the catching up.
+    fn tick_timing(&mut self, k: u64) -> Timing {
+        let behind = Instant::now().saturating_duration_since(self.tick_at(k));
         if behind < LATE {
             return Timing::OnTime;
         }
