@@ -613,3 +613,37 @@ fn an_application_that_closes_after_the_caller_spoke_is_not_warned_of() {
         "{report}"
     );
 }
+
+#[test]
+fn the_binary_plays_bursty_arrival_from_the_seed_given_or_from_one_it_states() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        drain(&mut ws)
+    });
+    let run = |seed: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vonage-echo"))
+            .args([
+                "call",
+                "--answer-url",
+                &app.answer_url,
+                "--expect",
+                "protocol",
+            ])
+            .args([
+                "--silence",
+                "--duration",
+                "0.3",
+                "--json",
+                "--arrival",
+                "bursty",
+            ])
+            .args(seed)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(json["arrival"], "bursty", "{json}");
+        json["seed"].as_u64()
+    };
+    assert_eq!(run(&["--seed", "19"]), Some(19));
+    assert!(run(&[]).is_some(), "a drawn seed is stated");
+}
