@@ -5,7 +5,7 @@ mod logging;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use log::LevelFilter;
 use vonage_echo::{
     auth::Secret,
@@ -16,7 +16,7 @@ use vonage_echo::{
         load::{self, LoadOptions},
         script::Scenario,
         urls::{Origin, Rewrite},
-        Dial, Expect, Method, Voice,
+        Arrival, Dial, Expect, Method, Voice,
     },
     AudioFormat, Config, Server,
 };
@@ -122,10 +122,43 @@ impl DialArgs {
     }
 }
 
+/// How the caller's frames reach the application.
+#[derive(Args, Clone)]
+struct ArrivalArgs {
+    /// How the caller's frames are spread over time.
+    #[arg(long, value_enum, default_value_t = ArrivalKind::Steady)]
+    arrival: ArrivalKind,
+    /// The seed of --arrival bursty, to play a run's bursts again [default: random, stated
+    /// in the report].
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// `--arrival`'s values: an arrival without its seed, which `--seed` gives.
+#[derive(Clone, Copy, ValueEnum)]
+enum ArrivalKind {
+    /// A frame every 20 ms, on the tick.
+    Steady,
+    /// Bursts of 6 to 8 frames at once, each when its last frame is due, as Vonage sends
+    /// them.
+    Bursty,
+}
+
+impl ArrivalArgs {
+    fn arrival(&self) -> Arrival {
+        match self.arrival {
+            ArrivalKind::Steady => Arrival::Steady,
+            ArrivalKind::Bursty => Arrival::bursty(self.seed),
+        }
+    }
+}
+
 #[derive(Args)]
 struct CallArgs {
     #[command(flatten)]
     dial: DialArgs,
+    #[command(flatten)]
+    arrival: ArrivalArgs,
     /// Seconds of audio to stream (a tone; with --wav, the file's length).
     #[arg(long, default_value_t = Seconds(call::DEFAULT_DURATION), value_parser = seconds_arg)]
     duration: Seconds,
@@ -165,6 +198,8 @@ struct CallArgs {
 struct LoadArgs {
     #[command(flatten)]
     dial: DialArgs,
+    #[command(flatten)]
+    arrival: ArrivalArgs,
     /// Concurrent calls.
     #[arg(long, default_value_t = 100)]
     calls: usize,
@@ -426,6 +461,7 @@ fn place_call(args: &CallArgs) -> ExitCode {
         .dtmf(args.dtmf.clone())
         .script(script)
         .expect(expect)
+        .arrival(args.arrival.arrival())
         .buffer_frames(args.buffer_frames)
         .record(args.record.clone());
     let report = call::run(&options);
@@ -450,7 +486,8 @@ fn place_load(args: &LoadArgs) -> ExitCode {
     let options = LoadOptions::new(args.dial.answer_url.clone(), args.calls, args.duration)
         .dial(args.dial.dial())
         .ramp(args.ramp)
-        .pid(args.pid);
+        .pid(args.pid)
+        .arrival(args.arrival.arrival());
     let report = load::run(&options);
     let shown = |r: load::LoadReport| {
         if args.json {

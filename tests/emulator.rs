@@ -16,7 +16,7 @@ use vonage_echo::{
         call::{self, CallOptions, CallReport},
         findings::Check,
         script::Scenario,
-        Dial, Expect, Voice,
+        Arrival, Dial, Expect, Voice,
     },
     AudioFormat,
 };
@@ -534,4 +534,148 @@ fn ncco_fields_vonage_would_refuse_are_faults_and_ws_is_a_warning() {
             .any(|w| w.check == Check::Ncco && w.text.contains("wss://")),
         "{report}"
     );
+}
+
+/// When each of the caller's audio frames reached an application that only listens, for a
+/// two-second call with `arrival`.
+fn arrival_times(arrival: Arrival) -> (CallReport, Vec<Instant>) {
+    let (tx, rx) = mpsc::channel();
+    let app = start_app(
+        ncco_8k,
+        Duration::ZERO,
+        move |mut ws: WebSocket<TcpStream>| {
+            let mut arrived = Vec::new();
+            while let Ok(message) = ws.read() {
+                if message.is_binary() {
+                    arrived.push(Instant::now());
+                }
+            }
+            let _ = tx.send(arrived);
+        },
+    );
+    let options = protocol_call(&app.answer_url, Duration::from_secs(2)).arrival(arrival);
+    let report = call::run(&options).unwrap();
+    (report, rx.recv_timeout(Duration::from_secs(5)).unwrap())
+}
+
+/// The gaps between arrivals, in ms, sorted.
+fn sorted_gaps_ms(arrived: &[Instant]) -> Vec<f64> {
+    let mut gaps: Vec<f64> = arrived
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0)
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    gaps
+}
+
+#[test]
+fn steady_arrival_reaches_the_application_a_frame_every_20_ms() {
+    let (report, arrived) = arrival_times(Arrival::Steady);
+    assert!(report.passed(), "{report}");
+    assert_eq!(arrived.len() as u64, report.sent, "{report}");
+    assert_eq!(report.sent, 100, "{report}");
+    let gaps = sorted_gaps_ms(&arrived);
+    let median = gaps[gaps.len() / 2];
+    assert!((12.0..=28.0).contains(&median), "median gap {median} ms");
+}
+
+#[test]
+fn bursty_arrival_reaches_the_application_in_bursts_at_the_same_rate() {
+    let (report, arrived) = arrival_times(Arrival::Bursty { seed: 19 });
+    assert!(report.passed(), "{report}");
+    assert_eq!(arrived.len() as u64, report.sent, "{report}");
+    assert_eq!(
+        report.sent, 100,
+        "as many frames as a steady call: {report}"
+    );
+    let gaps = sorted_gaps_ms(&arrived);
+    let median = gaps[gaps.len() / 2];
+    assert!(
+        median < 5.0,
+        "frames of a burst come together: median gap {median} ms"
+    );
+    // A hundred frames in bursts of 6 to 8 are 13 to 17 bursts: 12 to 16 gaps between
+    // them, of 120 to 160 ms. A busy machine may stretch a gap, or split a burst in two.
+    let between = gaps.iter().filter(|g| **g >= 60.0).count();
+    assert!(
+        (10..=20).contains(&between),
+        "{between} long gaps: {gaps:?}"
+    );
+}
+
+#[test]
+fn an_application_that_closes_at_once_is_warned_of_and_still_passes() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        let _ = ws.read();
+        let _ = ws.close(None);
+        drain(&mut ws);
+    });
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_secs(1))).unwrap();
+    assert!(report.passed(), "{report}");
+    assert!(report.closed_by_application, "{report}");
+    assert!(
+        report.warnings.iter().any(|w| w.check == Check::Socket
+            && w.text.contains(" ms, before the caller had said anything")),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_application_that_closes_after_the_caller_spoke_is_not_warned_of() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        // The caller speaks for 200 ms, then listens: close half a second after that.
+        let mut frames = 0;
+        while frames < 35 {
+            match ws.read() {
+                Ok(Message::Binary(_)) => frames += 1,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+        let _ = ws.close(None);
+        drain(&mut ws);
+    });
+    let scenario = Scenario::parse("tone 200ms\nsilence 2s", std::path::Path::new(".")).unwrap();
+    let options = protocol_call(&app.answer_url, Duration::ZERO).script(Some(scenario));
+    let report = call::run(&options).unwrap();
+    assert!(report.passed(), "{report}");
+    assert!(report.closed_by_application, "{report}");
+    assert!(
+        report.warnings.iter().all(|w| w.check != Check::Socket),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_binary_plays_bursty_arrival_from_the_seed_given_or_from_one_it_states() {
+    let app = start_app(ncco_8k, Duration::ZERO, |mut ws: WebSocket<TcpStream>| {
+        drain(&mut ws)
+    });
+    let run = |seed: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vonage-echo"))
+            .args([
+                "call",
+                "--answer-url",
+                &app.answer_url,
+                "--expect",
+                "protocol",
+            ])
+            .args([
+                "--silence",
+                "--duration",
+                "0.3",
+                "--json",
+                "--arrival",
+                "bursty",
+            ])
+            .args(seed)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(json["arrival"], "bursty", "{json}");
+        json["seed"].as_u64()
+    };
+    assert_eq!(run(&["--seed", "19"]), Some(19));
+    assert!(run(&[]).is_some(), "a drawn seed is stated");
 }

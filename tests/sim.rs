@@ -16,7 +16,7 @@ use vonage_echo::{
     sim::{
         call::{self, CallOptions},
         load::{self, LoadOptions},
-        AnswerMethod, Dial,
+        AnswerMethod, Arrival, Dial,
     },
     AudioFormat,
 };
@@ -367,4 +367,24 @@ fn load_helpers_leave_the_core_to_the_thread_that_paces_frames() {
     );
     let pacer = threads.iter().find(|(name, ..)| name == "pacer");
     assert_eq!(pacer.map(|(_, p, ..)| *p), Some(SCHED_OTHER), "{threads:?}");
+}
+
+#[test]
+fn load_with_bursty_arrival_echoes_every_frame_and_names_its_seed() {
+    let server = server();
+    let report = load::run(
+        &LoadOptions::new(answer_url(&server), 3, Duration::from_secs(1))
+            .ramp(100.0)
+            .arrival(Arrival::Bursty { seed: 19 }),
+    )
+    .unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.frames_sent, 3 * 50, "{report}");
+    assert_eq!(report.frames_echoed, report.frames_sent, "{report}");
+    assert!(report.to_string().contains("seed 19"), "{report}");
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(
+        (&json["arrival"], &json["seed"]),
+        (&"bursty".into(), &19.into())
+    );
 }

@@ -24,7 +24,9 @@ use std::{
 };
 
 use super::{
-    answer_call, attempt_findings,
+    answer_call,
+    arrival::Arrival,
+    attempt_findings,
     caller::{Caller, Voice},
     course::{Course, Next},
     events::{self, Delivery, HungUp, Leg, LegKind, Poster, Status},
@@ -33,7 +35,7 @@ use super::{
     open_leg, percentile,
     playback::DEFAULT_BUFFER_FRAMES,
     script::{Expected, Scenario},
-    session::{Expect, Observed, Played, Session},
+    session::{Expect, Observed, Played, Session, Tally},
     tape::Tape,
     Dial, Failed,
 };
@@ -66,6 +68,9 @@ pub struct CallOptions {
     pub script: Option<Scenario>,
     /// What is expected of the application's audio.
     pub expect: Expect,
+    /// How the caller's frames are spread over time: steady, or in bursts as Vonage sends
+    /// them.
+    pub arrival: Arrival,
     /// The playback buffer's size in frames.
     pub buffer_frames: usize,
     /// Where to write the call as a two-channel WAV file.
@@ -83,6 +88,7 @@ impl CallOptions {
             dtmf: String::new(),
             script: None,
             expect: Expect::Echo,
+            arrival: Arrival::Steady,
             buffer_frames: DEFAULT_BUFFER_FRAMES,
             record: None,
         }
@@ -130,6 +136,12 @@ impl CallOptions {
         self
     }
 
+    /// Sets [`CallOptions::arrival`].
+    pub fn arrival(mut self, arrival: Arrival) -> Self {
+        self.arrival = arrival;
+        self
+    }
+
     /// Sets [`CallOptions::buffer_frames`].
     pub fn buffer_frames(mut self, frames: usize) -> Self {
         self.buffer_frames = frames;
@@ -163,6 +175,7 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
     let agent = dial.agent()?;
     let id = CallId::random();
     let mut report = CallReport::new(id.clone(), options.expect);
+    report.arrival = options.arrival;
     report.answer_method = dial.method;
     let poster = Poster::start(agent.clone(), dial.clone())
         .map_err(|e| Error::io("starting the call's event poster", e))?;
@@ -325,6 +338,7 @@ impl Legs<'_> {
         let played = Session::new(
             dialed,
             caller.clone(),
+            self.options.arrival,
             self.options.expect,
             self.options.buffer_frames,
             if first { self.tape.take() } else { None },
@@ -536,6 +550,9 @@ fn fill(report: &mut CallReport, played: Played, rtts: &mut Vec<u32>) {
     report.lost += t.lost;
     report.corrupted += t.corrupted;
     report.late += t.late;
+    report.emulator_late_ticks += t.late_ticks;
+    report.emulator_max_late = report.emulator_max_late.max(t.max_tick_late);
+    report.excused_underruns += t.excused;
     report.texts.0 += t.texts_sent;
     report.texts.1 += t.texts_echoed;
     report.received_frames += t.received;
@@ -548,15 +565,7 @@ fn fill(report: &mut CallReport, played: Played, rtts: &mut Vec<u32>) {
     report.notified += t.notified;
     report.server_close = t.app_close.or(report.server_close);
     report.closed_by_application |= t.app_ended_first;
-    if t.app_ended_first && report.expect == Expect::Echo {
-        report.add([Finding::fault(
-            Check::Socket,
-            format!(
-                "the application closed the socket with {} before the caller hung up",
-                t.app_close.unwrap_or(1005)
-            ),
-        )]);
-    }
+    report.add(early_close(&t, report.expect));
     rtts.extend(t.rtts);
     rtts.sort_unstable();
     report.rtt = (
@@ -565,6 +574,33 @@ fn fill(report: &mut CallReport, played: Played, rtts: &mut Vec<u32>) {
         percentile(rtts, 100.0),
     );
     report.add(played.findings);
+}
+
+/// What the application's closing the socket first says: under `--expect echo` the echo
+/// was cut short, a fault; otherwise a close before the caller said anything is a warning,
+/// since the caller was never heard (an application may end its socket after a turn).
+fn early_close(t: &Tally, expect: Expect) -> Option<Finding> {
+    if !t.app_ended_first {
+        return None;
+    }
+    let code = t.app_close.unwrap_or(1005);
+    let at = t.app_closed_at.unwrap_or(0);
+    if expect == Expect::Echo {
+        return Some(Finding::fault(
+            Check::Socket,
+            format!("the application closed the socket with {code} at {at} ms, before the caller hung up"),
+        ));
+    }
+    t.closed_before_caller_spoke.then(|| {
+        Finding::warning(
+            Check::Socket,
+            format!(
+                "the application closed the socket with {code} at {at} ms, before the caller had said anything \
+                 (no key pressed, no speech ended): Vonage ends the socket leg there and goes on with the NCCO's \
+                 next action, or hangs up"
+            ),
+        )
+    })
 }
 
 /// Judges each expectation of the scenario against what happened.

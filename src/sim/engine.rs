@@ -1,6 +1,7 @@
 //! Streams many simulated calls from one thread: a `mio` poll loop paces every call's
-//! frames from a monotonic clock (frame k leaves at t0 + 20k ms), checks each echo against
-//! what was sent, and measures round trips.
+//! frames from a monotonic clock (frame k is due at t0 + 20k ms, and leaves then or with
+//! its burst, as the call's `Schedule` says), checks each echo against what was sent, and
+//! measures round trips.
 
 use std::{
     cmp::Reverse,
@@ -19,7 +20,7 @@ use tungstenite::{
     Bytes, Error as WsError, Message, WebSocket,
 };
 
-use super::Dialed;
+use super::{arrival::Schedule, Dialed};
 use crate::{
     protocol::audio::{AudioFormat, FRAME_DURATION},
     protocol::call_id::CallId,
@@ -47,6 +48,8 @@ const SPIN: Duration = Duration::from_micros(100);
 pub(crate) struct Plan {
     pub(crate) dialed: Dialed,
     pub(crate) frames: u64,
+    /// When each frame leaves.
+    pub(crate) schedule: Schedule,
     /// How long after arrival the first frame leaves. Independent calls are not in step; a
     /// load whose calls all send in the same millisecond measures bursts, not calls.
     pub(crate) phase: Duration,
@@ -127,6 +130,7 @@ struct Leg {
     t0: Instant,
     frames: u64,
     next: u64,
+    schedule: Schedule,
     tone: Arc<Vec<Bytes>>,
     inflight: VecDeque<(Instant, Bytes)>,
     texts: VecDeque<String>,
@@ -344,6 +348,7 @@ impl Leg {
             t0,
             frames: plan.frames,
             next: 0,
+            schedule: plan.schedule,
             tone,
             inflight: VecDeque::new(),
             texts,
@@ -377,9 +382,10 @@ impl Leg {
         Bytes::from(frame)
     }
 
-    /// When frame `k` is due: t0 + 20k ms, from the monotonic clock, so pacing never drifts.
-    fn due(&self, k: u64) -> Instant {
-        self.t0 + FRAME_DURATION * k as u32
+    /// When frame `k` leaves: at its send tick, t0 + 20 ms a tick, from the monotonic
+    /// clock, so pacing never drifts. Asked in frame order, as the schedule wants.
+    fn due(&mut self, k: u64) -> Instant {
+        self.t0 + FRAME_DURATION * self.schedule.send_tick(k) as u32
     }
 
     fn on_timer(&mut self, now: Instant) {
@@ -390,12 +396,17 @@ impl Leg {
         }
     }
 
-    /// Sends every frame that is due.
+    /// Sends every frame that is due. A frame is late against when it was scheduled to
+    /// leave, so a burst's early frames are not counted late.
     fn stream(&mut self, now: Instant) {
-        while self.next < self.frames && self.due(self.next) <= now {
+        while self.next < self.frames {
+            let due = self.due(self.next);
+            if due > now {
+                break;
+            }
             let frame = self.frame(self.next);
             let sent_at = Instant::now();
-            let late = sent_at.saturating_duration_since(self.due(self.next));
+            let late = sent_at.saturating_duration_since(due);
             if late >= LATE {
                 self.out.late += 1;
             }

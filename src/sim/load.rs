@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::findings::Check;
 use super::{
     answer_call,
+    arrival::{Arrival, Schedule},
     course::{Course, Next},
     engine::{self, Plan},
     events::{self, Event, EventTarget, HungUp, Leg, Status},
@@ -59,6 +60,9 @@ pub struct LoadOptions {
     pub ramp: f64,
     /// The server's process id, to report its CPU time and peak memory.
     pub pid: Option<u32>,
+    /// How each call's frames are spread over time; bursty calls each burst in their own
+    /// way, drawn from the seed and the call's number, so a run is replayed from its seed.
+    pub arrival: Arrival,
 }
 
 impl LoadOptions {
@@ -70,6 +74,7 @@ impl LoadOptions {
             duration,
             ramp: DEFAULT_RAMP,
             pid: None,
+            arrival: Arrival::Steady,
         }
     }
 
@@ -88,6 +93,12 @@ impl LoadOptions {
     /// Sets [`LoadOptions::pid`].
     pub fn pid(mut self, pid: Option<u32>) -> Self {
         self.pid = pid;
+        self
+    }
+
+    /// Sets [`LoadOptions::arrival`].
+    pub fn arrival(mut self, arrival: Arrival) -> Self {
+        self.arrival = arrival;
         self
     }
 }
@@ -151,6 +162,9 @@ pub struct ServerUsage {
 #[derive(Debug, Clone, Default, Serialize)]
 #[non_exhaustive]
 pub struct LoadReport {
+    /// How the calls' frames were spread over time: `arrival` and `seed` in JSON.
+    #[serde(flatten)]
+    pub arrival: Arrival,
     /// Calls dialed.
     pub attempted: u64,
     /// Calls whose socket opened.
@@ -231,6 +245,7 @@ impl LoadReport {
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "arrival: {}", self.arrival)?;
         writeln!(
             f,
             "calls: {} attempted, {} connected, {} failed",
@@ -340,6 +355,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     streamed.map_err(|e| Error::io("streaming", e))?;
 
     let mut report = LoadReport {
+        arrival: options.arrival,
         attempted: options.calls as u64,
         connected: outcomes.len() as u64,
         failed: std::mem::take(&mut *lock(&tally.failed)),
@@ -518,9 +534,11 @@ fn dial_one(
                 handshake: dialed.handshake,
             });
             lock(&tally.legs).insert(dialed.id.clone(), (call, socket));
+            let frames = (opts.duration.as_millis() / 20).max(1) as u64;
             Some(Plan {
                 dialed,
-                frames: (opts.duration.as_millis() / 20).max(1) as u64,
+                frames,
+                schedule: Schedule::new(opts.arrival, i as u64, frames),
                 phase: engine::phase(i),
             })
         }

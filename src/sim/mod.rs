@@ -9,6 +9,7 @@
 //! `engine`, a `mio` poll loop where one thread paces and checks many calls.
 
 pub mod answer;
+pub mod arrival;
 pub mod call;
 mod caller;
 mod course;
@@ -50,6 +51,7 @@ use ncco::{Connect, Reading};
 use urls::{Origin, Rewrite, Urls};
 
 pub use answer::{DEFAULT_ANSWER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
+pub use arrival::Arrival;
 pub use caller::{read_wav, wav_spec, Voice};
 pub use events::EVENT_TIMEOUT;
 pub use session::Expect;

@@ -20,6 +20,25 @@ pub const MAX_UNDERRUN_TICKS: u32 = 5;
 /// without bound. What Vonage does with so many is not documented.
 pub const MAX_PENDING_NOTIFIES: usize = 1024;
 
+/// Whether a tick is played when it is due, or late because the emulator fell behind its
+/// clock. The application's frames may then be in the socket unread, or not sent yet
+/// because the caller's frames they answer left late: silence at a late tick, or right
+/// after one (the frame for it was due while the emulator was behind), is the emulator's
+/// doing, not a gap the application left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timing {
+    OnTime,
+    Late,
+}
+
+/// Empty ticks since the last frame played, and whether one of them, or the tick that
+/// played that frame, was late.
+#[derive(Debug, Clone, Copy)]
+struct Gap {
+    ticks: u32,
+    late: bool,
+}
+
 /// The buffer and its counts. One tick is 20 ms of the caller's time.
 #[derive(Debug)]
 pub(crate) struct Playback {
@@ -33,14 +52,17 @@ pub(crate) struct Playback {
     playing: bool,
     /// Notifies waiting for `finished` to reach their mark.
     notifies: VecDeque<(u64, Value)>,
-    /// Empty ticks since the last frame played, while a prompt may still go on.
-    gap: Option<u32>,
+    /// The silence since the last frame played, while a prompt may still go on.
+    gap: Option<Gap>,
     pub(crate) played: u64,
     pub(crate) dropped: u64,
     pub(crate) cleared: u64,
     /// Frames thrown away by clears.
     pub(crate) thrown: u64,
     pub(crate) underruns: u64,
+    /// Gaps that would be underruns but for a late tick in them: not counted against the
+    /// application.
+    pub(crate) excused: u64,
     /// Notifies not kept, past [`MAX_PENDING_NOTIFIES`].
     pub(crate) ignored_notifies: u64,
 }
@@ -61,6 +83,7 @@ impl Playback {
             cleared: 0,
             thrown: 0,
             underruns: 0,
+            excused: 0,
             ignored_notifies: 0,
         }
     }
@@ -132,28 +155,42 @@ impl Playback {
 
     /// Moves playback on by one tick: the frame that played during the last tick has
     /// finished, and the next one (if any) starts. Returns what the caller hears now.
-    pub(crate) fn tick(&mut self) -> Option<Bytes> {
+    pub(crate) fn tick(&mut self, timing: Timing) -> Option<Bytes> {
         if std::mem::take(&mut self.playing) {
             self.finished += 1;
         }
         match self.queue.pop_front() {
             Some(frame) => {
-                if self
-                    .gap
-                    .is_some_and(|g| (1..=MAX_UNDERRUN_TICKS).contains(&g))
-                {
-                    self.underruns += 1;
-                }
-                self.gap = Some(0);
+                self.end_gap(timing);
                 self.playing = true;
                 self.played += 1;
                 Some(frame)
             }
             None => {
-                self.gap = self.gap.map(|g| g + 1).filter(|g| *g <= MAX_UNDERRUN_TICKS);
+                self.gap = self
+                    .gap
+                    .map(|g| Gap {
+                        ticks: g.ticks + 1,
+                        late: g.late || timing == Timing::Late,
+                    })
+                    .filter(|g| g.ticks <= MAX_UNDERRUN_TICKS);
                 None
             }
         }
+    }
+
+    /// A frame plays at a tick of `timing`: a short gap before it was an underrun, or
+    /// excused if a tick of it, or the tick before it, was late.
+    fn end_gap(&mut self, timing: Timing) {
+        match self.gap {
+            Some(Gap { ticks: 0, .. }) | None => {}
+            Some(Gap { late: true, .. }) => self.excused += 1,
+            Some(Gap { late: false, .. }) => self.underruns += 1,
+        }
+        self.gap = Some(Gap {
+            ticks: 0,
+            late: timing == Timing::Late,
+        });
     }
 }
 
@@ -170,9 +207,9 @@ mod tests {
         let mut playback = Playback::new(8);
         playback.push(Bytes::from_static(&[1]));
         playback.push(Bytes::from_static(&[2]));
-        assert_eq!(playback.tick().as_deref(), Some(&[1][..]));
-        assert_eq!(playback.tick().as_deref(), Some(&[2][..]));
-        assert_eq!(playback.tick(), None);
+        assert_eq!(playback.tick(Timing::OnTime).as_deref(), Some(&[1][..]));
+        assert_eq!(playback.tick(Timing::OnTime).as_deref(), Some(&[2][..]));
+        assert_eq!(playback.tick(Timing::OnTime), None);
         assert_eq!(playback.played, 2);
     }
 
@@ -181,7 +218,7 @@ mod tests {
         let mut playback = Playback::new(3);
         let kept = (0..5).filter(|_| playback.push(frame())).count();
         assert_eq!((kept, playback.dropped), (3, 2));
-        playback.tick();
+        playback.tick(Timing::OnTime);
         assert!(playback.push(frame()), "a played frame makes room");
     }
 
@@ -191,9 +228,9 @@ mod tests {
         for _ in 0..4 {
             playback.push(frame());
         }
-        playback.tick();
+        playback.tick(Timing::OnTime);
         assert_eq!(playback.clear(), 3);
-        assert_eq!(playback.tick(), None);
+        assert_eq!(playback.tick(Timing::OnTime), None);
         assert_eq!(playback.cleared, 1);
     }
 
@@ -205,10 +242,10 @@ mod tests {
         playback.notify(Value::from("done"));
         playback.push(frame());
         assert!(playback.due_notifies().is_empty());
-        playback.tick(); // first frame plays
-        playback.tick(); // second plays
+        playback.tick(Timing::OnTime); // first frame plays
+        playback.tick(Timing::OnTime); // second plays
         assert!(playback.due_notifies().is_empty(), "still playing");
-        playback.tick(); // second has finished
+        playback.tick(Timing::OnTime); // second has finished
         assert_eq!(playback.due_notifies(), [Value::from("done")]);
     }
 
@@ -218,11 +255,11 @@ mod tests {
         for _ in 0..6 {
             playback.push(frame());
         }
-        playback.tick();
+        playback.tick(Timing::OnTime);
         playback.clear();
         playback.push(frame());
         playback.push(frame());
-        playback.tick();
+        playback.tick(Timing::OnTime);
         let accounted =
             playback.played + playback.dropped + playback.thrown + playback.queued_now() as u64;
         assert_eq!(accounted, 8);
@@ -252,7 +289,7 @@ mod tests {
         playback.push(frame());
         playback.push(frame());
         playback.notify(Value::from(1));
-        playback.tick();
+        playback.tick(Timing::OnTime);
         playback.clear();
         assert_eq!(playback.due_notifies().len(), 1);
     }
@@ -261,10 +298,10 @@ mod tests {
     fn a_short_gap_mid_prompt_is_an_underrun() {
         let mut playback = Playback::new(8);
         playback.push(frame());
-        playback.tick();
-        playback.tick(); // nothing came in time
+        playback.tick(Timing::OnTime);
+        playback.tick(Timing::OnTime); // nothing came in time
         playback.push(frame());
-        playback.tick();
+        playback.tick(Timing::OnTime);
         assert_eq!(playback.underruns, 1);
     }
 
@@ -272,12 +309,12 @@ mod tests {
     fn a_pause_between_prompts_is_not_an_underrun() {
         let mut playback = Playback::new(8);
         playback.push(frame());
-        playback.tick();
+        playback.tick(Timing::OnTime);
         for _ in 0..=MAX_UNDERRUN_TICKS {
-            playback.tick();
+            playback.tick(Timing::OnTime);
         }
         playback.push(frame());
-        playback.tick();
+        playback.tick(Timing::OnTime);
         assert_eq!(playback.underruns, 0);
     }
 
@@ -285,11 +322,57 @@ mod tests {
     fn silence_after_a_clear_is_not_an_underrun() {
         let mut playback = Playback::new(8);
         playback.push(frame());
-        playback.tick();
+        playback.tick(Timing::OnTime);
         playback.clear();
-        playback.tick();
+        playback.tick(Timing::OnTime);
         playback.push(frame());
-        playback.tick();
+        playback.tick(Timing::OnTime);
         assert_eq!(playback.underruns, 0);
+    }
+
+    #[test]
+    fn a_gap_at_a_late_tick_is_excused_not_an_underrun() {
+        let mut playback = Playback::new(8);
+        playback.push(frame());
+        playback.tick(Timing::OnTime);
+        playback.tick(Timing::Late); // the emulator fell behind: nothing read yet
+        playback.push(frame());
+        playback.tick(Timing::Late);
+        assert_eq!((playback.underruns, playback.excused), (0, 1));
+    }
+
+    #[test]
+    fn a_gap_of_on_time_ticks_is_an_underrun_though_the_frame_after_it_plays_late() {
+        let mut playback = Playback::new(8);
+        playback.push(frame());
+        playback.tick(Timing::OnTime);
+        playback.tick(Timing::OnTime);
+        playback.push(frame());
+        playback.tick(Timing::Late);
+        assert_eq!((playback.underruns, playback.excused), (1, 0));
+    }
+
+    #[test]
+    fn a_gap_right_after_a_late_tick_is_excused() {
+        let mut playback = Playback::new(8);
+        playback.push(frame());
+        playback.tick(Timing::Late); // the caller's frame, and the reading, came late
+        playback.tick(Timing::OnTime); // so the answer to it was not there yet
+        playback.push(frame());
+        playback.tick(Timing::OnTime);
+        assert_eq!((playback.underruns, playback.excused), (0, 1));
+    }
+
+    #[test]
+    fn a_gap_after_the_emulator_caught_up_is_an_underrun_again() {
+        let mut playback = Playback::new(8);
+        playback.push(frame());
+        playback.push(frame());
+        playback.tick(Timing::Late);
+        playback.tick(Timing::OnTime);
+        playback.tick(Timing::OnTime);
+        playback.push(frame());
+        playback.tick(Timing::OnTime);
+        assert_eq!((playback.underruns, playback.excused), (1, 0));
     }
 }

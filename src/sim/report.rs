@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::{
     answer::Attempt,
+    arrival::Arrival,
     course::ActionRun,
     events::{Delivery, LegKind},
     findings::{Check, Finding},
@@ -24,6 +25,8 @@ pub struct CallReport {
     pub id: CallId,
     /// What was expected of the application's audio.
     pub expect: Expect,
+    /// How the caller's frames were spread over time (with the seed to replay bursts).
+    pub arrival: Arrival,
     /// The audio format Vonage streamed (what `websocket:connected` said), once known.
     pub format: Option<AudioFormat>,
     /// Where the socket was opened (the NCCO's uri unless overridden).
@@ -50,8 +53,15 @@ pub struct CallReport {
     pub lost: u64,
     /// Frames that came back different (`--expect echo`).
     pub corrupted: u64,
-    /// Frames the emulator itself sent late (5 ms or more after their tick).
+    /// Frames the emulator itself sent late (5 ms or more after they were scheduled).
     pub late: u64,
+    /// Ticks the emulator played 5 ms or more after they were due: it fell behind its
+    /// clock. Not the application's doing; no verdict rests on it.
+    pub emulator_late_ticks: u64,
+    /// The worst of those ticks' lateness.
+    pub emulator_max_late: Duration,
+    /// Gaps in playback at or right after late ticks, which are not counted as underruns.
+    pub excused_underruns: u64,
     /// Text messages the caller's side sent, and those echoed back (`--expect echo`).
     pub texts: (u64, u64),
     /// Audio frames the application sent.
@@ -92,6 +102,7 @@ impl CallReport {
         CallReport {
             id,
             expect,
+            arrival: Arrival::Steady,
             format: None,
             socket_uri: String::new(),
             talks: Vec::new(),
@@ -106,6 +117,9 @@ impl CallReport {
             lost: 0,
             corrupted: 0,
             late: 0,
+            emulator_late_ticks: 0,
+            emulator_max_late: Duration::ZERO,
+            excused_underruns: 0,
             texts: (0, 0),
             received_frames: 0,
             played_frames: 0,
@@ -148,6 +162,8 @@ impl CallReport {
             "passed": self.passed(),
             "uuid": self.id.as_str(),
             "expect": match self.expect { Expect::Echo => "echo", Expect::Protocol => "protocol" },
+            "arrival": self.arrival.name(),
+            "seed": self.arrival.seed(),
             "content_type": self.format.map(AudioFormat::content_type),
             "socket_uri": self.socket_uri,
             "talks": self.talks,
@@ -160,6 +176,9 @@ impl CallReport {
             "lost_frames": self.lost,
             "corrupted_frames": self.corrupted,
             "late_frames": self.late,
+            "emulator_late_ticks": self.emulator_late_ticks,
+            "emulator_max_late_ms": ms(self.emulator_max_late),
+            "excused_underruns": self.excused_underruns,
             "received_frames": self.received_frames,
             "played_frames": self.played_frames,
             "dropped_frames": self.dropped_frames,
@@ -313,6 +332,7 @@ impl fmt::Display for CallReport {
             writeln!(f, "  socket: {}", self.socket_uri)?;
         }
         self.fmt_course(f)?;
+        writeln!(f, "  arrival: {}", self.arrival)?;
         self.fmt_caller(f)?;
         writeln!(
             f,
@@ -327,6 +347,7 @@ impl fmt::Display for CallReport {
             self.cleared,
             self.notified
         )?;
+        self.fmt_emulator_lateness(f)?;
         if let Some(code) = self.server_close {
             let who = if self.closed_by_application {
                 "the application closed the socket first"
@@ -416,6 +437,23 @@ impl CallReport {
         }
         Ok(())
     }
+
+    /// A note, when the emulator fell behind its own clock: what it did late, and what it
+    /// did not count against the application because of it.
+    fn fmt_emulator_lateness(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.emulator_late_ticks == 0 && self.late == 0 {
+            return Ok(());
+        }
+        writeln!(
+            f,
+            "  note: the emulator fell behind its clock (a busy machine): {} tick(s) played 5 ms or more late \
+             (worst {:.1} ms), {} frame(s) sent late; {} gap(s) at or right after late ticks not counted as underruns",
+            self.emulator_late_ticks,
+            ms(self.emulator_max_late),
+            self.late,
+            self.excused_underruns
+        )
+    }
 }
 
 #[cfg(test)]
@@ -463,6 +501,46 @@ mod tests {
             xml.contains("<system-out>a &quot;ws://&quot; uri</system-out>"),
             "{xml}"
         );
+    }
+
+    #[test]
+    fn the_report_names_the_arrival_and_its_seed() {
+        let mut report = CallReport::new(CallId::random(), Expect::Protocol);
+        report.arrival = Arrival::Bursty { seed: 42 };
+        let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(
+            (&json["arrival"], &json["seed"]),
+            (&json!("bursty"), &json!(42))
+        );
+        assert!(report
+            .to_string()
+            .contains("seed 42 (replay with --seed 42)"));
+        report.arrival = Arrival::Steady;
+        let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(
+            (&json["arrival"], &json["seed"]),
+            (&json!("steady"), &Value::Null)
+        );
+    }
+
+    #[test]
+    fn the_emulator_s_lateness_is_a_note_that_fails_nothing() {
+        let mut report = CallReport::new(CallId::random(), Expect::Protocol);
+        report.emulator_late_ticks = 11;
+        report.emulator_max_late = Duration::from_millis(230);
+        report.excused_underruns = 2;
+        assert!(report.passed());
+        assert!(report.warnings.is_empty());
+        let text = report.to_string();
+        assert!(
+            text.contains("11 tick(s) played 5 ms or more late (worst 230.0 ms)")
+                && text.contains("2 gap(s) at or right after late ticks not counted as underruns"),
+            "{text}"
+        );
+        let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["emulator_late_ticks"], 11);
+        assert_eq!(json["emulator_max_late_ms"], 230.0);
+        assert_eq!(json["excused_underruns"], 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One call's socket, played as Vonage plays it. Every 20 ms tick of a monotonic clock the
-//! caller's next frame goes out, and the playback buffer plays its next frame to the
-//! caller; between ticks the application's messages are read and judged as they come:
+//! caller's frames due by then go out (one a tick, or a burst of them, as the call's
+//! `Arrival` says), and the playback buffer plays its next frame to the caller; between
+//! ticks the application's messages are read and judged as they come:
 //! audio of the wrong size ends the socket, audio is queued for playback (and compared
 //! with what was sent, under `--expect echo`), `clear` and `notify` are answered.
 
@@ -20,16 +21,18 @@ use tungstenite::{
 };
 
 use super::{
+    arrival::{Arrival, Schedule},
     caller::{Caller, KEY_MS},
     engine::{match_echo, Echo},
     findings::{Check, Finding},
-    playback::Playback,
+    playback::{Playback, Timing},
     tape::Tape,
     Dialed,
 };
 use crate::protocol::{audio::FRAME_DURATION, messages};
 
-/// A frame that leaves this much after its tick counts as late: the emulator's own miss.
+/// A frame that leaves this much after its tick counts as late, and a tick played this much
+/// after it was due is late: the emulator's own miss.
 const LATE: Duration = Duration::from_millis(5);
 
 /// How long, under `--expect echo`, the caller waits for the last echoes before hanging up.
@@ -78,6 +81,9 @@ pub(crate) struct Tally {
     pub(crate) lost: u64,
     pub(crate) corrupted: u64,
     pub(crate) late: u64,
+    /// Ticks played 5 ms or more after they were due, and the worst of them.
+    pub(crate) late_ticks: u64,
+    pub(crate) max_tick_late: Duration,
     pub(crate) texts_sent: u64,
     pub(crate) texts_echoed: u64,
     /// Audio frames the application sent.
@@ -85,6 +91,8 @@ pub(crate) struct Tally {
     pub(crate) played: u64,
     pub(crate) dropped: u64,
     pub(crate) underruns: u64,
+    /// Gaps at or right after late ticks, not counted as underruns.
+    pub(crate) excused: u64,
     pub(crate) cleared: u64,
     /// Frames thrown away by clears, and still queued when the socket ended.
     pub(crate) thrown: u64,
@@ -102,6 +110,10 @@ pub(crate) struct Tally {
     pub(crate) limit_reached: bool,
     /// Whether Vonage dropped the connection for a frame of the wrong size.
     pub(crate) vonage_dropped: bool,
+    /// When the application's close frame came, in ms from the socket's opening.
+    pub(crate) app_closed_at: Option<u64>,
+    /// Whether it came before the caller had said anything (see `Session::caller_has_spoken`).
+    pub(crate) closed_before_caller_spoke: bool,
 }
 
 enum State {
@@ -130,6 +142,14 @@ pub(crate) struct Session {
     expect: Expect,
     opened: Instant,
     caller: Caller,
+    /// When each of the caller's frames goes out.
+    schedule: Schedule,
+    /// The caller's next frame to send.
+    next_frame: u64,
+    /// How many frames have been sent once the caller's first run of speech has ended;
+    /// `None` for a caller who never speaks.
+    first_speech_end: Option<u64>,
+    keys_pressed: bool,
     tick: u64,
     state: State,
     playback: Playback,
@@ -160,6 +180,7 @@ impl Session {
     pub(crate) fn new(
         dialed: Dialed,
         caller: Caller,
+        arrival: Arrival,
         expect: Expect,
         buffer_frames: usize,
         tape: Option<Tape>,
@@ -182,6 +203,11 @@ impl Session {
             opened: Instant::now(),
             dialed,
             expect,
+            // One call: the stream of the seed's first call, as a load's first call plays it.
+            schedule: Schedule::new(arrival, 0, caller.frames.len() as u64),
+            next_frame: 0,
+            first_speech_end: end_of_first_speech(&caller.frames),
+            keys_pressed: false,
             caller,
             tick: 0,
             state: State::Streaming,
@@ -271,12 +297,13 @@ impl Session {
         }
     }
 
-    /// One tick: the caller's keys and frame, then what the caller hears.
+    /// One tick: the caller's keys and frames, then what the caller hears.
     fn on_tick(&mut self, now: Instant) {
         let k = self.tick;
         self.tick += 1;
+        let timing = self.tick_timing(k);
         let said = self.caller_speaks(k, now);
-        let heard = self.playback.tick();
+        let heard = self.playback.tick(timing);
         if heard.as_ref().is_some_and(|f| is_speech(f)) {
             note_speech(&mut self.observed.speech, k);
         }
@@ -293,16 +320,37 @@ impl Session {
         self.after_caller(now);
     }
 
-    /// Sends the caller's keys and frame of tick `k`; returns the frame.
+    /// Whether tick `k`, played now, is late: the emulator fell behind its clock (counted,
+    /// with the worst lateness, for the report). Timed afresh: a tick caught up after
+    /// reading is later than the turn that began the catching up.
+    fn tick_timing(&mut self, k: u64) -> Timing {
+        let behind = Instant::now().saturating_duration_since(self.tick_at(k));
+        if behind < LATE {
+            return Timing::OnTime;
+        }
+        self.tally.late_ticks += 1;
+        self.tally.max_tick_late = self.tally.max_tick_late.max(behind);
+        Timing::Late
+    }
+
+    /// Sends the caller's keys and frames due at tick `k`; returns what the caller says at
+    /// `k` (its frame, whenever the arrival sends it), for the recording.
     fn caller_speaks(&mut self, k: u64, now: Instant) -> Option<Bytes> {
         if !matches!(self.state, State::Streaming) {
             return None;
         }
+        self.press_due_keys(k);
+        self.send_due_frames(k, now);
+        self.caller.frames.get(k as usize).cloned()
+    }
+
+    fn press_due_keys(&mut self, k: u64) {
         while let Some(&(at, key)) = self.caller.keys.first() {
             if at > k {
                 break;
             }
             self.caller.keys.remove(0);
+            self.keys_pressed = true;
             let text = messages::dtmf(key, KEY_MS);
             if self.expect == Expect::Echo {
                 self.texts.push_back(text.clone());
@@ -310,21 +358,43 @@ impl Session {
             self.tally.texts_sent += 1;
             self.send(Message::text(text), "a key press");
         }
-        let frame = self.caller.frames.get(k as usize)?.clone();
-        if now.saturating_duration_since(self.tick_at(k)) >= LATE {
-            self.tally.late += 1;
+    }
+
+    /// Sends every frame whose send tick has come. A frame is late against when it was
+    /// scheduled to be sent, so a burst's early frames are not counted late.
+    fn send_due_frames(&mut self, k: u64, now: Instant) {
+        while matches!(self.state, State::Streaming) {
+            let Some(frame) = self.caller.frames.get(self.next_frame as usize).cloned() else {
+                return;
+            };
+            let send_tick = self.schedule.send_tick(self.next_frame);
+            if send_tick > k {
+                return;
+            }
+            if now.saturating_duration_since(self.tick_at(send_tick)) >= LATE {
+                self.tally.late += 1;
+            }
+            if self.expect == Expect::Echo {
+                self.inflight.push_back((Instant::now(), frame.clone()));
+            }
+            self.next_frame += 1;
+            self.tally.sent += 1;
+            self.send(Message::Binary(frame), "audio");
         }
-        if self.expect == Expect::Echo {
-            self.inflight.push_back((Instant::now(), frame.clone()));
-        }
-        self.tally.sent += 1;
-        self.send(Message::Binary(frame.clone()), "audio");
-        Some(frame)
+    }
+
+    /// Whether the caller has said anything yet: its first turn has ended, with a key
+    /// pressed or its first run of speech sent to the end. A silent caller never has.
+    fn caller_has_spoken(&self) -> bool {
+        self.keys_pressed
+            || self
+                .first_speech_end
+                .is_some_and(|end| self.next_frame >= end)
     }
 
     /// After the caller's last frame: under `--expect echo` wait for the echoes, then hang up.
     fn after_caller(&mut self, now: Instant) {
-        let done_speaking = self.tick as usize >= self.caller.frames.len();
+        let done_speaking = self.next_frame as usize >= self.caller.frames.len();
         match self.state {
             State::Streaming if done_speaking => match self.expect {
                 Expect::Echo => self.state = State::Draining { until: now + DRAIN },
@@ -547,6 +617,8 @@ impl Session {
         self.tally.app_close = Some(code);
         if !matches!(self.state, State::Closing { .. }) {
             self.tally.app_ended_first = true;
+            self.tally.app_closed_at = Some(self.now_ms());
+            self.tally.closed_before_caller_spoke = !self.caller_has_spoken();
             // tungstenite answers the close frame on the next read or write.
             self.state = State::Closing {
                 until: Instant::now() + CLOSE_WAIT,
@@ -573,6 +645,7 @@ impl Session {
         self.tally.played = self.playback.played;
         self.tally.dropped = self.playback.dropped;
         self.tally.underruns = self.playback.underruns;
+        self.tally.excused = self.playback.excused;
         self.tally.cleared = self.playback.cleared;
         self.tally.thrown = self.playback.thrown;
         self.tally.unplayed = self.playback.queued_now() as u64;
@@ -683,6 +756,13 @@ fn is_speech(frame: &[u8]) -> bool {
     frame
         .chunks_exact(2)
         .any(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs() > SPEECH_LEVEL as u16)
+}
+
+/// How many of `frames` have been sent once their first run of speech has ended.
+fn end_of_first_speech(frames: &[Bytes]) -> Option<u64> {
+    let start = frames.iter().position(|f| is_speech(f))?;
+    let run = frames[start..].iter().take_while(|f| is_speech(f)).count();
+    Some((start + run) as u64)
 }
 
 /// Adds tick `k` to the runs of speech.
