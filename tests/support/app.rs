@@ -7,7 +7,7 @@ use std::{
     net::{TcpListener, TcpStream},
     sync::{Arc, Mutex},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tungstenite::{Message, WebSocket};
@@ -19,8 +19,12 @@ pub struct App {
     pub fallback_url: String,
     /// Its HTTP base, `http://127.0.0.1:PORT`.
     pub http: String,
+    /// Its socket listener's origin, `ws://127.0.0.1:PORT`.
+    pub socket_origin: String,
     /// Every request the HTTP side took, in order.
     pub requests: Arc<Mutex<Vec<Request>>>,
+    /// The path and query of every socket handshake, and when it came.
+    pub sockets: Arc<Mutex<Vec<(String, Instant)>>>,
 }
 
 /// One request to the mock's HTTP side.
@@ -31,6 +35,8 @@ pub struct Request {
     pub target: String,
     /// The JSON body, or the query's fields as a JSON object for a GET.
     pub fields: serde_json::Value,
+    /// When it came.
+    pub at: Instant,
 }
 
 impl App {
@@ -127,15 +133,25 @@ pub fn start_mock(
     behaviour: impl Fn(WebSocket<TcpStream>) + Send + Sync + 'static,
 ) -> App {
     let sockets = TcpListener::bind("127.0.0.1:0").unwrap();
-    let uri = format!("ws://{}/socket", sockets.local_addr().unwrap());
+    let socket_origin = format!("ws://{}", sockets.local_addr().unwrap());
+    let uri = format!("{socket_origin}/socket");
     let behaviour = Arc::new(behaviour);
+    let opened = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&opened);
     thread::spawn(move || {
         for stream in sockets.incoming() {
             let Ok(stream) = stream else { return };
-            let behaviour = Arc::clone(&behaviour);
+            let (behaviour, seen) = (Arc::clone(&behaviour), Arc::clone(&seen));
             thread::spawn(move || {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
-                if let Ok(ws) = tungstenite::accept(stream) {
+                // tungstenite's callback type returns its whole error response.
+                #[allow(clippy::result_large_err)]
+                let note = |request: &tungstenite::handshake::server::Request, response| {
+                    let path = request.uri().path_and_query().map_or("", |p| p.as_str());
+                    seen.lock().unwrap().push((path.to_owned(), Instant::now()));
+                    Ok(response)
+                };
+                if let Ok(ws) = tungstenite::accept_hdr(stream, note) {
                     behaviour(ws);
                 }
             });
@@ -158,7 +174,9 @@ pub fn start_mock(
         answer_url: format!("{base}/webhooks/answer"),
         fallback_url: format!("{base}/fallback"),
         http: base,
+        socket_origin,
         requests,
+        sockets: opened,
     }
 }
 
@@ -247,6 +265,7 @@ fn read_request(stream: &mut TcpStream) -> Option<Request> {
         method,
         target,
         fields,
+        at: Instant::now(),
     })
 }
 
