@@ -31,6 +31,8 @@ pub(crate) enum Refusal {
     Duplicate,
     /// The server is stopping (503).
     ShuttingDown,
+    /// The server drains and did not promise this call the socket (503).
+    Draining,
     /// `--max-pending-handshakes` reached (dropped).
     TooManyPending,
     /// The handshake took longer than `--handshake-timeout` (dropped).
@@ -40,13 +42,14 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 9] = [
+    const ALL: [Refusal; 10] = [
         Refusal::Path,
         Refusal::BadUuid,
         Refusal::Unauthorized,
         Refusal::Capacity,
         Refusal::Duplicate,
         Refusal::ShuttingDown,
+        Refusal::Draining,
         Refusal::TooManyPending,
         Refusal::Timeout,
         Refusal::Malformed,
@@ -60,6 +63,7 @@ impl Refusal {
             Refusal::Capacity => "capacity",
             Refusal::Duplicate => "duplicate",
             Refusal::ShuttingDown => "shutting_down",
+            Refusal::Draining => "draining",
             Refusal::TooManyPending => "too_many_pending",
             Refusal::Timeout => "timeout",
             Refusal::Malformed => "malformed",
@@ -76,6 +80,24 @@ const DURATION_BUCKETS: [f64; 10] = [
 /// A metric family's `HELP` and `TYPE` lines.
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// What the server is doing now, read when the metrics are rendered.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct State {
+    pub(crate) active_calls: usize,
+    pub(crate) draining: bool,
+}
+
+/// The gauges of the server's state that are not counted here.
+fn render_state(out: &mut String, state: State) {
+    family(
+        out,
+        "vonage_echo_draining",
+        "gauge",
+        "1 while the server drains (takes no new calls), else 0.",
+    );
+    let _ = writeln!(out, "vonage_echo_draining {}", u8::from(state.draining));
 }
 
 #[derive(Default)]
@@ -163,9 +185,10 @@ impl Metrics {
     }
 
     /// The exposition, `# HELP` and `# TYPE` before each family.
-    pub(crate) fn render(&self, active_calls: usize) -> String {
+    pub(crate) fn render(&self, state: State) -> String {
         let mut out = String::with_capacity(4096);
-        self.render_calls(&mut out, active_calls);
+        render_state(&mut out, state);
+        self.render_calls(&mut out, state.active_calls);
         self.render_counters(&mut out);
         self.render_webhooks(&mut out);
         self.render_durations(&mut out);
@@ -331,7 +354,7 @@ mod tests {
         let m = Metrics::default();
         m.webhook("answer", 200);
         m.event(Some(&CallStatus::Completed));
-        let text = m.render(0);
+        let text = m.render(State::default());
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
             let family = name
@@ -353,7 +376,7 @@ mod tests {
     fn durations_fill_cumulative_buckets() {
         let m = Metrics::default();
         m.call_ended(1000, Duration::from_secs(7));
-        let text = m.render(0);
+        let text = m.render(State::default());
         assert!(text.contains("vonage_echo_call_duration_seconds_bucket{le=\"5\"} 0"));
         assert!(text.contains("vonage_echo_call_duration_seconds_bucket{le=\"10\"} 1"));
         assert!(text.contains("vonage_echo_call_duration_seconds_bucket{le=\"+Inf\"} 1"));
@@ -366,7 +389,7 @@ mod tests {
         m.event(Some(&CallStatus::Other("a".into())));
         m.event(Some(&CallStatus::Other("b".into())));
         assert!(m
-            .render(0)
+            .render(State::default())
             .contains("vonage_echo_call_events_total{status=\"other\"} 2"));
     }
 }

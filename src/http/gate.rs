@@ -128,8 +128,12 @@ fn serve_connection(mut client: TcpStream, peer: SocketAddr, shared: &Shared, up
             }
             Err(Refused::Gone) => break,
         };
-        let keep_alive =
-            request.keep_alive && !shared.config.http_keep_alive.is_zero() && !shared.stopping();
+        // A draining server lets its clients go, so their next request goes to another
+        // instance through the balancer.
+        let keep_alive = request.keep_alive
+            && !shared.config.http_keep_alive.is_zero()
+            && !shared.stopping()
+            && !shared.draining();
         let answer = match upstream.forward(&request.upstream, request.head_only) {
             Ok(answer) => with_connection(&answer, keep_alive),
             Err(e) => {

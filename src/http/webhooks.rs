@@ -18,6 +18,7 @@ use crate::{
     http::gate::{PEER_HEADER, SERVER_HEADER},
     http::private,
     http::upstream::Restarts,
+    metrics::State,
     protocol::auth::{self, AuthError},
     protocol::call_id::CallId,
     protocol::events::Event,
@@ -33,8 +34,10 @@ use crate::{
 pub const ANSWER_PATH: &str = "/webhooks/answer";
 /// Where call events are posted.
 pub const EVENTS_PATH: &str = "/webhooks/events";
-/// The liveness check.
+/// The liveness check: 200 while the process serves, draining or not.
 pub const HEALTH_PATH: &str = "/health";
+/// The readiness check: 200 while the server takes new calls, 503 once it drains.
+pub const READY_PATH: &str = "/ready";
 /// The Prometheus scrape.
 pub const METRICS_PATH: &str = "/metrics";
 pub use crate::shared::SOCKET_PATH;
@@ -323,19 +326,36 @@ fn route(req: &Incoming, shared: &Shared) -> Reply {
             200,
             &json!({
                 "status": "ok",
+                "draining": shared.draining(),
                 "active_calls": shared.active_calls(),
                 "uptime_seconds": shared.started.elapsed().as_secs(),
             }),
         ),
+        (READY_PATH, Method::Get) => ready(shared),
         (METRICS_PATH, Method::Get) => Reply {
             status: 200,
-            body: shared.metrics.render(shared.active_calls()),
+            body: shared.metrics.render(State {
+                active_calls: shared.active_calls(),
+                draining: shared.draining(),
+            }),
             allow: None,
             content_type: "text/plain; version=0.0.4",
         },
         (ANSWER_PATH | EVENTS_PATH, _) => Reply::method_not_allowed("GET, POST"),
-        (HEALTH_PATH | METRICS_PATH, _) => Reply::method_not_allowed("GET"),
+        (HEALTH_PATH | READY_PATH | METRICS_PATH, _) => Reply::method_not_allowed("GET"),
         _ => Reply::error(404, format!("no such path: {}", req.path)),
+    }
+}
+
+/// Readiness: whether a balancer should send this instance new calls.
+fn ready(shared: &Shared) -> Reply {
+    if shared.draining() {
+        Reply::json(
+            503,
+            &json!({ "status": "draining", "active_calls": shared.active_calls() }),
+        )
+    } else {
+        Reply::json(200, &json!({ "status": "ready" }))
     }
 }
 
@@ -378,14 +398,18 @@ fn route_label(path: &str) -> &'static str {
         ANSWER_PATH => "answer",
         EVENTS_PATH => "events",
         HEALTH_PATH => "health",
+        READY_PATH => "ready",
         METRICS_PATH => "metrics",
         _ => "other",
     }
 }
 
 fn answer(fields: Map<String, Value>, req: &Incoming, shared: &Shared) -> Reply {
-    // Said at once, so Vonage can try the fallback answer URL instead of connecting a call
-    // that the handshake would refuse.
+    // Said at once, so Vonage can try the fallback answer URL (and a balancer another
+    // instance) instead of connecting a call that the handshake would refuse.
+    if shared.draining() {
+        return Reply::error(503, "draining: this instance takes no new calls");
+    }
     let max = shared.config.max_calls;
     if shared.active_calls() >= max {
         return Reply::error(503, format!("at capacity: {max} calls"));
@@ -423,6 +447,7 @@ fn answer(fields: Map<String, Value>, req: &Incoming, shared: &Shared) -> Reply 
         text("to").unwrap_or("-")
     );
     let ncco = Ncco::echo(&shared.config.greeting, &shared.config.from, endpoint);
+    shared.drain.promise(&id);
     Reply::json(200, &ncco)
 }
 

@@ -212,6 +212,10 @@ fn admit(request: &Request, shared: &Shared) -> Result<Admitted, (Refusal, Strin
         Some(uuid) => Some(CallId::parse(&uuid).map_err(|reason| (Refusal::BadUuid, reason))?),
         None => None,
     };
+    if !shared.drain.admits(id.as_ref()) {
+        let reason = "server is draining: it takes no new calls";
+        return Err((Refusal::Draining, reason.into()));
+    }
     let authorization = request
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -248,6 +252,8 @@ fn admit(request: &Request, shared: &Shared) -> Result<Admitted, (Refusal, Strin
     let max = shared.config.max_calls;
     let slot = Slot::try_take(&shared.active_calls, max)
         .ok_or_else(|| (Refusal::Capacity, format!("at capacity: {max} calls")))?;
+    // Counted among the calls now, so the promise can go (see Server::is_drained).
+    shared.drain.redeem(&id);
     let guards = CallGuards::new(slot, registered);
     Ok(Admitted { id, guards })
 }
@@ -259,9 +265,11 @@ fn status_of(why: Refusal) -> u16 {
         Refusal::BadUuid | Refusal::Malformed => 400,
         Refusal::Unauthorized => 401,
         Refusal::Duplicate => 409,
-        Refusal::Capacity | Refusal::ShuttingDown | Refusal::TooManyPending | Refusal::Timeout => {
-            503
-        }
+        Refusal::Capacity
+        | Refusal::ShuttingDown
+        | Refusal::Draining
+        | Refusal::TooManyPending
+        | Refusal::Timeout => 503,
     }
 }
 
