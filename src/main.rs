@@ -3,10 +3,19 @@
 
 mod logging;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use clap::{Args, Parser, Subcommand};
 use log::LevelFilter;
+use signal_hook::{
+    consts::{SIGINT, SIGTERM},
+    iterator::Signals,
+};
 use vonage_echo::{
     auth::Secret,
     config::{AudioPriority, SocketAuth},
@@ -249,10 +258,31 @@ struct ServeArgs {
     /// as soon as the frame arrives; needs CAP_SYS_NICE or `ulimit -r` of at least it.
     #[arg(long, env = "VONAGE_ECHO_REALTIME_PRIORITY")]
     realtime_priority: Option<u8>,
+    /// Seconds the calls still up at SIGTERM or SIGINT may go on before they are closed
+    /// with 1001; the server takes no new calls meanwhile, and a second signal closes them
+    /// at once. Five minutes by default: most phone calls are over by then, so a deploy
+    /// cuts few, and a rolling restart of a few instances still fits a maintenance window.
+    /// The service manager's stop timeout must be longer (systemd's TimeoutStopSec,
+    /// Kubernetes' terminationGracePeriodSeconds).
+    #[arg(long, env = "VONAGE_ECHO_DRAIN_TIMEOUT", default_value_t = Seconds(DEFAULT_DRAIN_TIMEOUT), value_parser = seconds_arg)]
+    drain_timeout: Seconds,
+    /// Seconds after handing out an NCCO that its socket is still accepted during a drain
+    /// (Vonage plays the greeting before it connects; a longer greeting needs more).
+    #[arg(long, env = "VONAGE_ECHO_DRAIN_GRACE", default_value_t = Seconds(DEFAULTS.drain_grace), value_parser = seconds_arg)]
+    drain_grace: Seconds,
     /// Log level: error, warn, info, debug or trace (RUST_LOG is read when this is absent).
     #[arg(long, env = "VONAGE_ECHO_LOG_LEVEL")]
     log_level: Option<LevelFilter>,
 }
+
+/// How long a drain waits for the calls still up, unless `--drain-timeout` says otherwise.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How often a drain logs the calls it still waits for.
+const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// How often a drain looks whether it is done or signalled again.
+const DRAIN_TICK: Duration = Duration::from_millis(50);
 
 /// A sample rate Vonage streams: 8000, 16000 or 24000.
 fn rate(s: &str) -> Result<u32, String> {
@@ -332,6 +362,7 @@ impl ServeArgs {
             .socket_key(self.socket_key.clone().map(Secret::new))
             .record_dir(self.record_dir.clone())
             .realtime_priority(self.realtime_priority)
+            .drain_grace(self.drain_grace.0)
     }
 
     /// File descriptors the settings can use at once: a socket per call and per pending
@@ -460,10 +491,7 @@ fn verdict(what: &str, report: Result<(bool, String), vonage_echo::Error>) -> Ex
 
 fn serve(args: &ServeArgs) -> ExitCode {
     init_logging(args.log_level);
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
         Err(e) => {
             log::error!("cannot listen for signals: {e}");
@@ -487,8 +515,64 @@ fn serve(args: &ServeArgs) -> ExitCode {
         ),
     }
     if let Some(signal) = signals.forever().next() {
-        log::info!("signal {signal}: stopping; live calls are closed with 1001");
+        log::info!(
+            "signal {signal}: draining for at most {}s (--drain-timeout); a second signal stops at once",
+            args.drain_timeout
+        );
+    }
+    match drain(&server, &mut signals, args.drain_timeout.0) {
+        DrainEnd::Drained => log::info!("drained: no call left"),
+        DrainEnd::TimedOut => log::warn!(
+            "--drain-timeout of {}s passed: closing {} calls with 1001",
+            args.drain_timeout,
+            server.active_calls()
+        ),
+        DrainEnd::Signalled(signal) => log::warn!(
+            "signal {signal} again: closing {} calls with 1001 at once",
+            server.active_calls()
+        ),
     }
     server.shutdown();
     ExitCode::SUCCESS
+}
+
+/// How a drain ended.
+enum DrainEnd {
+    /// No call left, and no promised socket still to come.
+    Drained,
+    /// `--drain-timeout` passed first.
+    TimedOut,
+    /// Another signal came first.
+    Signalled(i32),
+}
+
+/// Drains `server` until nothing is left, `timeout` passes or another signal comes, and
+/// says every few seconds how many calls are left.
+fn drain(server: &Server, signals: &mut Signals, timeout: Duration) -> DrainEnd {
+    server.drain();
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut next_report = started + DRAIN_REPORT_EVERY;
+    loop {
+        if server.is_drained() {
+            return DrainEnd::Drained;
+        }
+        if let Some(signal) = signals.pending().next() {
+            return DrainEnd::Signalled(signal);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return DrainEnd::TimedOut;
+        }
+        if now >= next_report {
+            log::info!(
+                "draining: {} calls left, {} promised sockets still to come; {:.0}s to --drain-timeout",
+                server.active_calls(),
+                server.promised_sockets(),
+                (deadline - now).as_secs_f64()
+            );
+            next_report += DRAIN_REPORT_EVERY;
+        }
+        std::thread::sleep(DRAIN_TICK.min(deadline - now));
+    }
 }

@@ -1,5 +1,7 @@
 //! The real binary: it starts with flags, completes a call played by its own `call`
-//! subcommand, refuses bad settings by name, and exits 0 on SIGTERM.
+//! subcommand, refuses bad settings by name, drains on SIGTERM and exits 0.
+
+mod support;
 
 use std::{
     io::{BufRead, BufReader},
@@ -425,4 +427,119 @@ fn binary_serves_with_an_unwritable_temporary_directory() {
     );
     signal(&server.child, "TERM");
     assert_eq!(server.child.wait().unwrap().code(), Some(0));
+}
+
+/// A call's socket on the binary, answered by its webhook, its first frame echoed.
+fn live_call(server: &Running, uuid: &str) -> tungstenite::WebSocket<std::net::TcpStream> {
+    let answer = support::http(
+        server.http.parse().unwrap(),
+        "GET",
+        &format!("/webhooks/answer?uuid={uuid}"),
+        "",
+        "",
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let endpoint = answer.json()[1]["endpoint"][0].clone();
+    let mut ws = support::ws_connect(
+        endpoint["uri"].as_str().unwrap(),
+        endpoint["authorization"]["value"].as_str(),
+    );
+    echoes(&mut ws, 0);
+    ws
+}
+
+/// Sends a frame and reads its echo.
+fn echoes(ws: &mut tungstenite::WebSocket<std::net::TcpStream>, k: u8) {
+    let frame = tungstenite::Message::binary(vec![k; 640]);
+    ws.send(frame.clone()).unwrap();
+    assert_eq!(support::next_data(ws), frame);
+}
+
+/// `GET /ready`'s status.
+fn ready(server: &Running) -> u16 {
+    support::http(server.http.parse().unwrap(), "GET", "/ready", "", "").status
+}
+
+/// Waits (at most 10 s) for the binary to exit, and returns its code.
+fn exit_code(server: &mut Running) -> Option<i32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = server.child.kill();
+            panic!("the binary did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a log line holding `needle`, returning whether it came within 10 s.
+fn logged(server: &Running, needle: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match server.lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn sigterm_lets_a_live_call_finish_then_exits_zero() {
+    let mut server = start(&[]);
+    let mut ws = live_call(&server, "through-sigterm");
+    assert_eq!(ready(&server), 200);
+    signal(&server.child, "TERM");
+    support::eventually("readiness to flip", || ready(&server) == 503);
+    for k in 1..20 {
+        echoes(&mut ws, k);
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "exited with a call up"
+    );
+    ws.close(None).unwrap();
+    assert!(matches!(
+        support::next_data(&mut ws),
+        tungstenite::Message::Close(_)
+    ));
+    assert_eq!(exit_code(&mut server), Some(0));
+    assert!(logged(&server, "drained: no call left"));
+}
+
+#[test]
+fn a_second_signal_closes_live_calls_with_1001_at_once() {
+    let mut server = start(&[]);
+    let mut ws = live_call(&server, "second-signal");
+    signal(&server.child, "TERM");
+    support::eventually("readiness to flip", || ready(&server) == 503);
+    echoes(&mut ws, 1);
+    let signalled = std::time::Instant::now();
+    signal(&server.child, "INT");
+    assert_eq!(support::close_code(&mut ws), 1001);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "closed {:?} after the second signal",
+        signalled.elapsed()
+    );
+    assert_eq!(exit_code(&mut server), Some(0));
+}
+
+#[test]
+fn the_drain_timeout_closes_the_calls_left_with_1001_and_counts_them_meanwhile() {
+    let mut server = start(&["--drain-timeout", "5.5"]);
+    let mut ws = live_call(&server, "past-drain-timeout");
+    signal(&server.child, "TERM");
+    assert!(
+        logged(&server, "draining: 1 calls left"),
+        "the drain counts the calls left"
+    );
+    // The call is still served until the timeout.
+    echoes(&mut ws, 1);
+    assert_eq!(support::close_code(&mut ws), 1001);
+    assert_eq!(exit_code(&mut server), Some(0));
 }
