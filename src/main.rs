@@ -270,9 +270,14 @@ struct ServeArgs {
     /// (Vonage plays the greeting before it connects; a longer greeting needs more).
     #[arg(long, env = "VONAGE_ECHO_DRAIN_GRACE", default_value_t = Seconds(DEFAULTS.drain_grace), value_parser = seconds_arg)]
     drain_grace: Seconds,
-    /// Log level: error, warn, info, debug or trace (RUST_LOG is read when this is absent).
+    /// Log level: error, warn, info, debug or trace (RUST_LOG's level is taken when this
+    /// is absent; its module=level directives apply either way).
     #[arg(long, env = "VONAGE_ECHO_LOG_LEVEL")]
     log_level: Option<LevelFilter>,
+    /// How log lines are written to standard error: text, or json (one object a line with
+    /// time, level, target, message and the call's uuid where there is one).
+    #[arg(long, env = "VONAGE_ECHO_LOG_FORMAT", default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
 }
 
 /// How long a drain waits for the calls still up, unless `--drain-timeout` says otherwise.
@@ -388,11 +393,25 @@ fn raise_file_limit(needed: u64) {
     }
 }
 
+/// Logs as text at `level` (the simulator's commands).
 fn init_logging(level: Option<LevelFilter>) {
-    let level = level
-        .or_else(|| std::env::var("RUST_LOG").ok().and_then(|v| v.parse().ok()))
-        .unwrap_or(LevelFilter::Info);
-    logging::init(level);
+    start_logging(level, logging::Format::Text);
+}
+
+/// Logs at `level` in `format`, with `RUST_LOG`'s module directives; a `RUST_LOG` that
+/// cannot be honoured ends the process with the reason, before anything is done.
+fn start_logging(level: Option<LevelFilter>, format: logging::Format) {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) => logging::Filter::parse(&spec, level),
+        Err(_) => Ok(logging::Filter::new(level.unwrap_or(LevelFilter::Info))),
+    };
+    match filter {
+        Ok(filter) => logging::init(filter, format),
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            std::process::exit(2);
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -490,7 +509,7 @@ fn verdict(what: &str, report: Result<(bool, String), vonage_echo::Error>) -> Ex
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
-    init_logging(args.log_level);
+    start_logging(args.log_level, args.log_format);
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
         Err(e) => {

@@ -70,7 +70,7 @@ impl Recording {
                 }
             }
         }
-        log::error!("call {id}: not recorded: {why}");
+        log::error!(call = id.as_str(); "call {id}: not recorded: {why}");
         None
     }
 

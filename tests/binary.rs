@@ -17,7 +17,7 @@ struct Running {
     child: Child,
     http: String,
     lines: mpsc::Receiver<String>,
-    /// What it logged up to its addresses.
+    /// What it logged (on standard error) up to its addresses.
     seen: Vec<String>,
 }
 
@@ -34,9 +34,9 @@ fn start_with(mut command: Command, extra: &[&str]) -> Running {
         .spawn()
         .unwrap();
     let (tx, lines) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
@@ -47,7 +47,8 @@ fn start_with(mut command: Command, extra: &[&str]) -> Running {
             .recv_timeout(Duration::from_secs(10))
             .expect("the binary logs its addresses");
         if let Some((_, addr)) = line.split_once("webhooks listening on http://") {
-            http = Some(addr.trim().to_owned());
+            // A JSON line goes on after the address.
+            http = Some(addr.split('"').next().unwrap().trim().to_owned());
         }
         seen.push(line);
     }
@@ -108,12 +109,9 @@ fn binary_serves_a_call_and_exits_zero_on_sigterm() {
     assert_eq!(status.code(), Some(0));
     let log: Vec<String> = server.lines.try_iter().collect();
     assert!(
-        log.iter().any(|l| l.contains("dtmf 9")),
-        "the server logged the key: {log:#?}"
-    );
-    assert!(
-        log.iter().any(|l| l.contains("ended after")),
-        "the server logged the call's summary"
+        log.iter()
+            .any(|l| l.contains("ended after") && l.contains("dtmf \"9\"")),
+        "the call's summary names the key: {log:#?}"
     );
 }
 
@@ -542,4 +540,99 @@ fn the_drain_timeout_closes_the_calls_left_with_1001_and_counts_them_meanwhile()
     echoes(&mut ws, 1);
     assert_eq!(support::close_code(&mut ws), 1001);
     assert_eq!(exit_code(&mut server), Some(0));
+}
+
+/// What the binary logged from its start to its exit, after SIGTERM.
+fn log_after_sigterm(mut server: Running) -> Vec<String> {
+    signal(&server.child, "TERM");
+    assert_eq!(exit_code(&mut server), Some(0));
+    let mut log = server.seen.clone();
+    log.extend(server.lines.iter());
+    log
+}
+
+#[test]
+fn logs_go_to_standard_error_and_standard_output_stays_empty() {
+    let mut server = start(&[]);
+    let mut stdout = server.child.stdout.take().unwrap();
+    let log = log_after_sigterm(server);
+    assert!(log.iter().any(|l| l.contains("drained")), "{log:#?}");
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut printed).unwrap();
+    assert_eq!(printed, "", "standard output carries no log");
+}
+
+#[test]
+fn json_logs_are_one_object_a_line_and_a_call_logs_one_info_line() {
+    let server = start(&["--log-format", "json"]);
+    let mut ws = live_call(&server, "json-logged");
+    ws.close(None).unwrap();
+    let _ = support::next_data(&mut ws);
+    let log = log_after_sigterm(server);
+    let objects: Vec<serde_json::Value> = log
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for object in &objects {
+        for key in ["time", "level", "target", "message"] {
+            assert!(object[key].is_string(), "no {key}: {object}");
+        }
+    }
+    let about_the_call: Vec<_> = objects
+        .iter()
+        .filter(|o| o["call"] == "json-logged" && o["level"] == "INFO")
+        .collect();
+    assert_eq!(about_the_call.len(), 1, "{about_the_call:#?}");
+    let summary = about_the_call[0]["message"].as_str().unwrap();
+    assert!(summary.contains("ended after"), "{summary}");
+}
+
+#[test]
+fn a_refused_handshake_is_logged_once_with_its_peer_and_reason() {
+    let server = start(&[]);
+    let ws = ws_addr(&server);
+    let refused = support::try_ws_connect(
+        &format!("ws://{ws}/socket?uuid=no-token"),
+        Some("Bearer wrong"),
+    );
+    assert_eq!(support::refused_status(refused), 401);
+    let log = log_after_sigterm(server);
+    let lines: Vec<_> = log.iter().filter(|l| l.contains("handshake")).collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("INFO") && lines[0].contains("127.0.0.1:") && lines[0].contains("401"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn rust_log_module_directives_are_honoured() {
+    let mut command = Command::new(BIN);
+    command.env("RUST_LOG", "warn,vonage_echo::server=info");
+    let server = start_with(command, &[]);
+    let log = log_after_sigterm(server);
+    assert!(
+        log.iter().any(|l| l.contains("webhooks listening")),
+        "the server module logs at info: {log:#?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("socket URL handed out")),
+        "the binary's own module logs at warn: {log:#?}"
+    );
+}
+
+#[test]
+fn a_rust_log_that_cannot_be_honoured_is_refused_with_the_reason() {
+    let out = Command::new(BIN)
+        .args(["--http-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info/answered")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("RUST_LOG") && said.contains("not supported"),
+        "{said}"
+    );
 }

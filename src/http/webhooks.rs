@@ -264,7 +264,8 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
         Err(e) => Reply::error(400, format!("cannot read body: {e}")),
     };
     shared.metrics.webhook(route_label(path), reply.status);
-    if reply.status >= 400 {
+    // A draining instance's 503 at /ready is its answer, not a fault.
+    if reply.status >= 400 && path != READY_PATH {
         log::warn!(
             "{peer} {} {path}: {} {}",
             incoming.method,
@@ -379,13 +380,17 @@ fn body_fields(body: &[u8]) -> Result<Map<String, Value>, Reply> {
 
 fn event(fields: Map<String, Value>, shared: &Shared) -> Reply {
     let event = Event::from_fields(fields);
-    log::info!("event: {event}");
+    // The call's summary is its INFO line; its events are detail.
+    match event.uuid.as_deref() {
+        Some(uuid) => log::debug!(call = uuid; "event: {event}"),
+        None => log::debug!("event: {event}"),
+    }
     shared.metrics.event(event.status.as_ref());
     if let Some(dir) = &shared.config.record_dir {
         // The uuid names a file: only a valid call id may.
         if let Some(id) = event.uuid.as_deref().and_then(|u| CallId::parse(u).ok()) {
             if let Err(e) = record::append_event(dir, &id, &Value::Object(event.fields)) {
-                log::error!("call {id}: event not recorded: {e}");
+                log::error!(call = id.as_str(); "call {id}: event not recorded: {e}");
             }
         }
     }
@@ -441,7 +446,8 @@ fn answer(fields: Map<String, Value>, req: &Incoming, shared: &Shared) -> Reply 
             SocketAuth::None => None,
         },
     };
-    log::info!(
+    log::debug!(
+        call = id.as_str();
         "call {id} answered: from={} to={}",
         from.unwrap_or("-"),
         text("to").unwrap_or("-")
@@ -460,7 +466,7 @@ fn endpoint_headers(id: &CallId, from: Option<&str>, to: Option<&str>) -> Map<St
         let Some(value) = value else { continue };
         headers.insert(key.into(), value.into());
         if headers_len(&headers) > MAX_ENDPOINT_HEADERS_BYTES {
-            log::warn!("call {id}: {key} left out of the socket headers: over 512 bytes");
+            log::warn!(call = id.as_str(); "call {id}: {key} left out of the socket headers: over 512 bytes");
             headers.remove(key);
         }
     }

@@ -150,7 +150,10 @@ fn handshake(
     let callback = |request: &Request, response: Response| {
         let admission = admit(request, shared).map_err(|(why, reason)| {
             shared.metrics.refused(why);
-            refuse(status_of(why), &reason)
+            let status = status_of(why);
+            // The refusal's one line: tungstenite's error that follows says only the status.
+            log::info!("{peer}: handshake refused with {status}: {reason}");
+            refuse(status, &reason)
         })?;
         admitted = Some(admission);
         Ok(response)
@@ -175,9 +178,11 @@ fn handshake(
                 }
                 attempt = mid.handshake();
             }
+            // A refusal of ours, logged where it was decided.
+            Err(HandshakeError::Failure(tungstenite::Error::Http(_))) => return None,
             Err(HandshakeError::Failure(e)) => {
-                log::warn!("{peer}: handshake failed: {e}");
-                if admitted.is_none() && !matches!(e, tungstenite::Error::Http(_)) {
+                log::info!("{peer}: handshake failed: {e}");
+                if admitted.is_none() {
                     shared.metrics.refused(Refusal::Malformed);
                     if let Some(mut socket) = reply_to {
                         let reason = format!("not a WebSocket handshake: {e}");
@@ -275,7 +280,6 @@ fn status_of(why: Refusal) -> u16 {
 
 /// A handshake refusal with a JSON reason.
 fn refuse(status: u16, reason: &str) -> ErrorResponse {
-    log::warn!("handshake refused with {status}: {reason}");
     let body = serde_json::json!({ "error": reason }).to_string();
     let mut response = http::Response::new(Some(body));
     *response.status_mut() =
