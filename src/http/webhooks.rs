@@ -323,7 +323,7 @@ fn route(req: &Incoming, shared: &Shared) -> Reply {
             Ok(fields) => event(fields, shared),
             Err(reply) => reply,
         },
-        (HEALTH_PATH, Method::Get) => Reply::json(
+        (HEALTH_PATH, Method::Get | Method::Head) => Reply::json(
             200,
             &json!({
                 "status": "ok",
@@ -332,7 +332,7 @@ fn route(req: &Incoming, shared: &Shared) -> Reply {
                 "uptime_seconds": shared.started.elapsed().as_secs(),
             }),
         ),
-        (READY_PATH, Method::Get) => ready(shared),
+        (READY_PATH, Method::Get | Method::Head) => ready(shared),
         (METRICS_PATH, Method::Get) => Reply {
             status: 200,
             body: shared.metrics.render(State {
@@ -343,7 +343,9 @@ fn route(req: &Incoming, shared: &Shared) -> Reply {
             content_type: "text/plain; version=0.0.4",
         },
         (ANSWER_PATH | EVENTS_PATH, _) => Reply::method_not_allowed("GET, POST"),
-        (HEALTH_PATH | READY_PATH | METRICS_PATH, _) => Reply::method_not_allowed("GET"),
+        // Some balancers probe with HEAD.
+        (HEALTH_PATH | READY_PATH, _) => Reply::method_not_allowed("GET, HEAD"),
+        (METRICS_PATH, _) => Reply::method_not_allowed("GET"),
         _ => Reply::error(404, format!("no such path: {}", req.path)),
     }
 }
