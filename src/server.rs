@@ -19,6 +19,7 @@ use crate::{
     http::webhooks::{self, Webhooks},
     metrics::Metrics,
     protocol::auth::Secret,
+    record,
     shared::Shared,
     threads::{self, CallThreads, Role, ThreadSet},
     ws::socket,
@@ -50,6 +51,9 @@ impl Server {
         };
         if let Some(priority) = config.realtime_priority {
             check_realtime(priority)?;
+        }
+        if let Some(dir) = &config.record_dir {
+            record::prepare_dir(dir)?;
         }
         let http_listener = bind("webhooks", config.http_addr)?;
         let ws_listener = bind("socket", config.ws_addr)?;
@@ -247,14 +251,7 @@ fn warn_about_openness(config: &Config) {
         log::warn!("webhooks are not verified: no --signature-secret (VONAGE_SIGNATURE_SECRET)");
     }
     if let Some(dir) = &config.record_dir {
-        if !dir.is_dir() {
-            log::error!(
-                "--record-dir {} is not a directory: calls will not be recorded",
-                dir.display()
-            );
-        } else {
-            log::info!("recording calls to {}", dir.display());
-        }
+        log::info!("recording calls to {}", dir.display());
     }
     if config.socket_auth == SocketAuth::Token && config.signature_secret.is_none() {
         log::warn!(

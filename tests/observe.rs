@@ -180,12 +180,39 @@ fn a_recording_is_finished_when_the_server_shuts_down() {
 }
 
 #[test]
-fn an_unwritable_record_dir_never_stops_a_call() {
-    let server = start(config().record_dir(Some(PathBuf::from("/nonexistent/vonage-echo"))));
+fn a_record_dir_that_fails_after_start_never_stops_a_call() {
+    let dir = temp_dir("record-gone");
+    let server = start(config().record_dir(Some(dir.clone())));
+    std::fs::remove_dir_all(&dir).unwrap();
     let report =
         call::run(&CallOptions::new(answer_url(&server)).duration(Duration::from_millis(400)))
             .unwrap();
     assert!(report.passed(), "{report}");
+}
+
+#[test]
+fn a_missing_record_dir_is_created_at_start() {
+    let dir = temp_dir("record-created").join("calls");
+    assert!(!dir.exists());
+    let _server = start(config().record_dir(Some(dir.clone())));
+    assert!(dir.is_dir());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no probe left");
+    let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+}
+
+#[test]
+fn a_record_dir_that_cannot_be_written_is_refused_at_start_by_name() {
+    let dir = temp_dir("record-under-a-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let refused = vonage_echo::Server::start(config().record_dir(Some(file.join("calls"))));
+    let error = refused
+        .err()
+        .expect("the server refuses to start")
+        .to_string();
+    assert!(error.contains("--record-dir"), "{error}");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
