@@ -2,6 +2,7 @@
 //! (`call`, `load`) for trying and measuring it.
 
 mod logging;
+mod origin;
 
 use std::{
     net::SocketAddr,
@@ -10,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use log::LevelFilter;
 use signal_hook::{
     consts::{SIGINT, SIGTERM},
@@ -172,11 +173,11 @@ struct LoadArgs {
 /// The server's settings; each has an environment-variable twin.
 #[derive(Args, Clone)]
 struct ServeArgs {
-    /// Address of the answer and event webhooks.
-    #[arg(long, env = "VONAGE_ECHO_HTTP_ADDR", default_value_t = DEFAULTS.http_addr)]
+    /// Address of the answer and event webhooks (a host name is resolved at start).
+    #[arg(long, env = "VONAGE_ECHO_HTTP_ADDR", default_value_t = DEFAULTS.http_addr, value_parser = socket_addr)]
     http_addr: SocketAddr,
-    /// Address of the WebSocket listener.
-    #[arg(long, env = "VONAGE_ECHO_WS_ADDR", default_value_t = DEFAULTS.ws_addr)]
+    /// Address of the WebSocket listener (a host name is resolved at start).
+    #[arg(long, env = "VONAGE_ECHO_WS_ADDR", default_value_t = DEFAULTS.ws_addr, value_parser = socket_addr)]
     ws_addr: SocketAddr,
     /// Public socket URL put in the NCCO (e.g. wss://echo.example.com/socket); derived from
     /// each answer request's Host or X-Forwarded-* headers when absent.
@@ -256,7 +257,7 @@ struct ServeArgs {
     record_dir: Option<PathBuf>,
     /// Run call threads under SCHED_RR at this priority (1-99), so a frame's thread runs
     /// as soon as the frame arrives; needs CAP_SYS_NICE or `ulimit -r` of at least it.
-    #[arg(long, env = "VONAGE_ECHO_REALTIME_PRIORITY")]
+    #[arg(long, env = "VONAGE_ECHO_REALTIME_PRIORITY", value_parser = clap::value_parser!(u8).range(1..=99))]
     realtime_priority: Option<u8>,
     /// Seconds the calls still up at SIGTERM or SIGINT may go on before they are closed
     /// with 1001; the server takes no new calls meanwhile, and a second signal closes them
@@ -288,6 +289,17 @@ const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// How often a drain looks whether it is done or signalled again.
 const DRAIN_TICK: Duration = Duration::from_millis(50);
+
+/// `host:port`, a host name resolved (its first address), or an address as it is.
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not host:port, or its host does not resolve ({e})"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
 
 /// A sample rate Vonage streams: 8000, 16000 or 24000.
 fn rate(s: &str) -> Result<u32, String> {
@@ -415,10 +427,10 @@ fn start_logging(level: Option<LevelFilter>, format: logging::Format) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, from_env) = origin::parse::<Cli>(Cli::command());
     let status = match cli.command {
-        None => serve(&cli.serve),
-        Some(Command::Serve(args)) => serve(&args),
+        None => serve(&cli.serve, &from_env),
+        Some(Command::Serve(args)) => serve(&args, &from_env),
         Some(Command::Call(args)) => place_call(&args),
         Some(Command::Load(args)) => place_load(&args),
     };
@@ -508,7 +520,7 @@ fn verdict(what: &str, report: Result<(bool, String), vonage_echo::Error>) -> Ex
     }
 }
 
-fn serve(args: &ServeArgs) -> ExitCode {
+fn serve(args: &ServeArgs, from_env: &origin::FromEnvironment) -> ExitCode {
     start_logging(args.log_level, args.log_format);
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
@@ -522,7 +534,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let server = match Server::start(config) {
         Ok(server) => server,
         Err(e) => {
-            log::error!("{e}");
+            let note = match &e {
+                vonage_echo::Error::Config { setting, .. } => from_env.note(setting),
+                vonage_echo::Error::Bind { listener, .. } => {
+                    from_env.note(vonage_echo::Error::listener_flag(listener))
+                }
+                _ => String::new(),
+            };
+            log::error!("{e}{note}");
             return ExitCode::FAILURE;
         }
     };

@@ -26,9 +26,15 @@ fn start(extra: &[&str]) -> Running {
 }
 
 fn start_with(mut command: Command, extra: &[&str]) -> Running {
-    let mut child = command
+    command
         .args(["--http-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0"])
-        .args(extra)
+        .args(extra);
+    start_command(command)
+}
+
+/// The binary as `command` starts it, its log read.
+fn start_command(mut command: Command) -> Running {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -355,7 +361,79 @@ fn settings_have_environment_twins() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--rate"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("--rate"), "{said}");
+}
+
+/// What the binary said on standard error when it refused to start.
+fn refusal(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with {args:?} {env:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_value_from_the_environment_is_refused_naming_its_variable() {
+    let any_port = ["--http-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0"];
+    // Refused by the flag's parser, and by the library's checks.
+    for (flag, env, value) in [
+        ("--rate", "VONAGE_ECHO_RATE", "44100"),
+        ("--greeting", "VONAGE_ECHO_GREETING", ""),
+        ("--record-dir", "VONAGE_ECHO_RECORD_DIR", "/proc/self/recordings"),
+    ] {
+        let said = refusal(&any_port, &[(env, value)]);
+        assert!(said.contains(flag) && said.contains(env), "{said}");
+    }
+    let said = refusal(&["--rate", "44100"], &[]);
+    assert!(!said.contains("VONAGE_ECHO_RATE"), "{said}");
+}
+
+#[test]
+fn an_address_in_use_is_refused_naming_the_flag_and_its_variable() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let said = refusal(&["--http-addr", &addr, "--ws-addr", "127.0.0.1:0"], &[]);
+    assert!(
+        said.contains("--http-addr") && said.contains(&addr),
+        "{said}"
+    );
+    let said = refusal(
+        &["--http-addr", "127.0.0.1:0"],
+        &[("VONAGE_ECHO_WS_ADDR", &addr)],
+    );
+    assert!(
+        said.contains("--ws-addr") && said.contains("VONAGE_ECHO_WS_ADDR"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_host_name_in_an_address_is_resolved() {
+    let mut command = Command::new(BIN);
+    command.args(["--http-addr", "localhost:0", "--ws-addr", "localhost:0"]);
+    let server = start_command(command);
+    let log = log_after_sigterm(server);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("webhooks listening on http://127.0.0.1:")
+                || l.contains("webhooks listening on http://[::1]:")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn every_realtime_priority_out_of_range_gets_the_same_message() {
+    for value in ["0", "150", "300"] {
+        let said = refusal(&["--realtime-priority", value], &[]);
+        assert!(
+            said.contains(&format!("{value} is not in 1..=99")),
+            "{value}: {said}"
+        );
+    }
 }
 
 #[test]
