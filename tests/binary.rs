@@ -383,7 +383,11 @@ fn a_value_from_the_environment_is_refused_naming_its_variable() {
     for (flag, env, value) in [
         ("--rate", "VONAGE_ECHO_RATE", "44100"),
         ("--greeting", "VONAGE_ECHO_GREETING", ""),
-        ("--record-dir", "VONAGE_ECHO_RECORD_DIR", "/proc/self/recordings"),
+        (
+            "--record-dir",
+            "VONAGE_ECHO_RECORD_DIR",
+            "/proc/self/recordings",
+        ),
     ] {
         let said = refusal(&any_port, &[(env, value)]);
         assert!(said.contains(flag) && said.contains(env), "{said}");

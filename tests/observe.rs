@@ -90,6 +90,49 @@ fn metrics_move_as_a_call_happens() {
 }
 
 #[test]
+fn webhook_latency_is_measured_by_route() {
+    let server = server();
+    let count = |text: &str| {
+        sample(
+            text,
+            "vonage_echo_webhook_duration_seconds_count{route=\"answer\"}",
+        )
+    };
+    let before = scrape(&server);
+    let _ = endpoint(&server, "uuid=timed");
+    let after = scrape(&server);
+    assert_eq!(count(&after) - count(&before), 1.0);
+    assert_eq!(
+        sample(
+            &after,
+            "vonage_echo_webhook_duration_seconds_bucket{route=\"answer\",le=\"+Inf\"}"
+        ),
+        count(&after)
+    );
+}
+
+#[test]
+fn the_build_and_the_process_are_in_the_scrape() {
+    let server = server();
+    let text = scrape(&server);
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        sample(
+            &text,
+            &format!("vonage_echo_build_info{{version=\"{version}\"}}")
+        ),
+        1.0
+    );
+    assert!(sample(&text, "process_resident_memory_bytes") > 1e6);
+    assert!(
+        sample(&text, "process_open_fds") >= 4.0,
+        "two listeners and more"
+    );
+    assert!(sample(&text, "process_cpu_seconds_total") >= 0.0);
+    assert!(sample(&text, "process_start_time_seconds") > 1.7e9);
+}
+
+#[test]
 fn refused_handshakes_are_counted_by_reason() {
     let server = server();
     let _ = try_ws_connect(&format!("ws://{}/elsewhere", server.ws_addr()), None);

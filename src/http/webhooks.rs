@@ -399,8 +399,11 @@ fn event(fields: Map<String, Value>, shared: &Shared) -> Reply {
     Reply::empty()
 }
 
-/// The route a path counts under in the metrics: a fixed set, whatever clients ask for.
-fn route_label(path: &str) -> &'static str {
+/// The route a request target counts under in the metrics: one of
+/// [`ROUTES`](crate::metrics::ROUTES), whatever
+/// clients ask for.
+pub(crate) fn route_label(target: &str) -> &'static str {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
     match path {
         ANSWER_PATH => "answer",
         EVENTS_PATH => "events",
@@ -610,6 +613,22 @@ mod tests {
                 let _ = Event::from_fields(fields).to_string();
             }
         }
+    }
+
+    #[test]
+    fn every_route_label_is_one_the_metrics_keep() {
+        for target in [
+            ANSWER_PATH,
+            "/webhooks/events?uuid=a",
+            HEALTH_PATH,
+            READY_PATH,
+            METRICS_PATH,
+            "/elsewhere",
+        ] {
+            let label = route_label(target);
+            assert!(crate::metrics::ROUTES.contains(&label), "{target}: {label}");
+        }
+        assert_eq!(route_label("/webhooks/answer?uuid=a"), "answer");
     }
 
     #[test]
