@@ -441,6 +441,14 @@ fn main() -> ExitCode {
 
 fn place_call(args: &CallArgs) -> ExitCode {
     init_logging(Some(args.dial.log_level));
+    // Checked before dialing, so that a bad path costs no call.
+    for (flag, path) in [("--junit", &args.junit), ("--record", &args.record)] {
+        let Some(path) = path else { continue };
+        if let Err(e) = writable(path) {
+            eprintln!("call failed: cannot write {flag} {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let script = match args.script.as_deref().map(Scenario::load).transpose() {
         Ok(script) => script,
         Err(e) => {
@@ -469,12 +477,11 @@ fn place_call(args: &CallArgs) -> ExitCode {
         .buffer_frames(args.buffer_frames)
         .record(args.record.clone());
     let report = call::run(&options);
-    if let (Ok(report), Some(path)) = (&report, &args.junit) {
-        if let Err(e) = std::fs::write(path, report.to_junit()) {
-            eprintln!("cannot write --junit {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    }
+    let junit = match (&report, &args.junit) {
+        (Ok(report), Some(path)) => std::fs::write(path, report.to_junit())
+            .map_err(|e| format!("cannot write --junit {}: {e}", path.display())),
+        _ => Ok(()),
+    };
     let shown = |r: call::CallReport| {
         if args.json {
             r.to_json()
@@ -482,7 +489,29 @@ fn place_call(args: &CallArgs) -> ExitCode {
             r.to_string()
         }
     };
-    verdict("call", report.map(|r| (r.passed(), shown(r))))
+    // The report is printed whatever became of the file.
+    let status = verdict("call", report.map(|r| (r.passed(), shown(r))));
+    match junit {
+        Ok(()) => status,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether `path` can be written: opened for appending, created if missing and then
+/// removed again, so nothing is left behind.
+fn writable(path: &std::path::Path) -> std::io::Result<()> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 fn place_load(args: &LoadArgs) -> ExitCode {

@@ -718,3 +718,73 @@ fn a_rust_log_that_cannot_be_honoured_is_refused_with_the_reason() {
         "{said}"
     );
 }
+
+#[test]
+fn call_refuses_an_output_file_it_cannot_write_before_dialing() {
+    let server = support::server();
+    let answer_url = support::answer_url(&server);
+    for flag in ["--junit", "--record"] {
+        let out = Command::new(BIN)
+            .args([
+                "call",
+                "--answer-url",
+                &answer_url,
+                flag,
+                "/nonexistent/out",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} accepted");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains(&format!("cannot write {flag} /nonexistent/out")),
+            "{said}"
+        );
+    }
+    let metrics = support::http(server.http_addr(), "GET", "/metrics", "", "").body;
+    assert!(
+        !metrics.contains("route=\"answer\",status"),
+        "a call was dialed: {metrics}"
+    );
+}
+
+#[test]
+fn call_writes_its_junit_file() {
+    let server = support::server();
+    let dir = std::env::temp_dir().join(format!("vonage-echo-junit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junit = dir.join("report.xml");
+    let out = Command::new(BIN)
+        .args(["call", "--answer-url", &support::answer_url(&server)])
+        .args(["--duration", "0.2", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent"));
+    assert!(std::fs::read_to_string(&junit)
+        .unwrap()
+        .contains("<testsuite"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_call_that_never_starts_leaves_no_file_where_it_only_checked() {
+    let server = support::server();
+    let dir = std::env::temp_dir().join(format!("vonage-echo-nojunit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junit = dir.join("report.xml");
+    let out = Command::new(BIN)
+        .args(["call", "--answer-url", &support::answer_url(&server)])
+        .args(["--script", "/nonexistent/call.scenario", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!junit.exists(), "the check left a file behind");
+    let _ = std::fs::remove_dir_all(dir);
+}
