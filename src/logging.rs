@@ -403,6 +403,20 @@ mod tests {
     }
 
     #[test]
+    fn a_line_keeps_the_time_it_was_logged_at_however_late_it_is_written() {
+        let record = Record::builder()
+            .level(Level::Info)
+            .target("t")
+            .args(format_args!("m"))
+            .build();
+        let line = Line::of(&record);
+        let logged = timestamp(line.time);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(line.render(Format::Text).starts_with(&logged));
+        assert!(line.time <= time::OffsetDateTime::now_utc() - Duration::from_millis(20));
+    }
+
+    #[test]
     fn a_text_line_starts_with_its_time_and_level() {
         let line = Line::now(Level::Warn, "t", "m".into(), None);
         let text = line.render(Format::Text);
