@@ -614,12 +614,13 @@ fn the_drain_timeout_closes_the_calls_left_with_1001_and_counts_them_meanwhile()
     let mut server = start(&["--drain-timeout", "5.5"]);
     let mut ws = live_call(&server, "past-drain-timeout");
     signal(&server.child, "TERM");
+    support::eventually("readiness to flip", || ready(&server) == 503);
+    // The call is still served until the timeout.
+    echoes(&mut ws, 1);
     assert!(
         logged(&server, "draining: 1 calls left"),
         "the drain counts the calls left"
     );
-    // The call is still served until the timeout.
-    echoes(&mut ws, 1);
     assert_eq!(support::close_code(&mut ws), 1001);
     assert_eq!(exit_code(&mut server), Some(0));
 }
