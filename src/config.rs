@@ -139,6 +139,12 @@ pub struct Config {
     /// Where calls' audio runs below call setup under the fair scheduler. Default
     /// [`AudioPriority::Nice`]; the binary's is `idle`.
     pub audio_priority: AudioPriority,
+    /// How long after handing out an NCCO its socket is still accepted once the server
+    /// drains ([`Server::drain`](crate::Server::drain)): Vonage plays the greeting before
+    /// it opens the socket, so a caller answered just before the drain comes seconds
+    /// later, and was promised this instance. Default 15 s: the default greeting takes
+    /// about 4 s to speak; a longer greeting needs a longer grace.
+    pub drain_grace: Duration,
 }
 
 impl Default for Config {
@@ -169,6 +175,7 @@ impl Default for Config {
             record_dir: None,
             realtime_priority: None,
             audio_priority: AudioPriority::default(),
+            drain_grace: Duration::from_secs(15),
         }
     }
 }
@@ -237,6 +244,8 @@ impl Config {
         realtime_priority: Option<u8>,
         /// Sets [`Config::audio_priority`].
         audio_priority: AudioPriority,
+        /// Sets [`Config::drain_grace`].
+        drain_grace: Duration,
     }
 
     /// Checks that the settings can run a server; the error names the setting at fault.

@@ -53,6 +53,15 @@ impl Error {
         }
     }
 
+    /// The flag that sets a listener's address: `--http-addr` for `"webhooks"`,
+    /// `--ws-addr` for `"socket"`.
+    pub fn listener_flag(listener: &str) -> &'static str {
+        match listener {
+            "webhooks" => "--http-addr",
+            _ => "--ws-addr",
+        }
+    }
+
     /// A refused setting.
     pub(crate) fn config(setting: &'static str, reason: impl Into<String>) -> Self {
         Error::Config {
@@ -70,7 +79,11 @@ impl fmt::Display for Error {
                 listener,
                 addr,
                 source,
-            } => write!(f, "cannot bind the {listener} listener to {addr}: {source}"),
+            } => write!(
+                f,
+                "cannot bind the {listener} listener ({}) to {addr}: {source}",
+                Error::listener_flag(listener)
+            ),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Ncco(reason) => write!(f, "invalid NCCO: {reason}"),
             Error::Http(reason) => write!(f, "HTTP: {reason}"),

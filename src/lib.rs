@@ -20,7 +20,11 @@
 //! .expect("server starts");
 //! println!("answer URL: http://{}/webhooks/answer", server.http_addr());
 //! // ... play calls at it ...
-//! server.shutdown(); // closes live calls with 1001 and joins every thread
+//! server.drain(); // takes no new calls; the live ones go on
+//! while !server.is_drained() {
+//!     std::thread::sleep(std::time::Duration::from_millis(100)); // or until your deadline
+//! }
+//! server.shutdown(); // closes calls still live with 1001 and joins every thread
 //! ```
 //!
 //! Where things live: [`webhooks`] answers HTTP (behind a guarding front door that bounds
@@ -37,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod drain;
 mod error;
 mod http;
 mod listen;

@@ -2,11 +2,21 @@
 //! (`call`, `load`) for trying and measuring it.
 
 mod logging;
+mod origin;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use log::LevelFilter;
+use signal_hook::{
+    consts::{SIGINT, SIGTERM},
+    iterator::Signals,
+};
 use vonage_echo::{
     auth::Secret,
     config::{AudioPriority, SocketAuth},
@@ -220,11 +230,11 @@ struct LoadArgs {
 /// The server's settings; each has an environment-variable twin.
 #[derive(Args, Clone)]
 struct ServeArgs {
-    /// Address of the answer and event webhooks.
-    #[arg(long, env = "VONAGE_ECHO_HTTP_ADDR", default_value_t = DEFAULTS.http_addr)]
+    /// Address of the answer and event webhooks (a host name is resolved at start).
+    #[arg(long, env = "VONAGE_ECHO_HTTP_ADDR", default_value_t = DEFAULTS.http_addr, value_parser = socket_addr)]
     http_addr: SocketAddr,
-    /// Address of the WebSocket listener.
-    #[arg(long, env = "VONAGE_ECHO_WS_ADDR", default_value_t = DEFAULTS.ws_addr)]
+    /// Address of the WebSocket listener (a host name is resolved at start).
+    #[arg(long, env = "VONAGE_ECHO_WS_ADDR", default_value_t = DEFAULTS.ws_addr, value_parser = socket_addr)]
     ws_addr: SocketAddr,
     /// Public socket URL put in the NCCO (e.g. wss://echo.example.com/socket); derived from
     /// each answer request's Host or X-Forwarded-* headers when absent.
@@ -304,11 +314,48 @@ struct ServeArgs {
     record_dir: Option<PathBuf>,
     /// Run call threads under SCHED_RR at this priority (1-99), so a frame's thread runs
     /// as soon as the frame arrives; needs CAP_SYS_NICE or `ulimit -r` of at least it.
-    #[arg(long, env = "VONAGE_ECHO_REALTIME_PRIORITY")]
+    #[arg(long, env = "VONAGE_ECHO_REALTIME_PRIORITY", value_parser = clap::value_parser!(u8).range(1..=99))]
     realtime_priority: Option<u8>,
-    /// Log level: error, warn, info, debug or trace (RUST_LOG is read when this is absent).
+    /// Seconds the calls still up at SIGTERM or SIGINT may go on before they are closed
+    /// with 1001; the server takes no new calls meanwhile, and a second signal closes them
+    /// at once. Five minutes by default: most phone calls are over by then, so a deploy
+    /// cuts few, and a rolling restart of a few instances still fits a maintenance window.
+    /// The service manager's stop timeout must be longer (systemd's TimeoutStopSec,
+    /// Kubernetes' terminationGracePeriodSeconds).
+    #[arg(long, env = "VONAGE_ECHO_DRAIN_TIMEOUT", default_value_t = Seconds(DEFAULT_DRAIN_TIMEOUT), value_parser = seconds_arg)]
+    drain_timeout: Seconds,
+    /// Seconds after handing out an NCCO that its socket is still accepted during a drain
+    /// (Vonage plays the greeting before it connects; a longer greeting needs more).
+    #[arg(long, env = "VONAGE_ECHO_DRAIN_GRACE", default_value_t = Seconds(DEFAULTS.drain_grace), value_parser = seconds_arg)]
+    drain_grace: Seconds,
+    /// Log level: error, warn, info, debug or trace (RUST_LOG's level is taken when this
+    /// is absent; its module=level directives apply either way).
     #[arg(long, env = "VONAGE_ECHO_LOG_LEVEL")]
     log_level: Option<LevelFilter>,
+    /// How log lines are written to standard error: text, or json (one object a line with
+    /// time, level, target, message and the call's uuid where there is one).
+    #[arg(long, env = "VONAGE_ECHO_LOG_FORMAT", default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
+}
+
+/// How long a drain waits for the calls still up, unless `--drain-timeout` says otherwise.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How often a drain logs the calls it still waits for.
+const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// How often a drain looks whether it is done or signalled again.
+const DRAIN_TICK: Duration = Duration::from_millis(50);
+
+/// `host:port`, a host name resolved (its first address), or an address as it is.
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not host:port, or its host does not resolve ({e})"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// A sample rate Vonage streams: 8000, 16000 or 24000.
@@ -389,6 +436,7 @@ impl ServeArgs {
             .socket_key(self.socket_key.clone().map(Secret::new))
             .record_dir(self.record_dir.clone())
             .realtime_priority(self.realtime_priority)
+            .drain_grace(self.drain_grace.0)
     }
 
     /// File descriptors the settings can use at once: a socket per call and per pending
@@ -414,18 +462,32 @@ fn raise_file_limit(needed: u64) {
     }
 }
 
+/// Logs as text at `level` (the simulator's commands).
 fn init_logging(level: Option<LevelFilter>) {
-    let level = level
-        .or_else(|| std::env::var("RUST_LOG").ok().and_then(|v| v.parse().ok()))
-        .unwrap_or(LevelFilter::Info);
-    logging::init(level);
+    start_logging(level, logging::Format::Text);
+}
+
+/// Logs at `level` in `format`, with `RUST_LOG`'s module directives; a `RUST_LOG` that
+/// cannot be honoured ends the process with the reason, before anything is done.
+fn start_logging(level: Option<LevelFilter>, format: logging::Format) {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) => logging::Filter::parse(&spec, level),
+        Err(_) => Ok(logging::Filter::new(level.unwrap_or(LevelFilter::Info))),
+    };
+    match filter {
+        Ok(filter) => logging::init(filter, format),
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            std::process::exit(2);
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, from_env) = origin::parse::<Cli>(Cli::command());
     let status = match cli.command {
-        None => serve(&cli.serve),
-        Some(Command::Serve(args)) => serve(&args),
+        None => serve(&cli.serve, &from_env),
+        Some(Command::Serve(args)) => serve(&args, &from_env),
         Some(Command::Call(args)) => place_call(&args),
         Some(Command::Load(args)) => place_load(&args),
     };
@@ -436,6 +498,14 @@ fn main() -> ExitCode {
 
 fn place_call(args: &CallArgs) -> ExitCode {
     init_logging(Some(args.dial.log_level));
+    // Checked before dialing, so that a bad path costs no call.
+    for (flag, path) in [("--junit", &args.junit), ("--record", &args.record)] {
+        let Some(path) = path else { continue };
+        if let Err(e) = writable(path) {
+            eprintln!("call failed: cannot write {flag} {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let script = match args.script.as_deref().map(Scenario::load).transpose() {
         Ok(script) => script,
         Err(e) => {
@@ -465,12 +535,11 @@ fn place_call(args: &CallArgs) -> ExitCode {
         .buffer_frames(args.buffer_frames)
         .record(args.record.clone());
     let report = call::run(&options);
-    if let (Ok(report), Some(path)) = (&report, &args.junit) {
-        if let Err(e) = std::fs::write(path, report.to_junit()) {
-            eprintln!("cannot write --junit {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    }
+    let junit = match (&report, &args.junit) {
+        (Ok(report), Some(path)) => std::fs::write(path, report.to_junit())
+            .map_err(|e| format!("cannot write --junit {}: {e}", path.display())),
+        _ => Ok(()),
+    };
     let shown = |r: call::CallReport| {
         if args.json {
             r.to_json()
@@ -478,7 +547,29 @@ fn place_call(args: &CallArgs) -> ExitCode {
             r.to_string()
         }
     };
-    verdict("call", report.map(|r| (r.passed(), shown(r))))
+    // The report is printed whatever became of the file.
+    let status = verdict("call", report.map(|r| (r.passed(), shown(r))));
+    match junit {
+        Ok(()) => status,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether `path` can be written: opened for appending, created if missing and then
+/// removed again, so nothing is left behind.
+fn writable(path: &std::path::Path) -> std::io::Result<()> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 fn place_load(args: &LoadArgs) -> ExitCode {
@@ -517,12 +608,9 @@ fn verdict(what: &str, report: Result<(bool, String), vonage_echo::Error>) -> Ex
     }
 }
 
-fn serve(args: &ServeArgs) -> ExitCode {
-    init_logging(args.log_level);
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
+fn serve(args: &ServeArgs, from_env: &origin::FromEnvironment) -> ExitCode {
+    start_logging(args.log_level, args.log_format);
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
         Err(e) => {
             log::error!("cannot listen for signals: {e}");
@@ -534,7 +622,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let server = match Server::start(config) {
         Ok(server) => server,
         Err(e) => {
-            log::error!("{e}");
+            let note = match &e {
+                vonage_echo::Error::Config { setting, .. } => from_env.note(setting),
+                vonage_echo::Error::Bind { listener, .. } => {
+                    from_env.note(vonage_echo::Error::listener_flag(listener))
+                }
+                _ => String::new(),
+            };
+            log::error!("{e}{note}");
             return ExitCode::FAILURE;
         }
     };
@@ -546,8 +641,64 @@ fn serve(args: &ServeArgs) -> ExitCode {
         ),
     }
     if let Some(signal) = signals.forever().next() {
-        log::info!("signal {signal}: stopping; live calls are closed with 1001");
+        log::info!(
+            "signal {signal}: draining for at most {}s (--drain-timeout); a second signal stops at once",
+            args.drain_timeout
+        );
+    }
+    match drain(&server, &mut signals, args.drain_timeout.0) {
+        DrainEnd::Drained => log::info!("drained: no call left"),
+        DrainEnd::TimedOut => log::warn!(
+            "--drain-timeout of {}s passed: closing {} calls with 1001",
+            args.drain_timeout,
+            server.active_calls()
+        ),
+        DrainEnd::Signalled(signal) => log::warn!(
+            "signal {signal} again: closing {} calls with 1001 at once",
+            server.active_calls()
+        ),
     }
     server.shutdown();
     ExitCode::SUCCESS
+}
+
+/// How a drain ended.
+enum DrainEnd {
+    /// No call left, and no promised socket still to come.
+    Drained,
+    /// `--drain-timeout` passed first.
+    TimedOut,
+    /// Another signal came first.
+    Signalled(i32),
+}
+
+/// Drains `server` until nothing is left, `timeout` passes or another signal comes, and
+/// says every few seconds how many calls are left.
+fn drain(server: &Server, signals: &mut Signals, timeout: Duration) -> DrainEnd {
+    server.drain();
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut next_report = started + DRAIN_REPORT_EVERY;
+    loop {
+        if server.is_drained() {
+            return DrainEnd::Drained;
+        }
+        if let Some(signal) = signals.pending().next() {
+            return DrainEnd::Signalled(signal);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return DrainEnd::TimedOut;
+        }
+        if now >= next_report {
+            log::info!(
+                "draining: {} calls left, {} promised sockets still to come; {:.0}s to --drain-timeout",
+                server.active_calls(),
+                server.promised_sockets(),
+                (deadline - now).as_secs_f64()
+            );
+            next_report += DRAIN_REPORT_EVERY;
+        }
+        std::thread::sleep(DRAIN_TICK.min(deadline - now));
+    }
 }

@@ -13,6 +13,25 @@ use std::{
 
 use crate::protocol::events::CallStatus;
 
+mod process;
+
+/// The routes webhook requests are counted under: a fixed set, whatever clients ask for.
+pub(crate) const ROUTES: [&str; 6] = ["answer", "events", "health", "ready", "metrics", "other"];
+
+/// Upper bounds, in seconds, of the webhook-latency histogram's buckets: an answer is
+/// expected in milliseconds, and Vonage gives up on it after seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// One route's latency histogram: lock-free, as the calls' counters are.
+#[derive(Default)]
+struct Latency {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
 /// Close codes counted one by one; any other lands in `other`.
 const CLOSE_CODES: [u16; 9] = [1000, 1001, 1002, 1005, 1006, 1007, 1009, 1011, 1013];
 
@@ -31,6 +50,8 @@ pub(crate) enum Refusal {
     Duplicate,
     /// The server is stopping (503).
     ShuttingDown,
+    /// The server drains and did not promise this call the socket (503).
+    Draining,
     /// `--max-pending-handshakes` reached (dropped).
     TooManyPending,
     /// The handshake took longer than `--handshake-timeout` (dropped).
@@ -40,13 +61,14 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 9] = [
+    const ALL: [Refusal; 10] = [
         Refusal::Path,
         Refusal::BadUuid,
         Refusal::Unauthorized,
         Refusal::Capacity,
         Refusal::Duplicate,
         Refusal::ShuttingDown,
+        Refusal::Draining,
         Refusal::TooManyPending,
         Refusal::Timeout,
         Refusal::Malformed,
@@ -60,6 +82,7 @@ impl Refusal {
             Refusal::Capacity => "capacity",
             Refusal::Duplicate => "duplicate",
             Refusal::ShuttingDown => "shutting_down",
+            Refusal::Draining => "draining",
             Refusal::TooManyPending => "too_many_pending",
             Refusal::Timeout => "timeout",
             Refusal::Malformed => "malformed",
@@ -78,6 +101,35 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// What the server is doing now, read when the metrics are rendered.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct State {
+    pub(crate) active_calls: usize,
+    pub(crate) draining: bool,
+}
+
+/// The gauges of the server's state that are not counted here, and the build.
+fn render_state(out: &mut String, state: State) {
+    family(
+        out,
+        "vonage_echo_build_info",
+        "gauge",
+        "Always 1; the version built is its label.",
+    );
+    let _ = writeln!(
+        out,
+        "vonage_echo_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    family(
+        out,
+        "vonage_echo_draining",
+        "gauge",
+        "1 while the server drains (takes no new calls), else 0.",
+    );
+    let _ = writeln!(out, "vonage_echo_draining {}", u8::from(state.draining));
+}
+
 #[derive(Default)]
 pub(crate) struct Metrics {
     calls_total: AtomicU64,
@@ -93,6 +145,7 @@ pub(crate) struct Metrics {
     duration_count: AtomicU64,
     duration_sum_ms: AtomicU64,
     webhooks: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    latency: [Latency; ROUTES.len()],
     events: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -146,6 +199,25 @@ impl Metrics {
         *map.entry((route, status)).or_default() += 1;
     }
 
+    /// Adds how long a webhook request on `route` (one of [`ROUTES`]) took to answer.
+    pub(crate) fn webhook_latency(&self, route: &str, took: Duration) {
+        let slot = ROUTES
+            .iter()
+            .position(|&r| r == route)
+            .unwrap_or(ROUTES.len() - 1);
+        let latency = &self.latency[slot];
+        let secs = took.as_secs_f64();
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(&latency.buckets) {
+            if secs <= *bound {
+                count.fetch_add(1, Relaxed);
+            }
+        }
+        latency.count.fetch_add(1, Relaxed);
+        latency
+            .sum_micros
+            .fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
     /// Counts an event by status; statuses Vonage does not document share one label, so a
     /// sender cannot grow the set without bound.
     pub(crate) fn event(&self, status: Option<&CallStatus>) {
@@ -163,12 +235,15 @@ impl Metrics {
     }
 
     /// The exposition, `# HELP` and `# TYPE` before each family.
-    pub(crate) fn render(&self, active_calls: usize) -> String {
+    pub(crate) fn render(&self, state: State) -> String {
         let mut out = String::with_capacity(4096);
-        self.render_calls(&mut out, active_calls);
+        render_state(&mut out, state);
+        self.render_calls(&mut out, state.active_calls);
         self.render_counters(&mut out);
         self.render_webhooks(&mut out);
+        self.render_latency(&mut out);
         self.render_durations(&mut out);
+        process::render(&mut out);
         out
     }
 
@@ -293,6 +368,38 @@ impl Metrics {
         }
     }
 
+    /// The histogram of webhook latency, by route: from the request read whole to its
+    /// answer written, the private hop to the webhooks included.
+    fn render_latency(&self, out: &mut String) {
+        let name = "vonage_echo_webhook_duration_seconds";
+        family(
+            out,
+            name,
+            "histogram",
+            "How long webhook requests took to answer once read, by route.",
+        );
+        for (route, latency) in ROUTES.iter().zip(&self.latency) {
+            for (bound, count) in LATENCY_BUCKETS.iter().zip(&latency.buckets) {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{route=\"{route}\",le=\"{bound}\"}} {}",
+                    count.load(Relaxed)
+                );
+            }
+            let total = latency.count.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {total}"
+            );
+            let _ = writeln!(
+                out,
+                "{name}_sum{{route=\"{route}\"}} {}",
+                latency.sum_micros.load(Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {total}");
+        }
+    }
+
     /// The histogram of call durations.
     fn render_durations(&self, out: &mut String) {
         family(
@@ -331,7 +438,7 @@ mod tests {
         let m = Metrics::default();
         m.webhook("answer", 200);
         m.event(Some(&CallStatus::Completed));
-        let text = m.render(0);
+        let text = m.render(State::default());
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
             let family = name
@@ -353,11 +460,44 @@ mod tests {
     fn durations_fill_cumulative_buckets() {
         let m = Metrics::default();
         m.call_ended(1000, Duration::from_secs(7));
-        let text = m.render(0);
+        let text = m.render(State::default());
         assert!(text.contains("vonage_echo_call_duration_seconds_bucket{le=\"5\"} 0"));
         assert!(text.contains("vonage_echo_call_duration_seconds_bucket{le=\"10\"} 1"));
         assert!(text.contains("vonage_echo_call_duration_seconds_bucket{le=\"+Inf\"} 1"));
         assert!(text.contains("vonage_echo_calls_ended_total{code=\"1000\"} 1"));
+    }
+
+    #[test]
+    fn webhook_latency_fills_its_route_s_cumulative_buckets() {
+        let m = Metrics::default();
+        m.webhook_latency("answer", Duration::from_millis(3));
+        m.webhook_latency("no such route", Duration::from_millis(3));
+        let text = m.render(State::default());
+        let name = "vonage_echo_webhook_duration_seconds";
+        assert!(text.contains(&format!(
+            "{name}_bucket{{route=\"answer\",le=\"0.0025\"}} 0"
+        )));
+        assert!(text.contains(&format!("{name}_bucket{{route=\"answer\",le=\"0.005\"}} 1")));
+        assert!(text.contains(&format!("{name}_count{{route=\"answer\"}} 1")));
+        assert!(text.contains(&format!("{name}_count{{route=\"other\"}} 1")));
+        assert!(text.contains(&format!("{name}_sum{{route=\"answer\"}} 0.003")));
+    }
+
+    #[test]
+    fn the_build_and_the_process_are_described() {
+        let text = Metrics::default().render(State::default());
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(text.contains(&format!(
+            "vonage_echo_build_info{{version=\"{version}\"}} 1"
+        )));
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(text.contains(&format!("\n{name} ")), "{name} missing");
+        }
     }
 
     #[test]
@@ -366,7 +506,7 @@ mod tests {
         m.event(Some(&CallStatus::Other("a".into())));
         m.event(Some(&CallStatus::Other("b".into())));
         assert!(m
-            .render(0)
+            .render(State::default())
             .contains("vonage_echo_call_events_total{status=\"other\"} 2"));
     }
 }

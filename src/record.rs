@@ -9,7 +9,28 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{protocol::audio::AudioFormat, protocol::call_id::CallId};
+use crate::{error::Error, protocol::audio::AudioFormat, protocol::call_id::CallId};
+
+/// Makes `dir` ready for recordings before the server starts: created when missing, and
+/// proved writable by writing a file there, so a bad path is refused at start, naming the
+/// setting, rather than found on every call.
+pub(crate) fn prepare_dir(dir: &Path) -> Result<(), Error> {
+    let refused = |what: &str, e: std::io::Error| {
+        Error::config("--record-dir", format!("{}: {what}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| refused("cannot create it", e))?;
+    // A dot-name no call id can take (see CallId::parse).
+    let probe = dir.join(format!(".vonage-echo-probe-{}", std::process::id()));
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .and_then(|mut file| file.write_all(b"probe"))
+        .map_err(|e| refused("cannot write in it", e))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
 
 /// How many frames between header updates, so a file cut short by a crash still opens:
 /// one second of audio.
@@ -70,7 +91,7 @@ impl Recording {
                 }
             }
         }
-        log::error!("call {id}: not recorded: {why}");
+        log::error!(call = id.as_str(); "call {id}: not recorded: {why}");
         None
     }
 

@@ -12,12 +12,14 @@ use std::{
 
 use crate::{
     config::{Config, SocketAuth},
+    drain::Drain,
     error::{Error, Result},
     http::gate,
     http::upstream::Upstream,
     http::webhooks::{self, Webhooks},
     metrics::Metrics,
     protocol::auth::Secret,
+    record,
     shared::Shared,
     threads::{self, CallThreads, Role, ThreadSet},
     ws::socket,
@@ -50,6 +52,9 @@ impl Server {
         if let Some(priority) = config.realtime_priority {
             check_realtime(priority)?;
         }
+        if let Some(dir) = &config.record_dir {
+            record::prepare_dir(dir)?;
+        }
         let http_listener = bind("webhooks", config.http_addr)?;
         let ws_listener = bind("socket", config.ws_addr)?;
         let local = |l: &TcpListener| {
@@ -70,6 +75,7 @@ impl Server {
             config.http_request_timeout,
             &webhooks.restarts,
         ));
+        let drain = Drain::new(config.drain_grace, config.max_calls);
         let shared = Arc::new(Shared {
             id: SERVERS.fetch_add(1, Ordering::Relaxed),
             base_nice,
@@ -78,6 +84,7 @@ impl Server {
             config,
             started: Instant::now(),
             stopping: AtomicBool::new(false),
+            drain,
             ws_port: ws_addr.port(),
             active_calls: Arc::default(),
             live_ids: Arc::default(),
@@ -146,6 +153,42 @@ impl Server {
         &self.shared.config
     }
 
+    /// Begins a drain, for leaving service without cutting a call: from now on `GET /ready`
+    /// answers 503 (a balancer stops sending new calls), `/health` says `"draining": true`,
+    /// the answer webhook answers 503 with a JSON reason (Vonage then tries the
+    /// application's fallback answer URL, a balancer another instance), and a handshake is
+    /// refused with 503 unless this server handed out its call's NCCO within
+    /// [`Config::drain_grace`]. Calls already up go on. A drain cannot be undone; end it
+    /// with [`Server::shutdown`] once [`Server::is_drained`] says so, or once the calls left
+    /// have had the time you give them. Calling it again does nothing.
+    pub fn drain(&self) {
+        if self.shared.drain.begin() {
+            log::info!(
+                "draining: new calls are refused; {} calls up",
+                self.active_calls()
+            );
+        }
+    }
+
+    /// Whether [`Server::drain`] has been called.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining()
+    }
+
+    /// Sockets this server promised in an NCCO that may still come (see
+    /// [`Config::drain_grace`]).
+    pub fn promised_sockets(&self) -> usize {
+        self.shared.drain.promised()
+    }
+
+    /// Whether a drain has left nothing to wait for: no call up, and no promised socket
+    /// still to come.
+    pub fn is_drained(&self) -> bool {
+        // Promises first: a promised handshake takes its call's place before it gives up
+        // its promise, so read in this order the two cannot both miss it.
+        self.is_draining() && self.promised_sockets() == 0 && self.active_calls() == 0
+    }
+
     /// Stops accepting, closes every call with 1001 (going away), and returns once every
     /// thread the server started has ended.
     pub fn shutdown(mut self) {
@@ -208,14 +251,7 @@ fn warn_about_openness(config: &Config) {
         log::warn!("webhooks are not verified: no --signature-secret (VONAGE_SIGNATURE_SECRET)");
     }
     if let Some(dir) = &config.record_dir {
-        if !dir.is_dir() {
-            log::error!(
-                "--record-dir {} is not a directory: calls will not be recorded",
-                dir.display()
-            );
-        } else {
-            log::info!("recording calls to {}", dir.display());
-        }
+        log::info!("recording calls to {}", dir.display());
     }
     if config.socket_auth == SocketAuth::Token && config.signature_secret.is_none() {
         log::warn!(

@@ -12,6 +12,7 @@ use std::{
 
 use crate::{
     config::Config,
+    drain::Drain,
     metrics::Metrics,
     protocol::auth::Secret,
     threads::{CallThreads, ThreadSet},
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) started: Instant,
     pub(crate) stopping: AtomicBool,
+    /// Whether the server drains, and the sockets its NCCOs promised.
+    pub(crate) drain: Drain,
     /// The WebSocket listener's real port (the configured one may be 0).
     pub(crate) ws_port: u16,
     /// The nice value the server started with: setup's, which audio runs below.
@@ -49,6 +52,10 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn draining(&self) -> bool {
+        self.drain.draining()
     }
 
     pub(crate) fn active_calls(&self) -> usize {

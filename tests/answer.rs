@@ -161,6 +161,35 @@ fn unsafe_uuid_is_refused_with_a_reason() {
 }
 
 #[test]
+fn a_uuid_that_cannot_name_a_file_is_refused_with_a_reason() {
+    let server = server();
+    for uuid in [".", "..", ".hidden"] {
+        let answer = http(
+            server.http_addr(),
+            "GET",
+            &format!("/webhooks/answer?uuid={uuid}"),
+            "",
+            "",
+        );
+        assert_eq!(answer.status, 400, "{uuid}");
+        let reason = answer.json()["error"].as_str().unwrap().to_owned();
+        assert!(
+            reason.contains("may not start with '.'"),
+            "{uuid}: {reason}"
+        );
+    }
+}
+
+#[test]
+fn a_socket_whose_uuid_cannot_name_a_file_is_refused_with_400() {
+    let server = start(config().socket_auth(vonage_echo::config::SocketAuth::None));
+    for uuid in [".", ".."] {
+        let uri = format!("ws://{}/socket?uuid={uuid}", server.ws_addr());
+        assert_eq!(refused_status(try_ws_connect(&uri, None)), 400, "{uuid}");
+    }
+}
+
+#[test]
 fn forged_host_header_is_refused() {
     let server = server();
     let answer = raw_http(

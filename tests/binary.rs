@@ -1,5 +1,7 @@
 //! The real binary: it starts with flags, completes a call played by its own `call`
-//! subcommand, refuses bad settings by name, and exits 0 on SIGTERM.
+//! subcommand, refuses bad settings by name, drains on SIGTERM and exits 0.
+
+mod support;
 
 use std::{
     io::{BufRead, BufReader},
@@ -15,7 +17,7 @@ struct Running {
     child: Child,
     http: String,
     lines: mpsc::Receiver<String>,
-    /// What it logged up to its addresses.
+    /// What it logged (on standard error) up to its addresses.
     seen: Vec<String>,
 }
 
@@ -24,17 +26,23 @@ fn start(extra: &[&str]) -> Running {
 }
 
 fn start_with(mut command: Command, extra: &[&str]) -> Running {
-    let mut child = command
+    command
         .args(["--http-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0"])
-        .args(extra)
+        .args(extra);
+    start_command(command)
+}
+
+/// The binary as `command` starts it, its log read.
+fn start_command(mut command: Command) -> Running {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let (tx, lines) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
@@ -45,7 +53,8 @@ fn start_with(mut command: Command, extra: &[&str]) -> Running {
             .recv_timeout(Duration::from_secs(10))
             .expect("the binary logs its addresses");
         if let Some((_, addr)) = line.split_once("webhooks listening on http://") {
-            http = Some(addr.trim().to_owned());
+            // A JSON line goes on after the address.
+            http = Some(addr.split('"').next().unwrap().trim().to_owned());
         }
         seen.push(line);
     }
@@ -106,12 +115,9 @@ fn binary_serves_a_call_and_exits_zero_on_sigterm() {
     assert_eq!(status.code(), Some(0));
     let log: Vec<String> = server.lines.try_iter().collect();
     assert!(
-        log.iter().any(|l| l.contains("dtmf 9")),
-        "the server logged the key: {log:#?}"
-    );
-    assert!(
-        log.iter().any(|l| l.contains("ended after")),
-        "the server logged the call's summary"
+        log.iter()
+            .any(|l| l.contains("ended after") && l.contains("dtmf \"9\"")),
+        "the call's summary names the key: {log:#?}"
     );
 }
 
@@ -355,7 +361,83 @@ fn settings_have_environment_twins() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--rate"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("--rate"), "{said}");
+}
+
+/// What the binary said on standard error when it refused to start.
+fn refusal(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with {args:?} {env:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_value_from_the_environment_is_refused_naming_its_variable() {
+    let any_port = ["--http-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0"];
+    // Refused by the flag's parser, and by the library's checks.
+    for (flag, env, value) in [
+        ("--rate", "VONAGE_ECHO_RATE", "44100"),
+        ("--greeting", "VONAGE_ECHO_GREETING", ""),
+        (
+            "--record-dir",
+            "VONAGE_ECHO_RECORD_DIR",
+            "/proc/self/recordings",
+        ),
+    ] {
+        let said = refusal(&any_port, &[(env, value)]);
+        assert!(said.contains(flag) && said.contains(env), "{said}");
+    }
+    let said = refusal(&["--rate", "44100"], &[]);
+    assert!(!said.contains("VONAGE_ECHO_RATE"), "{said}");
+}
+
+#[test]
+fn an_address_in_use_is_refused_naming_the_flag_and_its_variable() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let said = refusal(&["--http-addr", &addr, "--ws-addr", "127.0.0.1:0"], &[]);
+    assert!(
+        said.contains("--http-addr") && said.contains(&addr),
+        "{said}"
+    );
+    let said = refusal(
+        &["--http-addr", "127.0.0.1:0"],
+        &[("VONAGE_ECHO_WS_ADDR", &addr)],
+    );
+    assert!(
+        said.contains("--ws-addr") && said.contains("VONAGE_ECHO_WS_ADDR"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_host_name_in_an_address_is_resolved() {
+    let mut command = Command::new(BIN);
+    command.args(["--http-addr", "localhost:0", "--ws-addr", "localhost:0"]);
+    let server = start_command(command);
+    let log = log_after_sigterm(server);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("webhooks listening on http://127.0.0.1:")
+                || l.contains("webhooks listening on http://[::1]:")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn every_realtime_priority_out_of_range_gets_the_same_message() {
+    for value in ["0", "150", "300"] {
+        let said = refusal(&["--realtime-priority", value], &[]);
+        assert!(
+            said.contains(&format!("{value} is not in 1..=99")),
+            "{value}: {said}"
+        );
+    }
 }
 
 #[test]
@@ -425,4 +507,285 @@ fn binary_serves_with_an_unwritable_temporary_directory() {
     );
     signal(&server.child, "TERM");
     assert_eq!(server.child.wait().unwrap().code(), Some(0));
+}
+
+/// A call's socket on the binary, answered by its webhook, its first frame echoed.
+fn live_call(server: &Running, uuid: &str) -> tungstenite::WebSocket<std::net::TcpStream> {
+    let answer = support::http(
+        server.http.parse().unwrap(),
+        "GET",
+        &format!("/webhooks/answer?uuid={uuid}"),
+        "",
+        "",
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let endpoint = answer.json()[1]["endpoint"][0].clone();
+    let mut ws = support::ws_connect(
+        endpoint["uri"].as_str().unwrap(),
+        endpoint["authorization"]["value"].as_str(),
+    );
+    echoes(&mut ws, 0);
+    ws
+}
+
+/// Sends a frame and reads its echo.
+fn echoes(ws: &mut tungstenite::WebSocket<std::net::TcpStream>, k: u8) {
+    let frame = tungstenite::Message::binary(vec![k; 640]);
+    ws.send(frame.clone()).unwrap();
+    assert_eq!(support::next_data(ws), frame);
+}
+
+/// `GET /ready`'s status.
+fn ready(server: &Running) -> u16 {
+    support::http(server.http.parse().unwrap(), "GET", "/ready", "", "").status
+}
+
+/// Waits (at most 10 s) for the binary to exit, and returns its code.
+fn exit_code(server: &mut Running) -> Option<i32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = server.child.kill();
+            panic!("the binary did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a log line holding `needle`, returning whether it came within 10 s.
+fn logged(server: &Running, needle: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match server.lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn sigterm_lets_a_live_call_finish_then_exits_zero() {
+    let mut server = start(&[]);
+    let mut ws = live_call(&server, "through-sigterm");
+    assert_eq!(ready(&server), 200);
+    signal(&server.child, "TERM");
+    support::eventually("readiness to flip", || ready(&server) == 503);
+    for k in 1..20 {
+        echoes(&mut ws, k);
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "exited with a call up"
+    );
+    ws.close(None).unwrap();
+    assert!(matches!(
+        support::next_data(&mut ws),
+        tungstenite::Message::Close(_)
+    ));
+    assert_eq!(exit_code(&mut server), Some(0));
+    assert!(logged(&server, "drained: no call left"));
+}
+
+#[test]
+fn a_second_signal_closes_live_calls_with_1001_at_once() {
+    let mut server = start(&[]);
+    let mut ws = live_call(&server, "second-signal");
+    signal(&server.child, "TERM");
+    support::eventually("readiness to flip", || ready(&server) == 503);
+    echoes(&mut ws, 1);
+    let signalled = std::time::Instant::now();
+    signal(&server.child, "INT");
+    assert_eq!(support::close_code(&mut ws), 1001);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "closed {:?} after the second signal",
+        signalled.elapsed()
+    );
+    assert_eq!(exit_code(&mut server), Some(0));
+}
+
+#[test]
+fn the_drain_timeout_closes_the_calls_left_with_1001_and_counts_them_meanwhile() {
+    let mut server = start(&["--drain-timeout", "5.5"]);
+    let mut ws = live_call(&server, "past-drain-timeout");
+    signal(&server.child, "TERM");
+    support::eventually("readiness to flip", || ready(&server) == 503);
+    // The call is still served until the timeout.
+    echoes(&mut ws, 1);
+    assert!(
+        logged(&server, "draining: 1 calls left"),
+        "the drain counts the calls left"
+    );
+    assert_eq!(support::close_code(&mut ws), 1001);
+    assert_eq!(exit_code(&mut server), Some(0));
+}
+
+/// What the binary logged from its start to its exit, after SIGTERM.
+fn log_after_sigterm(mut server: Running) -> Vec<String> {
+    signal(&server.child, "TERM");
+    assert_eq!(exit_code(&mut server), Some(0));
+    let mut log = server.seen.clone();
+    log.extend(server.lines.iter());
+    log
+}
+
+#[test]
+fn logs_go_to_standard_error_and_standard_output_stays_empty() {
+    let mut server = start(&[]);
+    let mut stdout = server.child.stdout.take().unwrap();
+    let log = log_after_sigterm(server);
+    assert!(log.iter().any(|l| l.contains("drained")), "{log:#?}");
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut printed).unwrap();
+    assert_eq!(printed, "", "standard output carries no log");
+}
+
+#[test]
+fn json_logs_are_one_object_a_line_and_a_call_logs_one_info_line() {
+    let server = start(&["--log-format", "json"]);
+    let mut ws = live_call(&server, "json-logged");
+    ws.close(None).unwrap();
+    let _ = support::next_data(&mut ws);
+    let log = log_after_sigterm(server);
+    let objects: Vec<serde_json::Value> = log
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for object in &objects {
+        for key in ["time", "level", "target", "message"] {
+            assert!(object[key].is_string(), "no {key}: {object}");
+        }
+    }
+    let about_the_call: Vec<_> = objects
+        .iter()
+        .filter(|o| o["call"] == "json-logged" && o["level"] == "INFO")
+        .collect();
+    assert_eq!(about_the_call.len(), 1, "{about_the_call:#?}");
+    let summary = about_the_call[0]["message"].as_str().unwrap();
+    assert!(summary.contains("ended after"), "{summary}");
+}
+
+#[test]
+fn a_refused_handshake_is_logged_once_with_its_peer_and_reason() {
+    let server = start(&[]);
+    let ws = ws_addr(&server);
+    let refused = support::try_ws_connect(
+        &format!("ws://{ws}/socket?uuid=no-token"),
+        Some("Bearer wrong"),
+    );
+    assert_eq!(support::refused_status(refused), 401);
+    let log = log_after_sigterm(server);
+    let lines: Vec<_> = log.iter().filter(|l| l.contains("handshake")).collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("INFO") && lines[0].contains("127.0.0.1:") && lines[0].contains("401"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn rust_log_module_directives_are_honoured() {
+    let mut command = Command::new(BIN);
+    command.env("RUST_LOG", "warn,vonage_echo::server=info");
+    let server = start_with(command, &[]);
+    let log = log_after_sigterm(server);
+    assert!(
+        log.iter().any(|l| l.contains("webhooks listening")),
+        "the server module logs at info: {log:#?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("socket URL handed out")),
+        "the binary's own module logs at warn: {log:#?}"
+    );
+}
+
+#[test]
+fn a_rust_log_that_cannot_be_honoured_is_refused_with_the_reason() {
+    let out = Command::new(BIN)
+        .args(["--http-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info/answered")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("RUST_LOG") && said.contains("not supported"),
+        "{said}"
+    );
+}
+
+#[test]
+fn call_refuses_an_output_file_it_cannot_write_before_dialing() {
+    let server = support::server();
+    let answer_url = support::answer_url(&server);
+    for flag in ["--junit", "--record"] {
+        let out = Command::new(BIN)
+            .args([
+                "call",
+                "--answer-url",
+                &answer_url,
+                flag,
+                "/nonexistent/out",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} accepted");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains(&format!("cannot write {flag} /nonexistent/out")),
+            "{said}"
+        );
+    }
+    let metrics = support::http(server.http_addr(), "GET", "/metrics", "", "").body;
+    assert!(
+        !metrics.contains("route=\"answer\",status"),
+        "a call was dialed: {metrics}"
+    );
+}
+
+#[test]
+fn call_writes_its_junit_file() {
+    let server = support::server();
+    let dir = std::env::temp_dir().join(format!("vonage-echo-junit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junit = dir.join("report.xml");
+    let out = Command::new(BIN)
+        .args(["call", "--answer-url", &support::answer_url(&server)])
+        .args(["--duration", "0.2", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent"));
+    assert!(std::fs::read_to_string(&junit)
+        .unwrap()
+        .contains("<testsuite"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_call_that_never_starts_leaves_no_file_where_it_only_checked() {
+    let server = support::server();
+    let dir = std::env::temp_dir().join(format!("vonage-echo-nojunit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junit = dir.join("report.xml");
+    let out = Command::new(BIN)
+        .args(["call", "--answer-url", &support::answer_url(&server)])
+        .args(["--script", "/nonexistent/call.scenario", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!junit.exists(), "the check left a file behind");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -92,6 +92,49 @@ fn metrics_move_as_a_call_happens() {
 }
 
 #[test]
+fn webhook_latency_is_measured_by_route() {
+    let server = server();
+    let count = |text: &str| {
+        sample(
+            text,
+            "vonage_echo_webhook_duration_seconds_count{route=\"answer\"}",
+        )
+    };
+    let before = scrape(&server);
+    let _ = endpoint(&server, "uuid=timed");
+    let after = scrape(&server);
+    assert_eq!(count(&after) - count(&before), 1.0);
+    assert_eq!(
+        sample(
+            &after,
+            "vonage_echo_webhook_duration_seconds_bucket{route=\"answer\",le=\"+Inf\"}"
+        ),
+        count(&after)
+    );
+}
+
+#[test]
+fn the_build_and_the_process_are_in_the_scrape() {
+    let server = server();
+    let text = scrape(&server);
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        sample(
+            &text,
+            &format!("vonage_echo_build_info{{version=\"{version}\"}}")
+        ),
+        1.0
+    );
+    assert!(sample(&text, "process_resident_memory_bytes") > 1e6);
+    assert!(
+        sample(&text, "process_open_fds") >= 4.0,
+        "two listeners and more"
+    );
+    assert!(sample(&text, "process_cpu_seconds_total") >= 0.0);
+    assert!(sample(&text, "process_start_time_seconds") > 1.7e9);
+}
+
+#[test]
 fn refused_handshakes_are_counted_by_reason() {
     let server = server();
     let _ = try_ws_connect(&format!("ws://{}/elsewhere", server.ws_addr()), None);
@@ -182,12 +225,39 @@ fn a_recording_is_finished_when_the_server_shuts_down() {
 }
 
 #[test]
-fn an_unwritable_record_dir_never_stops_a_call() {
-    let server = start(config().record_dir(Some(PathBuf::from("/nonexistent/vonage-echo"))));
+fn a_record_dir_that_fails_after_start_never_stops_a_call() {
+    let dir = temp_dir("record-gone");
+    let server = start(config().record_dir(Some(dir.clone())));
+    std::fs::remove_dir_all(&dir).unwrap();
     let report =
         call::run(&CallOptions::new(answer_url(&server)).duration(Duration::from_millis(400)))
             .unwrap();
     assert!(report.passed(), "{report}");
+}
+
+#[test]
+fn a_missing_record_dir_is_created_at_start() {
+    let dir = temp_dir("record-created").join("calls");
+    assert!(!dir.exists());
+    let _server = start(config().record_dir(Some(dir.clone())));
+    assert!(dir.is_dir());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no probe left");
+    let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+}
+
+#[test]
+fn a_record_dir_that_cannot_be_written_is_refused_at_start_by_name() {
+    let dir = temp_dir("record-under-a-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let refused = vonage_echo::Server::start(config().record_dir(Some(file.join("calls"))));
+    let error = refused
+        .err()
+        .expect("the server refuses to start")
+        .to_string();
+    assert!(error.contains("--record-dir"), "{error}");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

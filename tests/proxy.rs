@@ -1,6 +1,7 @@
 //! One public host for many instances: nginx terminates TLS on loopback in front of two
 //! instances sharing a socket key, and `vonage-echo call` plays calls through it over
-//! `https://` and `wss://`. The configuration is the README's, with test paths and ports.
+//! `https://` and `wss://`, also while one instance is drained and started again. The
+//! configuration is the README's, with test paths and ports.
 //! `cargo test` reports these ignored, saying why; `.ci/run` installs nginx and openssl and
 //! runs them (`cargo test --test proxy -- --ignored`).
 
@@ -147,6 +148,7 @@ http {{
 
         location /webhooks/ {{
             proxy_pass http://vonage_echo_webhooks;
+            proxy_next_upstream error timeout http_503 non_idempotent;
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-Host $host:$server_port;
             proxy_set_header X-Forwarded-Proto $scheme;
@@ -156,6 +158,7 @@ http {{
         }}
         location = /socket {{
             proxy_pass http://vonage_echo_sockets;
+            proxy_next_upstream error timeout http_503;
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
@@ -185,6 +188,17 @@ http {{
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     nginx
+}
+
+/// Answers of the answer webhook with an NCCO (200) so far.
+fn calls_answered(server: &Server) -> u64 {
+    let metrics = http(server.http_addr(), "GET", "/metrics", "", "").body;
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("vonage_echo_webhook_requests_total{route=\"answer\",status=\"200\"} ")
+        })
+        .map_or(0, |n| n.parse().unwrap())
 }
 
 fn calls_total(server: &Server) -> u64 {
@@ -271,5 +285,81 @@ fn the_binary_plays_a_call_through_nginx() {
         report.contains(&format!("socket: wss://localhost:{port}/socket?uuid=")),
         "{report}"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A call through nginx, streaming for `duration`, on a thread of its own.
+fn dial(
+    answer_url: &str,
+    ca: &Path,
+    duration: Duration,
+) -> std::thread::JoinHandle<vonage_echo::Result<call::CallReport>> {
+    let dial = Dial::new(answer_url.to_owned()).ca_file(Some(ca.to_owned()));
+    let options = CallOptions::new(answer_url.to_owned())
+        .dial(dial)
+        .duration(duration);
+    std::thread::spawn(move || call::run(&options))
+}
+
+fn assert_passed(call: std::thread::JoinHandle<vonage_echo::Result<call::CallReport>>) {
+    let report = call.join().unwrap().unwrap();
+    assert!(report.passed(), "{report}");
+}
+
+#[test]
+#[ignore = "needs nginx and openssl: .ci/run installs them and runs it (cargo test --test proxy -- --ignored)"]
+fn a_rolling_restart_through_nginx_cuts_no_call_and_fails_none() {
+    let binary = nginx().expect("nginx is installed");
+    let dir = std::env::temp_dir().join(format!("vonage-echo-nginx-roll-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(certificate(&dir), "openssl makes a certificate");
+    let ca = dir.join("ca.pem");
+    let key = Some(Secret::new("shared between instances"));
+    // The drain waits out the grace of each socket a promised, also of those nginx took to
+    // b; the emulator connects at once, so a short grace does.
+    let grace = Duration::from_secs(2);
+    let a = start(config().socket_key(key.clone()).drain_grace(grace));
+    let b = start(config().socket_key(key.clone()));
+    let port = free_port();
+    let _nginx = start_nginx(&binary, &dir, port, &[&a, &b]);
+    let answer_url = format!("https://localhost:{port}/webhooks/answer");
+
+    // Calls that stream through the restart, on both instances.
+    let live: Vec<_> = (0..6)
+        .map(|_| dial(&answer_url, &ca, Duration::from_secs(3)))
+        .collect();
+    eventually("calls up on both instances", || {
+        a.active_calls() > 0 && b.active_calls() > 0
+    });
+    let answered_by_a = calls_answered(&a);
+    a.drain();
+
+    // Calls dialed during the drain: nginx takes a's 503 to b.
+    let during: Vec<_> = (0..4)
+        .map(|_| dial(&answer_url, &ca, Duration::from_millis(300)))
+        .collect();
+    during.into_iter().for_each(assert_passed);
+    assert_eq!(
+        calls_answered(&a),
+        answered_by_a,
+        "the draining instance answered no call"
+    );
+    eventually("the drain to complete", || a.is_drained());
+    live.into_iter().for_each(assert_passed);
+
+    // Started again on the same ports, where nginx looks for it.
+    let (http_addr, ws_addr) = (a.http_addr(), a.ws_addr());
+    a.shutdown();
+    let _a = start(
+        config()
+            .socket_key(key)
+            .http_addr(http_addr)
+            .ws_addr(ws_addr),
+    );
+    let after: Vec<_> = (0..4)
+        .map(|_| dial(&answer_url, &ca, Duration::from_millis(300)))
+        .collect();
+    after.into_iter().for_each(assert_passed);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -74,7 +74,20 @@ fn wrong_method_is_405_with_allow() {
     assert_eq!(answer.header("Allow"), Some("GET, POST"));
     let health = http(server.http_addr(), "POST", "/health", "", "");
     assert_eq!(health.status, 405);
-    assert_eq!(health.header("Allow"), Some("GET"));
+    assert_eq!(health.header("Allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn head_on_health_and_ready_is_200_without_a_body() {
+    let server = server();
+    for path in ["/health", "/ready"] {
+        let answer = http(server.http_addr(), "HEAD", path, "", "");
+        assert_eq!(answer.status, 200, "{path}: {answer:?}");
+        assert_eq!(answer.body, "", "{path}");
+    }
+    server.drain();
+    let ready = http(server.http_addr(), "HEAD", "/ready", "", "");
+    assert_eq!(ready.status, 503, "{ready:?}");
 }
 
 #[test]

@@ -17,6 +17,7 @@ use std::{
 
 use crate::{
     http::upstream::Upstream,
+    http::webhooks::route_label,
     listen,
     shared::{refusal, Shared},
     threads::{self, Slot, TICK},
@@ -107,6 +108,8 @@ struct Request {
     keep_alive: bool,
     /// A HEAD request: its answer has no body.
     head_only: bool,
+    /// The route it counts under in the metrics.
+    route: &'static str,
 }
 
 /// Serves one connection's requests, one after another, until the client closes, stays
@@ -128,8 +131,13 @@ fn serve_connection(mut client: TcpStream, peer: SocketAddr, shared: &Shared, up
             }
             Err(Refused::Gone) => break,
         };
-        let keep_alive =
-            request.keep_alive && !shared.config.http_keep_alive.is_zero() && !shared.stopping();
+        let answering = Instant::now();
+        // A draining server lets its clients go, so their next request goes to another
+        // instance through the balancer.
+        let keep_alive = request.keep_alive
+            && !shared.config.http_keep_alive.is_zero()
+            && !shared.stopping()
+            && !shared.draining();
         let answer = match upstream.forward(&request.upstream, request.head_only) {
             Ok(answer) => with_connection(&answer, keep_alive),
             Err(e) => {
@@ -138,7 +146,11 @@ fn serve_connection(mut client: TcpStream, peer: SocketAddr, shared: &Shared, up
                 break;
             }
         };
-        if client.write_all(&answer).is_err() || !keep_alive {
+        let written = client.write_all(&answer);
+        shared
+            .metrics
+            .webhook_latency(request.route, answering.elapsed());
+        if written.is_err() || !keep_alive {
             break;
         }
         idle_until = Some(Instant::now() + shared.config.http_keep_alive);
@@ -252,6 +264,7 @@ fn read_request(
         upstream,
         keep_alive: head.keep_alive(),
         head_only: head.method == "HEAD",
+        route: route_label(&head.path),
     })
 }
 

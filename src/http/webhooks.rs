@@ -18,6 +18,7 @@ use crate::{
     http::gate::{PEER_HEADER, SERVER_HEADER},
     http::private,
     http::upstream::Restarts,
+    metrics::State,
     protocol::auth::{self, AuthError},
     protocol::call_id::CallId,
     protocol::events::Event,
@@ -33,8 +34,10 @@ use crate::{
 pub const ANSWER_PATH: &str = "/webhooks/answer";
 /// Where call events are posted.
 pub const EVENTS_PATH: &str = "/webhooks/events";
-/// The liveness check.
+/// The liveness check: 200 while the process serves, draining or not.
 pub const HEALTH_PATH: &str = "/health";
+/// The readiness check: 200 while the server takes new calls, 503 once it drains.
+pub const READY_PATH: &str = "/ready";
 /// The Prometheus scrape.
 pub const METRICS_PATH: &str = "/metrics";
 pub use crate::shared::SOCKET_PATH;
@@ -261,7 +264,8 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
         Err(e) => Reply::error(400, format!("cannot read body: {e}")),
     };
     shared.metrics.webhook(route_label(path), reply.status);
-    if reply.status >= 400 {
+    // A draining instance's 503 at /ready is its answer, not a fault.
+    if reply.status >= 400 && path != READY_PATH {
         log::warn!(
             "{peer} {} {path}: {} {}",
             incoming.method,
@@ -319,23 +323,42 @@ fn route(req: &Incoming, shared: &Shared) -> Reply {
             Ok(fields) => event(fields, shared),
             Err(reply) => reply,
         },
-        (HEALTH_PATH, Method::Get) => Reply::json(
+        (HEALTH_PATH, Method::Get | Method::Head) => Reply::json(
             200,
             &json!({
                 "status": "ok",
+                "draining": shared.draining(),
                 "active_calls": shared.active_calls(),
                 "uptime_seconds": shared.started.elapsed().as_secs(),
             }),
         ),
+        (READY_PATH, Method::Get | Method::Head) => ready(shared),
         (METRICS_PATH, Method::Get) => Reply {
             status: 200,
-            body: shared.metrics.render(shared.active_calls()),
+            body: shared.metrics.render(State {
+                active_calls: shared.active_calls(),
+                draining: shared.draining(),
+            }),
             allow: None,
             content_type: "text/plain; version=0.0.4",
         },
         (ANSWER_PATH | EVENTS_PATH, _) => Reply::method_not_allowed("GET, POST"),
-        (HEALTH_PATH | METRICS_PATH, _) => Reply::method_not_allowed("GET"),
+        // Some balancers probe with HEAD.
+        (HEALTH_PATH | READY_PATH, _) => Reply::method_not_allowed("GET, HEAD"),
+        (METRICS_PATH, _) => Reply::method_not_allowed("GET"),
         _ => Reply::error(404, format!("no such path: {}", req.path)),
+    }
+}
+
+/// Readiness: whether a balancer should send this instance new calls.
+fn ready(shared: &Shared) -> Reply {
+    if shared.draining() {
+        Reply::json(
+            503,
+            &json!({ "status": "draining", "active_calls": shared.active_calls() }),
+        )
+    } else {
+        Reply::json(200, &json!({ "status": "ready" }))
     }
 }
 
@@ -359,33 +382,44 @@ fn body_fields(body: &[u8]) -> Result<Map<String, Value>, Reply> {
 
 fn event(fields: Map<String, Value>, shared: &Shared) -> Reply {
     let event = Event::from_fields(fields);
-    log::info!("event: {event}");
+    // The call's summary is its INFO line; its events are detail.
+    match event.uuid.as_deref() {
+        Some(uuid) => log::debug!(call = uuid; "event: {event}"),
+        None => log::debug!("event: {event}"),
+    }
     shared.metrics.event(event.status.as_ref());
     if let Some(dir) = &shared.config.record_dir {
         // The uuid names a file: only a valid call id may.
         if let Some(id) = event.uuid.as_deref().and_then(|u| CallId::parse(u).ok()) {
             if let Err(e) = record::append_event(dir, &id, &Value::Object(event.fields)) {
-                log::error!("call {id}: event not recorded: {e}");
+                log::error!(call = id.as_str(); "call {id}: event not recorded: {e}");
             }
         }
     }
     Reply::empty()
 }
 
-/// The route a path counts under in the metrics: a fixed set, whatever clients ask for.
-fn route_label(path: &str) -> &'static str {
+/// The route a request target counts under in the metrics: one of
+/// [`ROUTES`](crate::metrics::ROUTES), whatever
+/// clients ask for.
+pub(crate) fn route_label(target: &str) -> &'static str {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
     match path {
         ANSWER_PATH => "answer",
         EVENTS_PATH => "events",
         HEALTH_PATH => "health",
+        READY_PATH => "ready",
         METRICS_PATH => "metrics",
         _ => "other",
     }
 }
 
 fn answer(fields: Map<String, Value>, req: &Incoming, shared: &Shared) -> Reply {
-    // Said at once, so Vonage can try the fallback answer URL instead of connecting a call
-    // that the handshake would refuse.
+    // Said at once, so Vonage can try the fallback answer URL (and a balancer another
+    // instance) instead of connecting a call that the handshake would refuse.
+    if shared.draining() {
+        return Reply::error(503, "draining: this instance takes no new calls");
+    }
     let max = shared.config.max_calls;
     if shared.active_calls() >= max {
         return Reply::error(503, format!("at capacity: {max} calls"));
@@ -417,12 +451,14 @@ fn answer(fields: Map<String, Value>, req: &Incoming, shared: &Shared) -> Reply 
             SocketAuth::None => None,
         },
     };
-    log::info!(
+    log::debug!(
+        call = id.as_str();
         "call {id} answered: from={} to={}",
         from.unwrap_or("-"),
         text("to").unwrap_or("-")
     );
     let ncco = Ncco::echo(&shared.config.greeting, &shared.config.from, endpoint);
+    shared.drain.promise(&id);
     Reply::json(200, &ncco)
 }
 
@@ -435,7 +471,7 @@ fn endpoint_headers(id: &CallId, from: Option<&str>, to: Option<&str>) -> Map<St
         let Some(value) = value else { continue };
         headers.insert(key.into(), value.into());
         if headers_len(&headers) > MAX_ENDPOINT_HEADERS_BYTES {
-            log::warn!("call {id}: {key} left out of the socket headers: over 512 bytes");
+            log::warn!(call = id.as_str(); "call {id}: {key} left out of the socket headers: over 512 bytes");
             headers.remove(key);
         }
     }
@@ -577,6 +613,22 @@ mod tests {
                 let _ = Event::from_fields(fields).to_string();
             }
         }
+    }
+
+    #[test]
+    fn every_route_label_is_one_the_metrics_keep() {
+        for target in [
+            ANSWER_PATH,
+            "/webhooks/events?uuid=a",
+            HEALTH_PATH,
+            READY_PATH,
+            METRICS_PATH,
+            "/elsewhere",
+        ] {
+            let label = route_label(target);
+            assert!(crate::metrics::ROUTES.contains(&label), "{target}: {label}");
+        }
+        assert_eq!(route_label("/webhooks/answer?uuid=a"), "answer");
     }
 
     #[test]

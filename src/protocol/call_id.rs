@@ -14,10 +14,17 @@ pub const MAX_CALL_ID_LEN: usize = 64;
 pub struct CallId(String);
 
 impl CallId {
-    /// Accepts 1 to 64 ASCII letters, digits, `-`, `_` and `.`; the error says why not.
+    /// Accepts 1 to 64 ASCII letters, digits, `-`, `_` and `.`, not starting with `.`;
+    /// the error says why not. A call id names the call's recordings, so it must name a
+    /// file safely: `.`, `..` and hidden names are refused.
     pub fn parse(s: &str) -> Result<CallId, String> {
         if s.is_empty() || s.len() > MAX_CALL_ID_LEN {
             return Err(format!("uuid must be 1 to {MAX_CALL_ID_LEN} characters"));
+        }
+        if s.starts_with('.') {
+            return Err(format!(
+                "uuid {s:?} may not start with '.': it names the call's files"
+            ));
         }
         if !s
             .chars()
@@ -60,7 +67,16 @@ mod tests {
     #[test]
     fn call_ids_are_url_and_log_safe() {
         assert!(CallId::parse("aaaaaaaa-bbbb-cccc-dddd-123456789abc").is_ok());
-        for bad in ["", "a b", "a&b=c", "a\nb", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "a b",
+            "a&b=c",
+            "a\nb",
+            &"x".repeat(65),
+            ".",
+            "..",
+            ".hidden",
+        ] {
             assert!(CallId::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -112,11 +112,11 @@ pub(crate) fn run(
     let _guards = guards;
     let started = Instant::now();
     shared.metrics.call_started();
-    log::info!("call {id} socket open from {peer}");
+    log::debug!(call = id.as_str(); "call {id} socket open from {peer}");
     let mut tally = Tally::default();
     let outcome = threads::guarded(|| echo(&mut ws, &id, shared, &mut tally));
     let end = outcome.unwrap_or_else(|what| {
-        log::error!("call {id}: panicked: {what}; ending this call only");
+        log::error!(call = id.as_str(); "call {id}: panicked: {what}; ending this call only");
         let _ = ws.close(Some(close_frame(CloseCode::Error, "internal error")));
         ws.get_mut().finish_raw(CLOSE_GRACE);
         End::ServerClosed(CloseCode::Error, "internal error".into())
@@ -124,15 +124,43 @@ pub(crate) fn run(
     // The last thing tungstenite wrote (the reply to the caller's close) may still be held.
     let _ = ws.get_mut().send_held();
     shared.metrics.call_ended(end.code(), started.elapsed());
-    if let Some(recording) = tally.recording.take() {
-        match recording.finish() {
-            Ok(path) => log::info!("call {id} recorded to {}", path.display()),
-            Err(e) => log::error!("call {id}: {e}"),
-        }
-    }
+    let recorded = tally
+        .recording
+        .take()
+        .and_then(|recording| match recording.finish() {
+            Ok(path) => Some(path),
+            Err(e) => {
+                log::error!(call = id.as_str(); "call {id}: {e}");
+                None
+            }
+        });
+    summarize(
+        &id,
+        peer,
+        started.elapsed(),
+        &tally,
+        recorded.as_deref(),
+        &end,
+    );
+}
+
+/// The call's one line at INFO: who, how long, what went each way, how it ended.
+fn summarize(
+    id: &CallId,
+    peer: SocketAddr,
+    lasted: Duration,
+    tally: &Tally,
+    recorded: Option<&std::path::Path>,
+    end: &End,
+) {
+    let format = tally
+        .format
+        .map_or("no websocket:connected".into(), |f| f.to_string());
+    let recorded = recorded.map_or(String::new(), |p| format!(", recorded to {}", p.display()));
     log::info!(
-        "call {id} ended after {:.1}s: in {} frames / {} bytes, out {} frames / {} bytes, {} texts, dtmf {:?}; {end}",
-        started.elapsed().as_secs_f64(),
+        call = id.as_str();
+        "call {id} from {peer} ended after {:.1}s ({format}): in {} frames / {} bytes, out {} frames / {} bytes, {} texts, dtmf {:?}{recorded}; {end}",
+        lasted.as_secs_f64(),
         tally.frames_in,
         tally.bytes_in,
         tally.frames_out,
@@ -174,7 +202,7 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
         let sent = match message {
             Message::Binary(audio) => {
                 if first {
-                    log::warn!("call {id}: first message is audio, not websocket:connected");
+                    log::warn!(call = id.as_str(); "call {id}: first message is audio, not websocket:connected");
                     first = false;
                 }
                 if tally.frames_in == 0 {
@@ -245,7 +273,7 @@ fn settle(id: &CallId, shared: &Shared) {
     // Server::start checked that the system allows it; a refusal now only costs this
     // call its place.
     if let Err(e) = threads::take_role(Role::Audio, &shared.config, shared.base_nice) {
-        log::warn!("call {id}: keeps the setup threads' priority: {e}");
+        log::warn!(call = id.as_str(); "call {id}: keeps the setup threads' priority: {e}");
     }
 }
 
@@ -261,6 +289,7 @@ fn mind_silence(
     match *pinged_at {
         None if last_heard.elapsed() >= config.idle_ping_after => {
             log::info!(
+                call = id.as_str();
                 "call {id}: silent for {:?}; pinging",
                 config.idle_ping_after
             );
@@ -302,7 +331,7 @@ fn record(audio: &[u8], id: &CallId, tally: &mut Tally, shared: &Shared) {
     }
     if let Some(recording) = &mut tally.recording {
         if let Err(e) = recording.write(audio) {
-            log::error!("call {id}: {e}; the call goes on");
+            log::error!(call = id.as_str(); "call {id}: {e}; the call goes on");
             tally.recording = None;
         }
     }
@@ -312,7 +341,7 @@ fn record(audio: &[u8], id: &CallId, tally: &mut Tally, shared: &Shared) {
 fn observe(text: &str, first: bool, id: &CallId, tally: &mut Tally, shared: &Shared) {
     let event = messages::parse(text);
     if first && !matches!(event, SocketEvent::Connected { .. }) {
-        log::warn!("call {id}: first message is not websocket:connected: {text:.200}");
+        log::warn!(call = id.as_str(); "call {id}: first message is not websocket:connected: {text:.200}");
     }
     match event {
         SocketEvent::Connected {
@@ -321,13 +350,15 @@ fn observe(text: &str, first: bool, id: &CallId, tally: &mut Tally, shared: &Sha
             headers,
         } => {
             tally.format = format;
-            log::info!(
+            log::debug!(
+                call = id.as_str();
                 "call {id} connected: content-type {}, headers {}",
                 content_type.as_deref().unwrap_or("(none)"),
                 serde_json::Value::Object(headers)
             );
             if format != Some(shared.config.audio) {
                 log::warn!(
+                    call = id.as_str();
                     "call {id}: content-type {:?} differs from the configured {}",
                     content_type,
                     shared.config.audio
@@ -340,12 +371,13 @@ fn observe(text: &str, first: bool, id: &CallId, tally: &mut Tally, shared: &Sha
                 tally.dtmf.push(digit);
             }
             shared.metrics.dtmf();
-            log::info!(
+            log::debug!(
+                call = id.as_str();
                 "call {id} dtmf {digit} ({} ms)",
                 duration_ms.map_or("?".into(), |d| d.to_string())
             );
         }
-        other => log::debug!("call {id} text event: {other:?}"),
+        other => log::debug!(call = id.as_str(); "call {id} text event: {other:?}"),
     }
 }
 

@@ -150,7 +150,10 @@ fn handshake(
     let callback = |request: &Request, response: Response| {
         let admission = admit(request, shared).map_err(|(why, reason)| {
             shared.metrics.refused(why);
-            refuse(status_of(why), &reason)
+            let status = status_of(why);
+            // The refusal's one line: tungstenite's error that follows says only the status.
+            log::info!("{peer}: handshake refused with {status}: {reason}");
+            refuse(status, &reason)
         })?;
         admitted = Some(admission);
         Ok(response)
@@ -175,9 +178,11 @@ fn handshake(
                 }
                 attempt = mid.handshake();
             }
+            // A refusal of ours, logged where it was decided.
+            Err(HandshakeError::Failure(tungstenite::Error::Http(_))) => return None,
             Err(HandshakeError::Failure(e)) => {
-                log::warn!("{peer}: handshake failed: {e}");
-                if admitted.is_none() && !matches!(e, tungstenite::Error::Http(_)) {
+                log::info!("{peer}: handshake failed: {e}");
+                if admitted.is_none() {
                     shared.metrics.refused(Refusal::Malformed);
                     if let Some(mut socket) = reply_to {
                         let reason = format!("not a WebSocket handshake: {e}");
@@ -212,6 +217,10 @@ fn admit(request: &Request, shared: &Shared) -> Result<Admitted, (Refusal, Strin
         Some(uuid) => Some(CallId::parse(&uuid).map_err(|reason| (Refusal::BadUuid, reason))?),
         None => None,
     };
+    if !shared.drain.admits(id.as_ref()) {
+        let reason = "server is draining: it takes no new calls";
+        return Err((Refusal::Draining, reason.into()));
+    }
     let authorization = request
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -248,6 +257,8 @@ fn admit(request: &Request, shared: &Shared) -> Result<Admitted, (Refusal, Strin
     let max = shared.config.max_calls;
     let slot = Slot::try_take(&shared.active_calls, max)
         .ok_or_else(|| (Refusal::Capacity, format!("at capacity: {max} calls")))?;
+    // Counted among the calls now, so the promise can go (see Server::is_drained).
+    shared.drain.redeem(&id);
     let guards = CallGuards::new(slot, registered);
     Ok(Admitted { id, guards })
 }
@@ -259,15 +270,16 @@ fn status_of(why: Refusal) -> u16 {
         Refusal::BadUuid | Refusal::Malformed => 400,
         Refusal::Unauthorized => 401,
         Refusal::Duplicate => 409,
-        Refusal::Capacity | Refusal::ShuttingDown | Refusal::TooManyPending | Refusal::Timeout => {
-            503
-        }
+        Refusal::Capacity
+        | Refusal::ShuttingDown
+        | Refusal::Draining
+        | Refusal::TooManyPending
+        | Refusal::Timeout => 503,
     }
 }
 
 /// A handshake refusal with a JSON reason.
 fn refuse(status: u16, reason: &str) -> ErrorResponse {
-    log::warn!("handshake refused with {status}: {reason}");
     let body = serde_json::json!({ "error": reason }).to_string();
     let mut response = http::Response::new(Some(body));
     *response.status_mut() =
