@@ -41,7 +41,7 @@ pub(crate) fn accept_loop(
 /// every 50th after it.
 fn back_off(label: &str, e: &io::Error, failures: u32) {
     let delay = Duration::from_millis(5 << failures.min(7));
-    if failures % 50 == 0 {
+    if failures.is_multiple_of(50) {
         log::error!("{label} accept failed: {e}; retrying in {delay:?}");
     }
     thread::sleep(delay);

@@ -111,7 +111,7 @@ impl Recording {
         }
         samples.flush().map_err(|e| self.failed(&e))?;
         self.frames += 1;
-        if self.frames % HEADER_EVERY == 0 {
+        if self.frames.is_multiple_of(HEADER_EVERY) {
             self.writer.flush().map_err(|e| self.failed(&e))?;
         }
         Ok(())

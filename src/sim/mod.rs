@@ -4,9 +4,13 @@
 //! once against an echo and measures the server. Tests and test rigs call these directly;
 //! the binary's `call` and `load` subcommands are thin wrappers.
 //!
-//! Dialing (webhooks, the NCCO as Vonage reads it, the handshake) is blocking and happens
-//! here. One call's socket then runs in `session`, tick by tick; a load's calls stream in
-//! `engine`, a `mio` poll loop where one thread paces and checks many calls.
+//! A call's course, as Vonage runs it, is blocking and made of named parts: [`answer`]
+//! asks the answer webhook (again, then its fallback, when it must), `ncco` reads the NCCO
+//! into actions, `course` runs them in order, [`events`] posts each leg's events beside the
+//! call, and [`urls`] points an NCCO's public URLs at a local application; the socket's
+//! handshake happens here. One call's socket then runs in `session`, tick by tick; a
+//! load's calls stream in `engine`, a `mio` poll loop where one thread paces and checks
+//! many calls.
 
 pub mod answer;
 pub mod arrival;
