@@ -156,7 +156,7 @@ impl Default for Config {
             audio: AudioFormat::default(),
             greeting: DEFAULT_GREETING.to_owned(),
             from: DEFAULT_FROM.to_owned(),
-            max_message_bytes: 64 * 1024,
+            max_message_bytes: crate::protocol::limits::DEFAULT_MAX_MESSAGE_BYTES,
             max_calls: 4000,
             max_pending_handshakes: 1024,
             handshake_timeout: Duration::from_secs(5),

@@ -24,6 +24,7 @@ use super::{arrival::Schedule, Dialed};
 use crate::{
     protocol::audio::{AudioFormat, FRAME_DURATION},
     protocol::call_id::CallId,
+    protocol::limits::{websocket_config, DEFAULT_MAX_MESSAGE_BYTES},
 };
 
 /// A frame that leaves this much after its schedule counts as late: the generator's own
@@ -340,7 +341,7 @@ impl Leg {
             drained: false,
             ending: false,
         };
-        let config = crate::ws::socket::ws_config(&crate::config::Config::default());
+        let config = websocket_config(DEFAULT_MAX_MESSAGE_BYTES);
         Leg {
             epoch,
             ws: WebSocket::from_raw_socket(probe, Role::Client, Some(config)),

@@ -27,7 +27,6 @@ use super::{
 use crate::{
     error::{Error, Result},
     protocol::call_id::CallId,
-    threads,
 };
 
 /// Threads that dial (HTTP and handshakes block, and a `talk` before `connect` takes its
@@ -778,11 +777,29 @@ fn spawn_helper<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> io::Result<thread::JoinHandle<T>> {
     thread::Builder::new().name(name).spawn(move || {
-        if let Err(e) = threads::make_background() {
+        if let Err(e) = lower_priority() {
             log::debug!("a load helper keeps its priority: {e}");
         }
         f()
     })
+}
+
+/// Puts the calling thread under `SCHED_IDLE`: on the generator's core it runs in the time
+/// the pacing thread leaves, and the pacing thread takes the core from it the moment it
+/// wakes. Lowering one's own priority needs no privilege. (The server lowers its call
+/// threads the same way, in code of its own: the emulator depends on nothing of the
+/// server's.)
+fn lower_priority() -> std::result::Result<(), thread_priority::Error> {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadPriority, ThreadSchedulePolicy,
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        // SCHED_IDLE has a single priority, 0, which is the crate's minimum for it.
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    )
 }
 
 /// The server's CPU seconds as sampled: (ms from the run's start, CPU seconds).

@@ -30,19 +30,10 @@ use crate::{
     ws::stream::CallStream,
 };
 
-/// The WebSocket settings for a call: buffers sized for 20 ms frames (a few KiB, not
-/// tungstenite's 128 KiB defaults) and the configured largest message. The read buffer
-/// holds one 24 kHz frame and its header; tungstenite zeroes its spare room before every
-/// read, and a larger one costs memory on every call (at 2,000 calls, 2 KiB gave a peak RSS
-/// of 62 to 64 MiB, 1 KiB 55 to 56). A larger message is read whole all the same.
+/// The WebSocket settings for a call: Vonage-sized buffers, and the configured largest
+/// message.
 pub fn ws_config(config: &Config) -> WebSocketConfig {
-    let max = config.max_message_bytes;
-    WebSocketConfig::default()
-        .read_buffer_size(1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(max + 64 * 1024)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max))
+    crate::protocol::limits::websocket_config(config.max_message_bytes)
 }
 
 /// Accepts socket connections until the server stops.
