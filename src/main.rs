@@ -66,8 +66,8 @@ struct DialArgs {
     #[arg(long)]
     fallback_answer_url: Option<String>,
     /// How the answer webhook is requested.
-    #[arg(long, default_value = "GET", value_parser = ["GET", "POST"])]
-    method: String,
+    #[arg(long, value_enum, default_value_t = MethodArg::Get)]
+    method: MethodArg,
     /// Where call events are posted [default: /webhooks/events on the answer URL's host].
     #[arg(long)]
     event_url: Option<String>,
@@ -111,10 +111,9 @@ struct DialArgs {
 
 impl DialArgs {
     fn dial(&self) -> Dial {
-        let method = if self.method == "POST" {
-            Method::Post
-        } else {
-            Method::Get
+        let method = match self.method {
+            MethodArg::Get => Method::Get,
+            MethodArg::Post => Method::Post,
         };
         Dial::new(self.answer_url.clone())
             .method(method)
@@ -130,6 +129,26 @@ impl DialArgs {
             .connect_timeout(self.connect_timeout.0)
             .answer_timeout(self.answer_timeout.0)
     }
+}
+
+/// `--method`'s values.
+#[derive(Clone, Copy, ValueEnum)]
+enum MethodArg {
+    /// Parameters in the query string (Vonage's default).
+    #[value(name = "GET")]
+    Get,
+    /// Parameters as a JSON body (an application's `answer_method: POST`).
+    #[value(name = "POST")]
+    Post,
+}
+
+/// `--expect`'s values.
+#[derive(Clone, Copy, ValueEnum)]
+enum ExpectArg {
+    /// The audio and texts must come back as sent.
+    Echo,
+    /// Any application: only Vonage's rules are judged.
+    Protocol,
 }
 
 /// How the caller's frames reach the application.
@@ -185,10 +204,9 @@ struct CallArgs {
     /// The caller streams silence instead of a tone.
     #[arg(long)]
     silence: bool,
-    /// What the application does with the audio: echo (it must come back as sent) or
-    /// protocol (any application; only Vonage's rules are judged).
-    #[arg(long, default_value = "echo", value_parser = ["echo", "protocol"])]
-    expect: String,
+    /// What the application does with the audio.
+    #[arg(long, value_enum, default_value_t = ExpectArg::Echo)]
+    expect: ExpectArg,
     /// Vonage's playback buffer, in 20 ms frames.
     #[arg(long, default_value_t = sim::playback::DEFAULT_BUFFER_FRAMES)]
     buffer_frames: usize,
@@ -513,10 +531,9 @@ fn place_call(args: &CallArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let expect = if args.expect == "protocol" {
-        Expect::Protocol
-    } else {
-        Expect::Echo
+    let expect = match args.expect {
+        ExpectArg::Echo => Expect::Echo,
+        ExpectArg::Protocol => Expect::Protocol,
     };
     let voice = if args.silence {
         Voice::Silence
