@@ -45,7 +45,7 @@ use crate::{
 };
 
 pub use super::caller::{read_wav, wav_spec};
-pub use super::report::CallReport;
+pub use super::report::{CallReport, MeasuredExpectation};
 
 /// How long a call streams, unless [`CallOptions::duration`] says otherwise.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(5);
@@ -566,6 +566,7 @@ fn fill(report: &mut CallReport, played: Played, rtts: &mut Vec<u32>) {
     report.server_close = t.app_close.or(report.server_close);
     report.closed_by_application |= t.app_ended_first;
     report.add(early_close(&t, report.expect));
+    add_timing(report, played.timing);
     rtts.extend(t.rtts);
     rtts.sort_unstable();
     report.rtt = (
@@ -574,6 +575,20 @@ fn fill(report: &mut CallReport, played: Played, rtts: &mut Vec<u32>) {
         percentile(rtts, 100.0),
     );
     report.add(played.findings);
+}
+
+/// Adds a socket leg's turns and barge-ins to the report, barge-ins renumbered to the
+/// report's turns; the first audio is the first leg's that had any.
+fn add_timing(report: &mut CallReport, timing: super::turns::Timing) {
+    let before = report.turns.len();
+    report.turns.extend(timing.turns);
+    report
+        .barge_ins
+        .extend(timing.barge_ins.into_iter().map(|mut b| {
+            b.turn += before;
+            b
+        }));
+    report.first_audio = report.first_audio.or(timing.first_audio);
 }
 
 /// What the application's closing the socket first says: under `--expect echo` the echo
@@ -641,6 +656,7 @@ fn judge_expectations(
                 (anchor, first, "a notify arrived")
             }
         };
+        let measured = happened.map(|at| Duration::from_millis(at - anchor));
         let fault = match (happened, expectation.within) {
             (None, _) => Some(format!(
                 "never: nothing from {anchor} ms on, to the call's end"
@@ -652,6 +668,12 @@ fn judge_expectations(
             )),
             _ => None,
         };
+        report.expectations.push(MeasuredExpectation {
+            text: expectation.text.clone(),
+            within: expectation.within,
+            measured,
+            met: fault.is_none(),
+        });
         if let Some(text) = fault {
             report.add([Finding::fault(check, text)]);
         }

@@ -6,7 +6,10 @@ use std::{path::Path, time::Duration};
 
 use tungstenite::Bytes;
 
-use super::script::{Scenario, Step};
+use super::{
+    script::{Scenario, Step},
+    turns::{rest_of, speech_turns, Cue, TurnPlan},
+};
 use crate::{
     error::{Error, Result},
     protocol::audio::{AudioFormat, FRAME_DURATION},
@@ -37,6 +40,8 @@ pub(crate) struct Caller {
     pub(crate) keys: Vec<(u64, char)>,
     /// Each scenario step's first tick and the tick after its last.
     pub(crate) steps: Vec<(u64, u64)>,
+    /// The turns the caller takes, whose replies are timed.
+    pub(crate) turns: Vec<TurnPlan>,
 }
 
 impl Caller {
@@ -57,15 +62,23 @@ impl Caller {
         };
         let ticks = frames.len() as u64;
         let count = keys.chars().count() as u64;
-        let keys = keys
+        let keys: Vec<(u64, char)> = keys
             .chars()
             .enumerate()
             .map(|(i, key)| (ticks * (i as u64 + 1) / (count + 1), key))
             .collect();
+        let what = if wav.is_some() { "speech" } else { "tone" };
+        let mut turns = speech_turns(&frames, what);
+        turns.extend(keys.iter().map(|&(at, key)| TurnPlan {
+            what: format!("press {key}"),
+            start: Cue::Key(at),
+            end: Cue::Key(at),
+        }));
         Ok(Caller {
             frames,
             keys,
             steps: vec![(0, ticks)],
+            turns,
         })
     }
 
@@ -95,7 +108,9 @@ impl Caller {
                 }
                 Step::Hangup => {}
             }
-            caller.steps.push((start, caller.frames.len() as u64));
+            let end = caller.frames.len() as u64;
+            caller.turns.extend(step_turn(step, start, end));
+            caller.steps.push((start, end));
         }
         Ok(caller)
     }
@@ -121,8 +136,37 @@ impl Caller {
                 .filter(|(_, end)| *end > shift)
                 .map(|(start, end)| (start.saturating_sub(shift), end - shift))
                 .collect(),
+            turns: rest_of(&self.turns, shift),
         }
     }
+}
+
+/// The turn a scenario's step takes, from frame `start` to before `end`: a `say`, a
+/// `tone` or a `press` asks for an answer; a `silence` listens.
+fn step_turn(step: &Step, start: u64, end: u64) -> Option<TurnPlan> {
+    let (what, first, last) = match step {
+        Step::Say(path) => {
+            let name = path.file_name().unwrap_or(path.as_os_str());
+            let what = format!("say {}", name.to_string_lossy());
+            (what, Cue::Frame(start), Cue::Frame(end.checked_sub(1)?))
+        }
+        Step::Tone(d) => (
+            format!("tone {}ms", d.as_millis()),
+            Cue::Frame(start),
+            Cue::Frame(end.checked_sub(1)?),
+        ),
+        Step::Press(keys) => {
+            let presses = keys.chars().count() as u64;
+            let last = start + presses.checked_sub(1)? * KEY_TICKS;
+            (format!("press {keys}"), Cue::Key(start), Cue::Key(last))
+        }
+        Step::Silence(_) | Step::Hangup => return None,
+    };
+    Some(TurnPlan {
+        what,
+        start: first,
+        end: last,
+    })
 }
 
 /// Whole ticks in `d`, rounded up.

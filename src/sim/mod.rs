@@ -30,6 +30,7 @@ mod session;
 mod stats;
 mod tape;
 mod tls;
+pub mod turns;
 pub mod urls;
 
 pub use answer::{DEFAULT_ANSWER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};

@@ -128,6 +128,11 @@ impl Playback {
         self.notifies.push_back((self.queued, payload));
     }
 
+    /// Whether a frame is playing during the current tick.
+    pub(crate) fn is_playing(&self) -> bool {
+        self.playing
+    }
+
     /// Frames queued and not yet played.
     pub(crate) fn queued_now(&self) -> usize {
         self.queue.len()

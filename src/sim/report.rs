@@ -13,9 +13,42 @@ use super::{
     findings::{Check, Finding},
     ms,
     session::Expect,
+    turns::{BargeIn, Turn},
     Method,
 };
 use crate::protocol::{audio::AudioFormat, call_id::CallId};
+
+/// How many turns and barge-ins the text summary and JUnit list one by one; the JSON has
+/// them all.
+const LISTED: usize = 100;
+
+/// A scenario's expectation, and the time it bounds as it was measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MeasuredExpectation {
+    /// The expectation as written, with its line.
+    pub text: String,
+    /// Its bound, if it has one.
+    pub within: Option<Duration>,
+    /// From the step it is measured from to what it expects; `None` if that never came.
+    pub measured: Option<Duration>,
+    /// Whether it was met.
+    pub met: bool,
+}
+
+impl MeasuredExpectation {
+    /// The measurement beside its bound, in a few words.
+    fn summary(&self) -> String {
+        let measured = match self.measured {
+            Some(d) => format!("{:.0} ms", ms(d)),
+            None => "never".to_owned(),
+        };
+        match self.within {
+            Some(within) => format!("{measured} (bound {:.0} ms)", ms(within)),
+            None => format!("{measured} (no bound)"),
+        }
+    }
+}
 
 /// What a call saw, and the verdict on each of Vonage's rules.
 #[derive(Debug, Clone)]
@@ -86,6 +119,15 @@ pub struct CallReport {
     pub server_close: Option<u16>,
     /// Whether the application closed the socket before the caller hung up.
     pub closed_by_application: bool,
+    /// From the socket's opening to the first of the application's speech the caller
+    /// heard.
+    pub first_audio: Option<Duration>,
+    /// The caller's turns, each with how soon the application answered it.
+    pub turns: Vec<Turn>,
+    /// The turns that interrupted the application, and how it took being interrupted.
+    pub barge_ins: Vec<BargeIn>,
+    /// The scenario's expectations, each with the time it bounds as measured.
+    pub expectations: Vec<MeasuredExpectation>,
     /// Every rule judged, in order; those after a failed setup step were not reached.
     pub checks: Vec<Check>,
     /// A scenario's expectations that were never judged, because setup failed.
@@ -132,6 +174,10 @@ impl CallReport {
             rtt: (Duration::ZERO, Duration::ZERO, Duration::ZERO),
             server_close: None,
             closed_by_application: false,
+            first_audio: None,
+            turns: Vec::new(),
+            barge_ins: Vec::new(),
+            expectations: Vec::new(),
             checks: Vec::new(),
             unreached: Vec::new(),
             faults: Vec::new(),
@@ -158,7 +204,7 @@ impl CallReport {
     /// The report as one JSON object.
     pub fn to_json(&self) -> String {
         let sentences = |list: &[Finding]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
-        let value: Value = json!({
+        let mut value: Value = json!({
             "passed": self.passed(),
             "uuid": self.id.as_str(),
             "expect": match self.expect { Expect::Echo => "echo", Expect::Protocol => "protocol" },
@@ -196,7 +242,25 @@ impl CallReport {
                 "action": a.action, "start_ms": ms(a.start), "end_ms": ms(a.end), "note": a.note,
             })).collect::<Vec<_>>(),
         });
+        self.add_timing_json(&mut value);
         value.to_string()
+    }
+
+    /// The application's times, into the JSON report.
+    fn add_timing_json(&self, value: &mut Value) {
+        value["first_audio_ms"] = json!(self.first_audio.map(ms));
+        value["turns"] = self.turns.iter().map(turn_json).collect();
+        value["barge_ins"] = self.barge_ins.iter().map(barge_in_json).collect();
+        value["expectations"] = self
+            .expectations
+            .iter()
+            .map(|e| {
+                json!({
+                    "expectation": e.text, "within_ms": e.within.map(ms),
+                    "measured_ms": e.measured.map(ms), "met": e.met,
+                })
+            })
+            .collect();
     }
 
     /// The report as JUnit XML: a testsuite for the call, a testcase for each rule, failed
@@ -208,10 +272,11 @@ impl CallReport {
             .filter(|c| self.faults.iter().any(|f| &f.check == *c))
             .count();
         let skipped = all.iter().filter(|c| !self.checks.contains(c)).count();
+        let timings = self.timing_testcases();
         let mut xml = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"vonage-echo call {}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" errors=\"0\">\n",
             escape(self.id.as_str()),
-            all.len()
+            all.len() + timings.len()
         );
         for check in &all {
             xml.push_str(&format!(
@@ -233,12 +298,19 @@ impl CallReport {
                     escape(&faults.join("\n"))
                 ));
             }
-            let warnings: Vec<String> = self
+            let mut warnings: Vec<String> = self
                 .warnings
                 .iter()
                 .filter(|f| &f.check == check)
                 .map(|f| f.text.clone())
                 .collect();
+            if let Some(e) = self
+                .expectations
+                .iter()
+                .find(|e| matches!(check, Check::Expectation(text) if *text == e.text))
+            {
+                warnings.push(format!("measured: {}", e.summary()));
+            }
             if !warnings.is_empty() {
                 xml.push_str(&format!(
                     "<system-out>{}</system-out>",
@@ -247,9 +319,90 @@ impl CallReport {
             }
             xml.push_str("</testcase>\n");
         }
+        for testcase in timings {
+            xml.push_str(&testcase);
+        }
         xml.push_str("</testsuite>\n</testsuites>\n");
         xml
     }
+
+    /// A passing testcase for each turn's reply and each barge-in's clear, its time the
+    /// measured one (which CI systems show and chart); what never came is said in
+    /// system-out. Bounds are the scenario's expectations, which fail.
+    fn timing_testcases(&self) -> Vec<String> {
+        let case = |name: String, time: Option<Duration>, note: String| {
+            let time = time.map_or(String::new(), |d| {
+                format!(" time=\"{:.3}\"", d.as_secs_f64())
+            });
+            format!(
+                "<testcase classname=\"timing\" name=\"{}\"{time}><system-out>{}</system-out></testcase>\n",
+                escape(&name),
+                escape(&note)
+            )
+        };
+        let turns = self.turns.iter().take(LISTED).enumerate().map(|(i, t)| {
+            case(
+                format!("turn {}: {}: reply", i + 1, t.what),
+                t.reply,
+                turn_summary(t),
+            )
+        });
+        let barge_ins = self
+            .barge_ins
+            .iter()
+            .take(LISTED)
+            .enumerate()
+            .map(|(i, b)| {
+                case(
+                    format!("barge-in {}: {}: clear", i + 1, b.what),
+                    b.clear,
+                    barge_in_summary(b),
+                )
+            });
+        turns.chain(barge_ins).collect()
+    }
+}
+
+/// One turn, for the JSON report.
+fn turn_json(t: &Turn) -> Value {
+    json!({"what": t.what, "ended_ms": ms(t.ended), "reply_ms": t.reply.map(ms)})
+}
+
+/// One barge-in, for the JSON report.
+fn barge_in_json(b: &BargeIn) -> Value {
+    json!({
+        "turn": b.turn, "what": b.what, "at_ms": ms(b.at), "clear_ms": b.clear.map(ms),
+        "stopped_ms": b.stopped.map(ms), "talked_over_ms": ms(b.talked_over),
+    })
+}
+
+/// A turn in a few words.
+fn turn_summary(t: &Turn) -> String {
+    let reply = match t.reply {
+        Some(d) => format!("reply after {:.1} ms", ms(d)),
+        None => "no reply before the next turn or the call's end".to_owned(),
+    };
+    format!(
+        "{}, ended at {:.2} s: {reply}",
+        t.what,
+        t.ended.as_secs_f64()
+    )
+}
+
+/// A barge-in in a few words.
+fn barge_in_summary(b: &BargeIn) -> String {
+    let after = |what: &str, d: Option<Duration>| match d {
+        Some(d) => format!("{what} after {:.1} ms", ms(d)),
+        None => format!("no {what}"),
+    };
+    format!(
+        "{} at {:.2} s: {}, {}, talked over the caller {:.1} ms",
+        b.what,
+        b.at.as_secs_f64(),
+        after("clear", b.clear),
+        after("stopped", b.stopped).replace("no stopped", "audio never stopped"),
+        ms(b.talked_over)
+    )
 }
 
 /// One request to the answer webhook, for the JSON report.
@@ -348,6 +501,7 @@ impl fmt::Display for CallReport {
             self.notified
         )?;
         self.fmt_emulator_lateness(f)?;
+        self.fmt_timing(f)?;
         if let Some(code) = self.server_close {
             let who = if self.closed_by_application {
                 "the application closed the socket first"
@@ -434,6 +588,56 @@ impl CallReport {
         } else {
             writeln!(f, "  frames: {} sent, {} sent late", self.sent, self.late)?;
             writeln!(f, "  texts: {} sent", self.texts.0)?;
+        }
+        Ok(())
+    }
+
+    /// The application's times: to its first audio, to each reply, at each barge-in, and
+    /// each expectation's measurement beside its bound.
+    fn fmt_timing(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(first) = self.first_audio {
+            writeln!(
+                f,
+                "  first audio: {:.1} ms after the socket opened",
+                ms(first)
+            )?;
+        }
+        if !self.turns.is_empty() {
+            let mut replies: Vec<Duration> = self.turns.iter().filter_map(|t| t.reply).collect();
+            replies.sort_unstable();
+            write!(
+                f,
+                "  turns: {}, {} answered",
+                self.turns.len(),
+                replies.len()
+            )?;
+            if let (Some(median), Some(max)) = (replies.get(replies.len() / 2), replies.last()) {
+                write!(
+                    f,
+                    "; reply p50 {:.1} ms, max {:.1} ms",
+                    ms(*median),
+                    ms(*max)
+                )?;
+            }
+            writeln!(f)?;
+            for (i, turn) in self.turns.iter().take(LISTED).enumerate() {
+                writeln!(f, "    {}. {}", i + 1, turn_summary(turn))?;
+            }
+        }
+        if !self.barge_ins.is_empty() {
+            writeln!(f, "  barge-ins: {}", self.barge_ins.len())?;
+            for barge_in in self.barge_ins.iter().take(LISTED) {
+                writeln!(
+                    f,
+                    "    turn {}: {}",
+                    barge_in.turn + 1,
+                    barge_in_summary(barge_in)
+                )?;
+            }
+        }
+        for e in &self.expectations {
+            let verdict = if e.met { "met" } else { "NOT MET" };
+            writeln!(f, "  {}: {} {verdict}", e.text, e.summary())?;
         }
         Ok(())
     }

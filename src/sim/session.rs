@@ -27,6 +27,7 @@ use super::{
     findings::{Check, Finding},
     playback::{Playback, Timing},
     tape::Tape,
+    turns::{is_speech, Timing as TurnTiming, Turns},
     Dialed,
 };
 use crate::protocol::{audio::FRAME_DURATION, messages};
@@ -40,9 +41,6 @@ const DRAIN: Duration = Duration::from_secs(3);
 
 /// How long the caller waits for the application to answer its close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
-
-/// A played frame with a sample louder than this is speech, not silence (about -42 dBFS).
-const SPEECH_LEVEL: i16 = 256;
 
 /// The most messages read in a row before the clock is looked at again: an application
 /// that floods the socket does not hold back the caller's frames.
@@ -160,6 +158,8 @@ pub(crate) struct Session {
     observed: Observed,
     findings: Vec<Finding>,
     strays: Strays,
+    /// The caller's turns, and the application's answers to them, timed.
+    turns: Turns,
     /// The socket is non-blocking and waited on here: a socket's read timeout is counted
     /// in the kernel's ticks (4 ms at 250 Hz), too coarse to pace 20 ms frames.
     poll: Poll,
@@ -173,6 +173,8 @@ pub(crate) struct Played {
     pub(crate) tally: Tally,
     pub(crate) observed: Observed,
     pub(crate) findings: Vec<Finding>,
+    /// The caller's turns and barge-ins, timed.
+    pub(crate) timing: TurnTiming,
 }
 
 impl Session {
@@ -197,10 +199,12 @@ impl Session {
         if expect == Expect::Echo {
             texts.push_back(dialed.connected.clone());
         }
+        // The first tick is now: the socket opened a moment ago, and what the caller says
+        // starts with the session.
+        let opened = Instant::now();
         Ok(Session {
-            // The first tick is now: the socket opened a moment ago, and what the caller
-            // says starts with the session.
-            opened: Instant::now(),
+            opened,
+            turns: Turns::new(opened, caller.turns.clone()),
             dialed,
             expect,
             // One call: the stream of the seed's first call, as a load's first call plays it.
@@ -304,9 +308,11 @@ impl Session {
         let timing = self.tick_timing(k);
         let said = self.caller_speaks(k, now);
         let heard = self.playback.tick(timing);
-        if heard.as_ref().is_some_and(|f| is_speech(f)) {
+        let speech = heard.as_ref().is_some_and(|f| is_speech(f));
+        if speech {
             note_speech(&mut self.observed.speech, k);
         }
+        self.turns.heard(self.tick_at(k), speech);
         for payload in self.playback.due_notifies() {
             self.send_notify(payload);
         }
@@ -351,6 +357,8 @@ impl Session {
             }
             self.caller.keys.remove(0);
             self.keys_pressed = true;
+            let queued = self.playback.queued_now() > 0;
+            self.turns.key_pressed(at, Instant::now(), queued);
             let text = messages::dtmf(key, KEY_MS);
             if self.expect == Expect::Echo {
                 self.texts.push_back(text.clone());
@@ -380,6 +388,9 @@ impl Session {
             self.next_frame += 1;
             self.tally.sent += 1;
             self.send(Message::Binary(frame), "audio");
+            let queued = self.playback.queued_now() > 0;
+            self.turns
+                .frame_left(self.next_frame - 1, Instant::now(), queued);
         }
     }
 
@@ -541,7 +552,25 @@ impl Session {
         if self.expect == Expect::Echo {
             self.count_echo(&frame);
         }
-        self.playback.push(frame);
+        let speech = is_speech(&frame);
+        let busy = self.playback.is_playing() || self.playback.queued_now() > 0;
+        if self.playback.push(frame) {
+            let now = Instant::now();
+            let heard_at = now + self.wait_to_be_heard(now);
+            self.turns.audio(speech, busy, now, heard_at);
+        }
+    }
+
+    /// How long the frame just queued waits before the caller hears it: the rest of the
+    /// frame playing, and a frame's time for each queued ahead of it.
+    fn wait_to_be_heard(&self, now: Instant) -> Duration {
+        let playing = if self.playback.is_playing() {
+            self.tick_at(self.tick).saturating_duration_since(now)
+        } else {
+            Duration::ZERO
+        };
+        let ahead = self.playback.queued_now().saturating_sub(1) as u32;
+        playing + FRAME_DURATION * ahead
     }
 
     /// Vonage's answer to a frame of the wrong size: no close frame, the connection is gone.
@@ -583,6 +612,7 @@ impl Session {
         match action {
             Some("clear") => {
                 self.playback.clear();
+                self.turns.cleared(Instant::now());
                 keep(&mut self.observed.clears, at);
                 self.send(
                     Message::text(r#"{"event":"websocket:cleared"}"#),
@@ -664,6 +694,7 @@ impl Session {
             tally: self.tally,
             observed: self.observed,
             findings: self.findings,
+            timing: self.turns.finish(Instant::now()),
         }
     }
 
@@ -749,13 +780,6 @@ impl Session {
 
 fn is_timeout(e: &WsError) -> bool {
     matches!(e, WsError::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
-}
-
-/// Whether a frame holds a sample louder than silence.
-fn is_speech(frame: &[u8]) -> bool {
-    frame
-        .chunks_exact(2)
-        .any(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs() > SPEECH_LEVEL as u16)
 }
 
 /// How many of `frames` have been sent once their first run of speech has ended.
