@@ -182,12 +182,33 @@ impl ArrivalArgs {
     }
 }
 
+/// Whether progress lines go to standard error.
+#[derive(Args, Clone)]
+struct ProgressArgs {
+    /// Print a line of progress on standard error each second, even when it is not a
+    /// terminal [default: only on a terminal].
+    #[arg(long, conflicts_with = "no_progress")]
+    progress: bool,
+    /// Print no progress, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl ProgressArgs {
+    fn shown(&self) -> bool {
+        use std::io::IsTerminal;
+        self.progress || (!self.no_progress && std::io::stderr().is_terminal())
+    }
+}
+
 #[derive(Args)]
 struct CallArgs {
     #[command(flatten)]
     dial: DialArgs,
     #[command(flatten)]
     arrival: ArrivalArgs,
+    #[command(flatten)]
+    progress: ProgressArgs,
     /// Seconds of audio to stream (a tone; with --wav, the file's length).
     #[arg(long, default_value_t = Seconds(call::DEFAULT_DURATION), value_parser = seconds_arg)]
     duration: Seconds,
@@ -228,6 +249,8 @@ struct LoadArgs {
     dial: DialArgs,
     #[command(flatten)]
     arrival: ArrivalArgs,
+    #[command(flatten)]
+    progress: ProgressArgs,
     /// Concurrent calls.
     #[arg(long, default_value_t = 100)]
     calls: usize,
@@ -550,7 +573,8 @@ fn place_call(args: &CallArgs) -> ExitCode {
         .expect(expect)
         .arrival(args.arrival.arrival())
         .buffer_frames(args.buffer_frames)
-        .record(args.record.clone());
+        .record(args.record.clone())
+        .progress(args.progress.shown());
     let report = call::run(&options);
     let junit = match (&report, &args.junit) {
         (Ok(report), Some(path)) => std::fs::write(path, report.to_junit())
@@ -595,7 +619,8 @@ fn place_load(args: &LoadArgs) -> ExitCode {
         .dial(args.dial.dial())
         .ramp(args.ramp)
         .pid(args.pid)
-        .arrival(args.arrival.arrival());
+        .arrival(args.arrival.arrival())
+        .progress(args.progress.shown());
     let report = load::run(&options);
     let shown = |r: load::LoadReport| {
         if args.json {

@@ -75,6 +75,9 @@ pub struct CallOptions {
     pub buffer_frames: usize,
     /// Where to write the call as a two-channel WAV file.
     pub record: Option<PathBuf>,
+    /// Whether a line of progress goes to standard error each second of a call longer
+    /// than a few seconds.
+    pub progress: bool,
 }
 
 impl CallOptions {
@@ -91,6 +94,7 @@ impl CallOptions {
             arrival: Arrival::Steady,
             buffer_frames: DEFAULT_BUFFER_FRAMES,
             record: None,
+            progress: false,
         }
     }
 
@@ -151,6 +155,12 @@ impl CallOptions {
     /// Sets [`CallOptions::record`].
     pub fn record(mut self, path: Option<PathBuf>) -> Self {
         self.record = path;
+        self
+    }
+
+    /// Sets [`CallOptions::progress`].
+    pub fn progress(mut self, shown: bool) -> Self {
+        self.progress = shown;
         self
     }
 }
@@ -344,6 +354,7 @@ impl Legs<'_> {
             if first { self.tape.take() } else { None },
         )
         .map_err(|e| Error::io("setting up the call's socket", e))?
+        .with_progress(self.options.progress)
         .run();
         self.caller = Some(caller.rest(played.tally.sent));
         if first {

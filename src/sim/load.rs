@@ -22,7 +22,7 @@ use super::{
     course::{Course, Next},
     engine::{self, Plan},
     events::{self, Event, EventTarget, HungUp, Leg, Status},
-    ms, open_leg, percentile, Dial, Failed, SetupTimes,
+    ms, open_leg, percentile, progress, Dial, Failed, SetupTimes,
 };
 use crate::{
     error::{Error, Result},
@@ -62,6 +62,8 @@ pub struct LoadOptions {
     /// How each call's frames are spread over time; bursty calls each burst in their own
     /// way, drawn from the seed and the call's number, so a run is replayed from its seed.
     pub arrival: Arrival,
+    /// Whether a line of progress goes to standard error each second.
+    pub progress: bool,
 }
 
 impl LoadOptions {
@@ -74,6 +76,7 @@ impl LoadOptions {
             ramp: DEFAULT_RAMP,
             pid: None,
             arrival: Arrival::Steady,
+            progress: false,
         }
     }
 
@@ -98,6 +101,12 @@ impl LoadOptions {
     /// Sets [`LoadOptions::arrival`].
     pub fn arrival(mut self, arrival: Arrival) -> Self {
         self.arrival = arrival;
+        self
+    }
+
+    /// Sets [`LoadOptions::progress`].
+    pub fn progress(mut self, shown: bool) -> Self {
+        self.progress = shown;
         self
     }
 }
@@ -332,11 +341,25 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     let dialers = start_dialers(options, &agent, started, &tally, &plans_tx, &events_tx)?;
     drop(plans_tx);
     let (done_tx, finisher) = start_finisher(events_tx, &tally)?;
+    let live = options
+        .progress
+        .then(|| Arc::new(progress::Live::default()));
+    let shown = live
+        .as_ref()
+        .map(|live| start_progress(started, live, &tally))
+        .transpose()?;
 
     let streamed = engine::run(started, plans_rx, |o| {
+        if let Some(live) = &live {
+            live.call_done(o.late, o.rtts.iter().map(|(_, rtt)| *rtt));
+        }
         let _ = done_tx.send(o);
     });
     drop(done_tx);
+    if let (Some(live), Some(shown)) = (&live, shown) {
+        progress::stop(live);
+        let _ = shown.join();
+    }
     let dialers_died = dialers
         .into_iter()
         .map(|d| d.join())
@@ -386,6 +409,28 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     });
     report.elapsed_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Starts the thread of progress lines, which reads the dialers' tally.
+fn start_progress(
+    started: Instant,
+    live: &Arc<progress::Live>,
+    tally: &Arc<DialTally>,
+) -> Result<thread::JoinHandle<()>> {
+    let tally = Arc::clone(tally);
+    progress::start_load(started, live, move || {
+        let mut handshakes: Vec<u32> = lock(&tally.setups)
+            .iter()
+            .map(|s| u32::try_from(s.handshake.as_micros()).unwrap_or(u32::MAX))
+            .collect();
+        handshakes.sort_unstable();
+        progress::LoadCounts {
+            connected: handshakes.len() as u64,
+            failed: lock(&tally.failed).values().sum(),
+            handshakes,
+        }
+    })
+    .map_err(|e| Error::io("starting the progress line", e))
 }
 
 /// A call event for the posters, and where it goes.

@@ -24,6 +24,7 @@ pub mod findings;
 pub mod load;
 mod ncco;
 pub mod playback;
+mod progress;
 mod report;
 pub mod script;
 mod session;

@@ -26,6 +26,7 @@ use super::{
     engine::{match_echo, Echo},
     findings::{Check, Finding},
     playback::{Playback, Timing},
+    progress::{self, Ticker},
     tape::Tape,
     turns::{is_speech, Timing as TurnTiming, Turns},
     Dialed,
@@ -160,6 +161,8 @@ pub(crate) struct Session {
     strays: Strays,
     /// The caller's turns, and the application's answers to them, timed.
     turns: Turns,
+    /// When the next progress line is due, if progress is shown.
+    progress: Option<Ticker>,
     /// The socket is non-blocking and waited on here: a socket's read timeout is counted
     /// in the kernel's ticks (4 ms at 250 Hz), too coarse to pace 20 ms frames.
     poll: Poll,
@@ -205,6 +208,7 @@ impl Session {
         Ok(Session {
             opened,
             turns: Turns::new(opened, caller.turns.clone()),
+            progress: None,
             dialed,
             expect,
             // One call: the stream of the seed's first call, as a load's first call plays it.
@@ -233,6 +237,12 @@ impl Session {
         })
     }
 
+    /// Prints a progress line each second once the call has gone on a few seconds.
+    pub(crate) fn with_progress(mut self, shown: bool) -> Session {
+        self.progress = shown.then(|| Ticker::new(progress::CALL_QUIET));
+        self
+    }
+
     /// Plays the call to its end: the caller hangs up, or the application ends the socket.
     pub(crate) fn run(mut self) -> Played {
         while !matches!(self.state, State::Done) {
@@ -241,8 +251,28 @@ impl Session {
                 break;
             }
             self.read_until(self.next_deadline());
+            self.show_progress();
         }
         self.finish()
+    }
+
+    /// A progress line, when one is due: the call's time, its frames, its turns.
+    fn show_progress(&mut self) {
+        let Some(ticker) = &mut self.progress else {
+            return;
+        };
+        if !ticker.due(Instant::now()) {
+            return;
+        }
+        let (turns, latest, barge_ins) = self.turns.so_far();
+        let reply = latest.map_or("-".to_owned(), |d| format!("{:.1} ms", super::ms(d)));
+        progress::print(&format!(
+            "call {:>4.0} s: {} frames sent, {} played to the caller, {} ticks late; {turns} turns, latest reply {reply}, {barge_ins} barge-ins",
+            self.opened.elapsed().as_secs_f64(),
+            self.tally.sent,
+            self.playback.played,
+            self.tally.late_ticks,
+        ));
     }
 
     /// When tick `k` falls: k x 20 ms after the socket opened, so pacing never drifts.

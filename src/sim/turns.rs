@@ -325,6 +325,18 @@ impl Turns {
         self.interruptions.last_mut()
     }
 
+    /// So far: turns ended, the latest reply, and barge-ins, for a progress line.
+    pub(crate) fn so_far(&self) -> (usize, Option<Duration>, usize) {
+        let ended = self.ended.iter().filter(|e| e.is_some()).count();
+        let latest = self
+            .ended
+            .iter()
+            .zip(&self.replies)
+            .filter_map(|(e, r)| e.and(*r))
+            .next_back();
+        (ended, latest, self.interruptions.len())
+    }
+
     /// What was measured, once the socket ended at `end`. Only turns that ended are
     /// reported; barge-ins name theirs by its index among them.
     pub(crate) fn finish(self, end: Instant) -> Timing {
