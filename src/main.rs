@@ -241,6 +241,10 @@ struct CallArgs {
     /// Also write the report as JUnit XML to this file, a testcase per rule.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page to this file: the call's
+    /// timeline and its latency histograms.
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -540,7 +544,11 @@ fn main() -> ExitCode {
 fn place_call(args: &CallArgs) -> ExitCode {
     init_logging(Some(args.dial.log_level));
     // Checked before dialing, so that a bad path costs no call.
-    for (flag, path) in [("--junit", &args.junit), ("--record", &args.record)] {
+    for (flag, path) in [
+        ("--junit", &args.junit),
+        ("--record", &args.record),
+        ("--html", &args.html),
+    ] {
         let Some(path) = path else { continue };
         if let Err(e) = writable(path) {
             eprintln!("call failed: cannot write {flag} {}: {e}", path.display());
@@ -576,10 +584,14 @@ fn place_call(args: &CallArgs) -> ExitCode {
         .record(args.record.clone())
         .progress(args.progress.shown());
     let report = call::run(&options);
-    let junit = match (&report, &args.junit) {
-        (Ok(report), Some(path)) => std::fs::write(path, report.to_junit())
-            .map_err(|e| format!("cannot write --junit {}: {e}", path.display())),
-        _ => Ok(()),
+    let files = match &report {
+        Ok(report) => write_files(&[
+            ("--junit", args.junit.as_ref(), &|| report.to_junit()),
+            ("--html", args.html.as_ref(), &|| {
+                sim::html::call_page(report)
+            }),
+        ]),
+        Err(_) => Ok(()),
     };
     let shown = |r: call::CallReport| {
         if args.json {
@@ -590,13 +602,28 @@ fn place_call(args: &CallArgs) -> ExitCode {
     };
     // The report is printed whatever became of the file.
     let status = verdict("call", report.map(|r| (r.passed(), shown(r))));
-    match junit {
+    match files {
         Ok(()) => status,
         Err(e) => {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A report file asked for: its flag, its path if given, and what it holds.
+type ReportFile<'a> = (&'a str, Option<&'a PathBuf>, &'a dyn Fn() -> String);
+
+/// Writes each report file asked for; the first that cannot be written is named with its
+/// flag.
+fn write_files(files: &[ReportFile]) -> Result<(), String> {
+    for (flag, path, contents) in files {
+        if let Some(path) = path {
+            std::fs::write(path, contents())
+                .map_err(|e| format!("cannot write {flag} {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether `path` can be written: opened for appending, created if missing and then

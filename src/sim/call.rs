@@ -45,7 +45,7 @@ use crate::{
 };
 
 pub use super::caller::{read_wav, wav_spec};
-pub use super::report::{CallReport, MeasuredExpectation};
+pub use super::report::{CallReport, MeasuredExpectation, Timeline};
 
 /// How long a call streams, unless [`CallOptions::duration`] says otherwise.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(5);
@@ -289,6 +289,10 @@ impl Legs<'_> {
             let start = course.now();
             self.connected_any = true;
             let (end, note) = self.socket_leg(&connect, report)?;
+            if let (None, Some(handshake)) = (report.timeline.socket_opened, report.handshake_time)
+            {
+                report.timeline.socket_opened = Some(start + handshake);
+            }
             course.record("connect", start, note);
             match end {
                 LegEnd::CallerHungUp => return Ok(HungUp::User),
@@ -362,6 +366,7 @@ impl Legs<'_> {
             if let Some(scenario) = &self.options.script {
                 judge_expectations(report, scenario, &steps, &played.observed);
             }
+            report.timeline = timeline(&played.observed);
         }
         let (end, why) = ending(&played, opened.elapsed());
         fill(report, played, &mut self.rtts);
@@ -580,6 +585,7 @@ fn fill(report: &mut CallReport, played: Played, rtts: &mut Vec<u32>) {
     add_timing(report, played.timing);
     rtts.extend(t.rtts);
     rtts.sort_unstable();
+    report.round_trips = sample(rtts);
     report.rtt = (
         percentile(rtts, 50.0),
         percentile(rtts, 99.0),
@@ -627,6 +633,29 @@ fn early_close(t: &Tally, expect: Expect) -> Option<Finding> {
             ),
         )
     })
+}
+
+/// What the first socket's session observed, as the report's timeline (its opening is
+/// placed by the course, which knows when its connect began).
+fn timeline(observed: &Observed) -> Timeline {
+    let tick = |k: u64| FRAME_DURATION * k as u32;
+    let at = |list: &[u64]| list.iter().map(|m| Duration::from_millis(*m)).collect();
+    Timeline {
+        socket_opened: None,
+        heard: observed
+            .speech
+            .iter()
+            .map(|(s, e)| (tick(*s), tick(*e)))
+            .collect(),
+        clears: at(&observed.clears),
+        notifies: at(&observed.notifies),
+    }
+}
+
+/// At most [`super::report::MAX_KEPT`] of sorted `values`, evenly spread, still sorted.
+fn sample(values: &[u32]) -> Vec<u32> {
+    let step = values.len().div_ceil(super::report::MAX_KEPT).max(1);
+    values.iter().step_by(step).copied().collect()
 }
 
 /// Judges each expectation of the scenario against what happened.

@@ -21,6 +21,7 @@ pub mod dial;
 mod engine;
 pub mod events;
 pub mod findings;
+pub mod html;
 pub mod load;
 mod ncco;
 pub mod playback;

@@ -22,6 +22,24 @@ use crate::protocol::{audio::AudioFormat, call_id::CallId};
 /// them all.
 const LISTED: usize = 100;
 
+/// The most round trips a report keeps for its histogram: a long call's are a sample.
+pub const MAX_KEPT: usize = 100_000;
+
+/// When things happened on a call's first socket, from its opening, for the HTML page's
+/// timeline.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeline {
+    /// When the socket opened, from the call's start.
+    pub socket_opened: Option<Duration>,
+    /// Runs of the application's speech the caller heard: (start, end).
+    pub heard: Vec<(Duration, Duration)>,
+    /// When each `clear` came.
+    pub clears: Vec<Duration>,
+    /// When each `notify` came.
+    pub notifies: Vec<Duration>,
+}
+
 /// A scenario's expectation, and the time it bounds as it was measured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -128,6 +146,10 @@ pub struct CallReport {
     pub barge_ins: Vec<BargeIn>,
     /// The scenario's expectations, each with the time it bounds as measured.
     pub expectations: Vec<MeasuredExpectation>,
+    /// What the caller heard and the application did, in time, on the first socket.
+    pub timeline: Timeline,
+    /// Round trips of echoed frames in microseconds, sorted (at most [`MAX_KEPT`]).
+    pub round_trips: Vec<u32>,
     /// Every rule judged, in order; those after a failed setup step were not reached.
     pub checks: Vec<Check>,
     /// A scenario's expectations that were never judged, because setup failed.
@@ -178,6 +200,8 @@ impl CallReport {
             turns: Vec::new(),
             barge_ins: Vec::new(),
             expectations: Vec::new(),
+            timeline: Timeline::default(),
+            round_trips: Vec::new(),
             checks: Vec::new(),
             unreached: Vec::new(),
             faults: Vec::new(),

@@ -48,10 +48,12 @@ pub(crate) fn is_speech(frame: &[u8]) -> bool {
 pub struct Turn {
     /// What the caller did: `say question.wav`, `tone 1000ms`, `press 5`, `speech`.
     pub what: String,
+    /// When the turn began (its first frame or key sent), from its socket's opening.
+    pub started: Duration,
     /// When the turn ended (its last frame or key sent), from its socket's opening.
     pub ended: Duration,
     /// From the turn's end to when the caller heard the application's answer; `None`
-    /// when none came before the caller's next turn ended, or the call did.
+    /// when none came before the caller's next turn began, or the call ended.
     pub reply: Option<Duration>,
 }
 
@@ -178,6 +180,7 @@ pub(crate) struct Turns {
     frame_ends: VecDeque<(u64, usize)>,
     key_starts: VecDeque<(u64, usize)>,
     key_ends: VecDeque<(u64, usize)>,
+    started: Vec<Option<Instant>>,
     ended: Vec<Option<Instant>>,
     replies: Vec<Option<Duration>>,
     /// Turns that have ended and wait for their reply.
@@ -220,6 +223,7 @@ impl Turns {
             frame_ends: queue(&|p| frame(p.end)),
             key_starts: queue(&|p| key(p.start)),
             key_ends: queue(&|p| key(p.end)),
+            started: vec![None; plans.len()],
             ended: vec![None; plans.len()],
             replies: vec![None; plans.len()],
             plans,
@@ -259,7 +263,11 @@ impl Turns {
         self.hearing || (self.speech_queued && queued)
     }
 
+    /// A turn has begun: those before it still waiting for a reply no longer do (the
+    /// caller went on without one).
     fn begin(&mut self, turn: usize, now: Instant, queued: bool) {
+        self.started[turn] = Some(now);
+        self.awaiting.clear();
         self.interruption_open = false;
         if self.app_talking(queued) {
             self.interruptions.push(Interruption {
@@ -272,11 +280,9 @@ impl Turns {
         }
     }
 
-    /// A turn has ended: it waits for its reply, and those before it, unanswered, no
-    /// longer do (the caller went on).
+    /// A turn has ended: it waits for its reply.
     fn end(&mut self, turn: usize, now: Instant) {
         self.ended[turn] = Some(now);
-        self.awaiting.clear();
         self.awaiting.push(turn);
     }
 
@@ -345,8 +351,10 @@ impl Turns {
         for (i, plan) in self.plans.iter().enumerate() {
             let Some(ended) = self.ended[i] else { continue };
             index[i] = Some(turns.len());
+            let started = self.started[i].unwrap_or(ended);
             turns.push(Turn {
                 what: plan.what.clone(),
+                started: started.saturating_duration_since(self.opened),
                 ended: ended.saturating_duration_since(self.opened),
                 reply: self.replies[i],
             });
