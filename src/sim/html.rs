@@ -162,7 +162,7 @@ fn call_figures(report: &CallReport) -> String {
             "turns answered",
         ),
         (
-            or_dash(replies.get(replies.len() / 2).copied()),
+            or_dash(replies.get(replies.len().saturating_sub(1) / 2).copied()),
             "reply, median",
         ),
         (report.barge_ins.len().to_string(), "barge-ins"),

@@ -635,7 +635,10 @@ impl CallReport {
                 self.turns.len(),
                 replies.len()
             )?;
-            if let (Some(median), Some(max)) = (replies.get(replies.len() / 2), replies.last()) {
+            if let (Some(median), Some(max)) = (
+                replies.get(replies.len().saturating_sub(1) / 2),
+                replies.last(),
+            ) {
                 write!(
                     f,
                     "; reply p50 {:.1} ms, max {:.1} ms",
