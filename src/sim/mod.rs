@@ -21,6 +21,7 @@ pub mod dial;
 mod engine;
 pub mod events;
 pub mod findings;
+pub mod histogram;
 pub mod load;
 mod ncco;
 pub mod playback;
