@@ -20,5 +20,8 @@ fn the_readmes_echo_scenario_passes_against_the_echo_server() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{report}");
     assert!(report.contains("PASSED"), "{report}");
-    assert!(report.contains("frames: 75 sent, 75 echoed, 0 lost"), "{report}");
+    assert!(
+        report.contains("frames: 75 sent, 75 echoed, 0 lost"),
+        "{report}"
+    );
 }

@@ -164,46 +164,12 @@ fn once(
     params: &[(&str, String)],
     extra: Option<Vec<(&'static str, Value)>>,
 ) -> (Outcome, Option<u16>) {
-    let response = match dial.method {
-        Method::Get => {
-            let mut pairs: Vec<(&str, String)> = params.to_vec();
-            for (k, v) in extra.into_iter().flatten() {
-                let v = match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                pairs.push((k, v));
-            }
-            let mut request = agent.get(url).query_pairs(pairs);
-            if let Some(signed) = dial.signed(None) {
-                request = request.header("Authorization", signed);
-            }
-            request
-                .config()
-                .timeout_connect(Some(dial.connect_timeout))
-                .timeout_global(Some(dial.answer_timeout))
-                .build()
-                .call()
-        }
-        Method::Post => {
-            let mut body: Map<String, Value> = params
-                .iter()
-                .map(|(k, v)| ((*k).into(), v.clone().into()))
-                .collect();
-            body.extend(extra.into_iter().flatten().map(|(k, v)| (k.into(), v)));
-            let body = Value::Object(body).to_string();
-            let mut request = agent.post(url).header("Content-Type", "application/json");
-            if let Some(signed) = dial.signed(Some(body.as_bytes())) {
-                request = request.header("Authorization", signed);
-            }
-            request
-                .config()
-                .timeout_connect(Some(dial.connect_timeout))
-                .timeout_global(Some(dial.answer_timeout))
-                .build()
-                .send(body)
-        }
-    };
+    let mut fields: Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| ((*k).into(), v.clone().into()))
+        .collect();
+    fields.extend(extra.into_iter().flatten().map(|(k, v)| (k.into(), v)));
+    let response = dial.webhook(agent, dial.method, url, &fields, dial.answer_timeout);
     let mut response = match response {
         Ok(response) => response,
         Err(e) if is_unreachable(&e) => {

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use serde_json::{Map, Value};
 use tungstenite::{client::IntoClientRequest, http, stream::MaybeTlsStream, WebSocket};
 
 use super::{
@@ -216,6 +217,45 @@ impl Dial {
         std::fs::read(path)
             .map(Some)
             .map_err(|e| Error::io(format!("reading --ca-file {}", path.display()), e))
+    }
+
+    /// Requests a webhook as Vonage does: GET with `fields` in the query string (strings
+    /// as they are, anything else as JSON), or POST with them as a JSON body; signed when
+    /// Vonage signs; connected within `connect_timeout` and answered within `whole`.
+    pub(crate) fn webhook(
+        &self,
+        agent: &ureq::Agent,
+        method: Method,
+        url: &str,
+        fields: &Map<String, Value>,
+        whole: Duration,
+    ) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        match method {
+            Method::Get => {
+                let pairs = fields.iter().map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.as_str(), v)
+                });
+                let mut request = agent.get(url).query_pairs(pairs);
+                if let Some(signed) = self.signed(None) {
+                    request = request.header("Authorization", signed);
+                }
+                let request = request.config().timeout_connect(Some(self.connect_timeout));
+                request.timeout_global(Some(whole)).build().call()
+            }
+            Method::Post => {
+                let body = Value::Object(fields.clone()).to_string();
+                let mut request = agent.post(url).header("Content-Type", "application/json");
+                if let Some(signed) = self.signed(Some(body.as_bytes())) {
+                    request = request.header("Authorization", signed);
+                }
+                let request = request.config().timeout_connect(Some(self.connect_timeout));
+                request.timeout_global(Some(whole)).build().send(body)
+            }
+        }
     }
 
     /// The HTTP client; each request sets the timeouts Vonage gives its webhook.

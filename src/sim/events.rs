@@ -302,40 +302,13 @@ pub(crate) fn post(
         error: None,
         answer: None,
     };
-    let response = match target.method {
-        Method::Post => {
-            let body = Value::Object(event.body.clone()).to_string();
-            let mut request = agent
-                .post(&target.url)
-                .header("Content-Type", "application/json");
-            if let Some(signed) = dial.signed(Some(body.as_bytes())) {
-                request = request.header("Authorization", signed);
-            }
-            request
-                .config()
-                .timeout_connect(Some(dial.connect_timeout))
-                .timeout_global(Some(dial.event_timeout))
-                .build()
-                .send(body)
-        }
-        Method::Get => {
-            let pairs: Vec<(String, String)> = event
-                .body
-                .iter()
-                .map(|(k, v)| (k.clone(), query_value(v)))
-                .collect();
-            let mut request = agent.get(&target.url).query_pairs(pairs);
-            if let Some(signed) = dial.signed(None) {
-                request = request.header("Authorization", signed);
-            }
-            request
-                .config()
-                .timeout_connect(Some(dial.connect_timeout))
-                .timeout_global(Some(dial.event_timeout))
-                .build()
-                .call()
-        }
-    };
+    let response = dial.webhook(
+        agent,
+        target.method,
+        &target.url,
+        &event.body,
+        dial.event_timeout,
+    );
     match response {
         Ok(mut response) => {
             let code = response.status().as_u16();
@@ -360,14 +333,6 @@ pub(crate) fn post(
             ));
             (delivery, None)
         }
-    }
-}
-
-/// A field as a query parameter: strings as they are, anything else as JSON.
-fn query_value(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }
 
