@@ -390,9 +390,23 @@ fn a_synchronous_disconnected_answer_replaces_the_rest_of_the_ncco() {
         .collect();
     assert_eq!(talks.len(), 1, "{report}");
     assert!(talks[0].contains("Said instead"), "{report}");
+    let leg = app.events();
+    let leg: Vec<&Request> = leg
+        .iter()
+        .filter(|r| r.target.starts_with("/leg"))
+        .collect();
+    let statuses: Vec<&str> = leg
+        .iter()
+        .map(|r| r.fields["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["started", "answered", "disconnected", "completed"]
+    );
     assert!(
-        statuses_at(&app.events(), "/leg").contains(&"disconnected".to_owned()),
-        "{report}"
+        leg.iter()
+            .all(|r| r.fields["uuid"] == leg[0].fields["uuid"]),
+        "every event of the leg carries its one uuid: {leg:?}"
     );
 }
 

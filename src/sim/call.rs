@@ -278,16 +278,40 @@ impl Legs<'_> {
             };
             let start = course.now();
             self.connected_any = true;
-            let (end, note) = self.socket_leg(&connect, report)?;
+            let (end, note, leg) = self.socket_leg(&connect, report)?;
             course.record("connect", start, note);
-            match end {
-                LegEnd::CallerHungUp => return Ok(HungUp::User),
-                LegEnd::Application if connect.synchronous => {
-                    self.disconnected_sync(&connect, course, report)
-                }
-                LegEnd::Application | LegEnd::Platform | LegEnd::Failed => {}
+            if let Some(leg) = leg {
+                self.end_leg(&leg, &end, connect.synchronous, course, report);
+            }
+            if matches!(end, LegEnd::CallerHungUp) {
+                return Ok(HungUp::User);
             }
         }
+    }
+
+    /// The events of a socket leg's end: `disconnected` when the application ended it
+    /// (posted and waited for inline when the connect asked for synchronous events), then
+    /// `completed`.
+    fn end_leg(
+        &mut self,
+        leg: &Leg,
+        end: &LegEnd,
+        synchronous: bool,
+        course: &mut Course,
+        report: &mut CallReport,
+    ) {
+        if matches!(end, LegEnd::Application) {
+            if synchronous {
+                self.disconnected_sync(leg, course, report);
+            } else {
+                self.poster.send(leg, leg.event(Status::Disconnected));
+            }
+        }
+        let by = match end {
+            LegEnd::Application => HungUp::User,
+            _ => HungUp::Platform,
+        };
+        self.poster.send(leg, leg.event(Status::Completed(by)));
     }
 
     /// One socket leg, from its handshake to its end: how it ended, in a few words.
@@ -295,7 +319,7 @@ impl Legs<'_> {
         &mut self,
         connect: &Connect,
         report: &mut CallReport,
-    ) -> Result<(LegEnd, String)> {
+    ) -> Result<(LegEnd, String, Option<Leg>)> {
         let dial = &self.options.dial;
         let target = dial.socket_event_target(connect, self.call);
         let mut leg = self.call.socket(
@@ -311,7 +335,7 @@ impl Legs<'_> {
             Err(Failed { check, error }) => {
                 let note = format!("the socket did not open: {error}");
                 report.add([Finding::fault(check, error.to_string())]);
-                return Ok((LegEnd::Failed, note));
+                return Ok((LegEnd::Failed, note, None));
             }
         };
         let first = self.caller.is_none();
@@ -354,37 +378,18 @@ impl Legs<'_> {
         }
         let (end, why) = ending(&played, opened.elapsed());
         fill(report, played, &mut self.rtts);
-        if matches!(end, LegEnd::Application) {
-            self.poster.send(&leg, leg.event(Status::Disconnected));
-        }
-        let by = match end {
-            LegEnd::Application => HungUp::User,
-            _ => HungUp::Platform,
-        };
-        self.poster.send(&leg, leg.event(Status::Completed(by)));
-        Ok((end, why))
+        Ok((end, why, Some(leg)))
     }
 
     /// With `eventType: "synchronous"`, the answer to `disconnected` may be an NCCO, which
     /// replaces what is left of the call's; it is posted, and waited for, inline.
-    fn disconnected_sync(
-        &mut self,
-        connect: &Connect,
-        course: &mut Course,
-        report: &mut CallReport,
-    ) {
+    fn disconnected_sync(&mut self, leg: &Leg, course: &mut Course, report: &mut CallReport) {
         let dial = &self.options.dial;
-        let Some(target) = dial.socket_event_target(connect, self.call) else {
+        let Some(target) = &leg.target else {
             return;
         };
-        let leg = self.call.socket(
-            &connect.endpoint.uri,
-            connect.from.as_deref(),
-            connect.endpoint.headers.clone(),
-            Some(target.clone()),
-        );
         let (delivery, body) =
-            events::post(self.agent, dial, &target, &leg.event(Status::Disconnected));
+            events::post(self.agent, dial, target, &leg.event(Status::Disconnected));
         let ok = delivery.ok();
         self.sync.push(delivery);
         let Some(body) = body.filter(|b| ok && b.trim_ascii_start().starts_with(b"[")) else {
