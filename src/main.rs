@@ -1,7 +1,11 @@
 //! The `vonage-echo` binary: the echo server by default, and the Vonage side of a call
 //! (`call`, `load`) for trying and measuring it.
 
+// What only the binary uses lives beside it, in a folder of its own, not among the
+// library's modules.
+#[path = "main/logging.rs"]
 mod logging;
+#[path = "main/origin.rs"]
 mod origin;
 
 use std::{
