@@ -378,7 +378,7 @@ fn a_synchronous_disconnected_answer_replaces_the_rest_of_the_ncco() {
             r#",{"action":"talk","text":"Never said"}"#,
         )
     });
-    plan.on_disconnected = r#"[{"action":"talk","text":"Said instead"}]"#.into();
+    plan.on_disconnected = Box::new(|_, _| r#"[{"action":"talk","text":"Said instead"}]"#.into());
     let app = start_mock(plan, closes_soon);
     let report = call::run(&protocol_call(&app.answer_url, Duration::from_secs(3))).unwrap();
     assert!(report.passed(), "{report}");
@@ -408,6 +408,29 @@ fn a_synchronous_disconnected_answer_replaces_the_rest_of_the_ncco() {
             .all(|r| r.fields["uuid"] == leg[0].fields["uuid"]),
         "every event of the leg carries its one uuid: {leg:?}"
     );
+}
+
+#[test]
+fn an_ncco_that_reconnects_whenever_its_socket_closes_is_stopped_and_named() {
+    let again = |uri: &str, base: &str| {
+        ncco(
+            uri,
+            &format!(r#","eventType":"synchronous","eventUrl":["{base}/leg"]"#),
+            "",
+        )
+    };
+    let mut plan = Plan::new(again);
+    plan.on_disconnected = Box::new(again);
+    let app = start_mock(plan, |mut ws: WebSocket<TcpStream>| {
+        let _ = ws.close(None);
+        drain(&mut ws);
+    });
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_secs(2))).unwrap();
+    assert!(
+        faulted(&report, Check::NccoActions, &["33th time", "hangs up"]),
+        "{report}"
+    );
+    assert_eq!(app.sockets.lock().unwrap().len(), 32);
 }
 
 #[test]

@@ -208,10 +208,10 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
         tape: None,
         sync: Vec::new(),
         rtts: Vec::new(),
-        connected_any: false,
+        legs_opened: 0,
     };
     let hung_up = legs.play(&mut course, &mut report)?;
-    if !legs.connected_any {
+    if legs.legs_opened == 0 {
         no_socket(&mut report);
     }
     let Legs { sync, .. } = legs;
@@ -237,6 +237,10 @@ fn add_deliveries(report: &mut CallReport, deliveries: Vec<Delivery>) {
     }
     report.events = deliveries;
 }
+
+/// The most socket legs one call opens: an NCCO that reconnects each time its socket
+/// closes would otherwise keep the emulated caller on the line for ever.
+const MAX_SOCKET_LEGS: usize = 32;
 
 /// How a socket leg ended.
 enum LegEnd {
@@ -264,8 +268,8 @@ struct Legs<'a> {
     sync: Vec<Delivery>,
     /// Round trips of every leg's echoed frames, in microseconds.
     rtts: Vec<u32>,
-    /// Whether the NCCO reached a `connect` at all.
-    connected_any: bool,
+    /// How many `connect` actions the NCCO has reached.
+    legs_opened: usize,
 }
 
 impl Legs<'_> {
@@ -276,8 +280,19 @@ impl Legs<'_> {
                 Next::End(by) => return Ok(by),
                 Next::Connect(connect) => connect,
             };
+            self.legs_opened += 1;
+            if self.legs_opened > MAX_SOCKET_LEGS {
+                report.add([Finding::fault(
+                    Check::NccoActions,
+                    format!(
+                        "the NCCO reached a connect for the {}th time in one call: the caller hangs up there \
+                         (an answer to disconnected that connects again, and again, keeps a caller forever)",
+                        self.legs_opened
+                    ),
+                )]);
+                return Ok(HungUp::User);
+            }
             let start = course.now();
-            self.connected_any = true;
             let (end, note, leg) = self.socket_leg(&connect, report)?;
             course.record("connect", start, note);
             if let Some(leg) = leg {
