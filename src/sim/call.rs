@@ -285,7 +285,7 @@ impl Legs<'_> {
                 report.add([Finding::fault(
                     Check::NccoActions,
                     format!(
-                        "the NCCO reached a connect for the {}th time in one call: the caller hangs up there \
+                        "the NCCO reached a connect {} times in one call: the caller hangs up there \
                          (an answer to disconnected that connects again, and again, keeps a caller forever)",
                         self.legs_opened
                     ),
