@@ -427,7 +427,11 @@ fn an_ncco_that_reconnects_whenever_its_socket_closes_is_stopped_and_named() {
     });
     let report = call::run(&protocol_call(&app.answer_url, Duration::from_secs(2))).unwrap();
     assert!(
-        faulted(&report, Check::NccoActions, &["a connect 33 times", "hangs up"]),
+        faulted(
+            &report,
+            Check::NccoActions,
+            &["a connect 33 times", "hangs up"]
+        ),
         "{report}"
     );
     assert_eq!(app.sockets.lock().unwrap().len(), 32);

@@ -428,16 +428,16 @@ pub(crate) fn open_leg(
     post(leg, leg.event(Status::Started));
     let endpoint = &connect.endpoint;
     let socket_uri = dial.urls.socket(&endpoint.uri);
-    let opened =
-        socket_request(dial, &socket_uri, endpoint.authorization.as_ref()).and_then(|request| {
-            let connecting = Instant::now();
-            let ws = open_socket(dial, &socket_uri, request, connect.timeout)?;
-            Ok((ws, connecting.elapsed()))
-        });
-    let (mut ws, handshake) = match opened {
-        Ok(opened) => opened,
+    let connecting = Instant::now();
+    let deadline = connecting + connect.timeout;
+    let opened = socket_request(dial, &socket_uri, endpoint.authorization.as_ref())
+        .and_then(|request| open_socket(dial, &socket_uri, request, deadline));
+    let mut ws = match opened {
+        Ok(ws) => ws,
         Err(error) => {
-            let status = if error.to_string().contains("timed out") {
+            // A socket still not open at the connect's timeout did not answer; one that
+            // failed sooner was not there to answer.
+            let status = if Instant::now() >= deadline {
                 Status::Unanswered("timeout")
             } else {
                 Status::Failed("unavailable")
@@ -449,14 +449,17 @@ pub(crate) fn open_leg(
             });
         }
     };
+    let handshake = connecting.elapsed();
     leg.answer();
     post(leg, leg.event(Status::Answered));
     let connected = messages::connected(endpoint.content_type, &endpoint.headers);
-    ws.send(tungstenite::Message::text(connected.clone()))
-        .map_err(|e| Failed {
+    if let Err(e) = ws.send(tungstenite::Message::text(connected.clone())) {
+        post(leg, leg.event(Status::Completed(HungUp::Platform)));
+        return Err(Failed {
             check: Check::Handshake,
             error: Error::from(e),
-        })?;
+        });
+    }
     Ok(Dialed {
         id: id.clone(),
         format: endpoint.content_type,
@@ -528,9 +531,9 @@ fn open_socket(
     dial: &Dial,
     uri: &str,
     request: tungstenite::handshake::client::Request,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<WebSocket<MaybeTlsStream<TcpStream>>> {
-    let stream = connect(request.uri(), timeout)?;
+    let stream = connect(request.uri(), deadline)?;
     let config = limits::websocket_config(limits::DEFAULT_MAX_MESSAGE_BYTES);
     let connector = match request.uri().scheme_str() {
         Some("wss") => Some(dial.tls_connector()?),
@@ -553,7 +556,7 @@ fn open_socket(
                 Error::Http(format!("socket handshake at {uri}: {e}"))
             }
             tungstenite::HandshakeError::Interrupted(_) => Error::Http(format!(
-                "socket handshake at {uri} timed out after {timeout:?} (the connect action's timeout)"
+                "socket handshake at {uri} timed out (the connect action's timeout)"
             )),
         })?;
     Ok(ws)
@@ -569,8 +572,11 @@ pub(crate) fn tcp(stream: &MaybeTlsStream<TcpStream>) -> &TcpStream {
     }
 }
 
-/// Opens the TCP connection for a `ws://` or `wss://` uri.
-fn connect(uri: &http::Uri, timeout: Duration) -> Result<TcpStream> {
+/// Opens the TCP connection for a `ws://` or `wss://` uri by `deadline`, and gives each of
+/// its reads and writes what is then left: a handshake that stalls ends at the connect's
+/// timeout. (A server that trickles its answer a byte at a time can outlast it, each read
+/// waiting up to that much again.)
+fn connect(uri: &http::Uri, deadline: Instant) -> Result<TcpStream> {
     let default_port = match uri.scheme_str() {
         Some("ws") => 80,
         Some("wss") => 443,
@@ -586,12 +592,20 @@ fn connect(uri: &http::Uri, timeout: Duration) -> Result<TcpStream> {
         .map_err(|e| Error::io(format!("resolving {host}"), e))?;
     let mut last = None;
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            last = Some(std::io::ErrorKind::TimedOut.into());
+            break;
+        }
+        match TcpStream::connect_timeout(&addr, left) {
             Ok(stream) => {
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
                 stream
                     .set_nodelay(true)
-                    .and_then(|()| stream.set_read_timeout(Some(timeout)))
-                    .and_then(|()| stream.set_write_timeout(Some(timeout)))
+                    .and_then(|()| stream.set_read_timeout(Some(left)))
+                    .and_then(|()| stream.set_write_timeout(Some(left)))
                     .map_err(|e| Error::io("setting up the socket", e))?;
                 return Ok(stream);
             }
