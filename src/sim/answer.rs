@@ -123,7 +123,9 @@ pub(crate) fn ask(dial: &Dial, agent: &ureq::Agent, params: &[(&str, String)]) -
                 };
             }
             Outcome::Again(reason) => {
-                attempt.error = status.is_none().then(|| reason.clone());
+                // A busy status says it all; a transport failure after a status does not.
+                let busy = status.is_some_and(|s| RETRIED_STATUSES.contains(&s));
+                attempt.error = (!busy).then(|| reason.clone());
                 attempts.push(attempt);
                 first_reason.get_or_insert_with(|| reason.clone());
                 last = reason;

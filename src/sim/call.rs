@@ -177,8 +177,7 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
     let mut report = CallReport::new(id.clone(), options.expect);
     report.arrival = options.arrival;
     report.answer_method = dial.method;
-    let poster = Poster::start(agent.clone(), dial.clone())
-        .map_err(|e| Error::io("starting the call's event poster", e))?;
+    let poster = Poster::start(agent.clone(), dial.clone());
     let mut call = Leg::call(dial, id, dial.event_target()?);
     let origin = Instant::now();
     let answered = match answer_call(dial, &agent, &mut call, &mut |leg, e| poster.send(leg, e)) {
@@ -198,28 +197,38 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
     report.talks = answered.reading.talks();
     report.add(answered.reading.findings);
     report.checks = SETUP.to_vec();
-    let mut course = Course::new(origin, answered.reading.steps);
+    let mut course = Course::new(origin, answered.reading.steps, dial.patience);
     let mut legs = Legs {
         options,
         agent: &agent,
         poster: &poster,
         call: &mut call,
-        caller: None,
+        said: 0,
+        streamed: false,
         tape: None,
         sync: Vec::new(),
         rtts: Vec::new(),
         legs_opened: 0,
     };
-    let hung_up = legs.play(&mut course, &mut report)?;
+    let played = legs.play(&mut course, &mut report);
     if legs.legs_opened == 0 {
         no_socket(&mut report);
     }
     let Legs { sync, .. } = legs;
-    poster.send(&call, call.event(Status::Completed(hung_up)));
+    // The call ends whatever ended it, an error on this side included.
+    poster.send(
+        &call,
+        call.event(Status::Completed(*played.as_ref().unwrap_or(&HungUp::User))),
+    );
+    if let Err(e) = played {
+        let _ = poster.finish();
+        return Err(e);
+    }
     report.add(course.findings);
     report.ncco_actions = course.ran;
     let mut deliveries = poster.finish();
     deliveries.extend(sync);
+    deliveries.sort_by_key(|d| d.at);
     add_deliveries(&mut report, deliveries);
     Ok(report)
 }
@@ -261,8 +270,11 @@ struct Legs<'a> {
     agent: &'a ureq::Agent,
     poster: &'a Poster,
     call: &'a mut Leg,
-    /// What the caller has still to say; made at the first socket, in its format.
-    caller: Option<Caller>,
+    /// Frames the caller has said on the legs so far.
+    said: u64,
+    /// Whether a socket leg has streamed yet.
+    streamed: bool,
+    /// The recording, until the first leg takes it.
     tape: Option<Tape>,
     /// Deliveries of synchronous events, posted inline.
     sync: Vec<Delivery>,
@@ -295,6 +307,7 @@ impl Legs<'_> {
             let start = course.now();
             let (end, note, leg) = self.socket_leg(&connect, report)?;
             course.record("connect", start, note);
+            course.listen_again();
             if let Some(leg) = leg {
                 self.end_leg(&leg, &end, connect.synchronous, course, report);
             }
@@ -353,38 +366,32 @@ impl Legs<'_> {
                 return Ok((LegEnd::Failed, note, None));
             }
         };
-        let first = self.caller.is_none();
-        if first {
-            describe_socket(report, &dialed);
-            match prepare(self.options, dialed.format) {
-                Ok((caller, tape)) => {
-                    self.caller = Some(caller);
-                    self.tape = tape;
-                }
-                Err(e) => {
-                    // The call cannot go on (a WAV at another rate, a recording that cannot
-                    // be made): the caller hangs up at once rather than drop the socket.
-                    let mut ws = dialed.ws;
-                    let _ = ws.close(None);
-                    let _ = ws.flush();
-                    return Err(e);
-                }
+        let first = !self.streamed;
+        let caller = match self.caller_for(&dialed, report) {
+            Ok(caller) => caller,
+            Err(e) => {
+                // The call cannot go on (a WAV at another rate, a recording that cannot be
+                // made): the caller hangs up at once rather than drop the socket.
+                let mut ws = dialed.ws;
+                let _ = ws.close(None);
+                let _ = ws.flush();
+                return Err(e);
             }
-        }
-        let caller = self.caller.take().unwrap_or_default();
+        };
+        self.streamed = true;
         let steps = caller.steps.clone();
         let opened = Instant::now();
         let played = Session::new(
             dialed,
-            caller.clone(),
+            caller,
             self.options.arrival,
             self.options.expect,
             self.options.buffer_frames,
-            if first { self.tape.take() } else { None },
+            self.tape.take(),
         )
         .map_err(|e| Error::io("setting up the call's socket", e))?
         .run();
-        self.caller = Some(caller.rest(played.tally.sent));
+        self.said += played.tally.sent;
         if first {
             report.checks = streamed_checks(self.options.expect);
             if let Some(scenario) = &self.options.script {
@@ -394,6 +401,20 @@ impl Legs<'_> {
         let (end, why) = ending(&played, opened.elapsed());
         fill(report, played, &mut self.rtts);
         Ok((end, why, Some(leg)))
+    }
+
+    /// What the caller says on this leg, in the leg's format: the rest of what it has to
+    /// say, from where the last leg left it. The first leg describes the socket in the
+    /// report and starts the recording, which holds that leg.
+    fn caller_for(&mut self, dialed: &super::Dialed, report: &mut CallReport) -> Result<Caller> {
+        if !self.streamed {
+            describe_socket(report, dialed);
+            self.tape = match &self.options.record {
+                Some(path) => Some(Tape::create(path, dialed.format)?),
+                None => None,
+            };
+        }
+        Ok(caller_of(self.options, dialed.format)?.rest(self.said))
     }
 
     /// With `eventType: "synchronous"`, the answer to `disconnected` may be an NCCO, which
@@ -476,19 +497,6 @@ fn ending(played: &Played, lasted: Duration) -> (LegEnd, String) {
             format!("the application {how} after {secs:.1} s"),
         )
     }
-}
-
-/// What the caller will do, and where the call is recorded.
-fn prepare(
-    options: &CallOptions,
-    format: crate::protocol::audio::AudioFormat,
-) -> Result<(Caller, Option<Tape>)> {
-    let caller = caller_of(options, format)?;
-    let tape = match &options.record {
-        Some(path) => Some(Tape::create(path, format)?),
-        None => None,
-    };
-    Ok((caller, tape))
 }
 
 /// The checks of the scenario's expectations, if there is a scenario.

@@ -35,6 +35,10 @@ use crate::{
 /// own speech, so it estimates a talk's time from its text.
 pub const DEFAULT_TALK_RATE: f64 = 15.0;
 
+/// How long a caller listens to an NCCO's talks and waits, between socket legs, before it
+/// hangs up, by default: a minute, longer than any greeting, short of hold music.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);
+
 /// How a webhook is requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Method {
@@ -89,6 +93,9 @@ pub struct Dial {
     /// How fast a `talk` is spoken, in characters a second; 0 speaks it in no time
     /// (default: [`DEFAULT_TALK_RATE`]).
     pub talk_rate: f64,
+    /// How long the caller listens to the NCCO's talks and waits, between socket legs,
+    /// before it hangs up (default: [`DEFAULT_PATIENCE`]).
+    pub patience: Duration,
     /// Vonage's signature secret: with it, every webhook request and a `vonage`-authorized
     /// handshake carry a signed JWT, as Vonage sends them (default: none).
     pub signature_secret: Option<Secret>,
@@ -113,6 +120,7 @@ impl Dial {
             answer_timeout: DEFAULT_ANSWER_TIMEOUT,
             event_timeout: EVENT_TIMEOUT,
             talk_rate: DEFAULT_TALK_RATE,
+            patience: DEFAULT_PATIENCE,
             signature_secret: None,
             ca_file: None,
         }
@@ -188,6 +196,12 @@ impl Dial {
         self
     }
 
+    /// Sets [`Dial::patience`].
+    pub fn patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
     /// Sets [`Dial::talk_rate`].
     pub fn talk_rate(mut self, chars_per_second: f64) -> Self {
         self.talk_rate = chars_per_second;
@@ -198,15 +212,6 @@ impl Dial {
     pub fn ca_file(mut self, path: Option<PathBuf>) -> Self {
         self.ca_file = path;
         self
-    }
-
-    /// How long Vonage takes to speak `text` `loops` times.
-    pub(crate) fn talk_time(&self, text: &str, loops: u32) -> Duration {
-        if self.talk_rate <= 0.0 || !self.talk_rate.is_finite() {
-            return Duration::ZERO;
-        }
-        let chars = text.chars().count() as f64 * f64::from(loops.max(1));
-        Duration::from_secs_f64(chars / self.talk_rate)
     }
 
     /// The certificates of `ca_file`, PEM.

@@ -36,7 +36,7 @@ pub mod urls;
 pub use answer::{DEFAULT_ANSWER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
 pub use arrival::Arrival;
 pub use caller::{read_wav, wav_spec, Voice};
-pub use dial::{AnswerMethod, Dial, Method, DEFAULT_TALK_RATE};
+pub use dial::{AnswerMethod, Dial, Method, DEFAULT_PATIENCE, DEFAULT_TALK_RATE};
 pub use events::EVENT_TIMEOUT;
 pub use session::Expect;
 
