@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use super::{Dial, Method};
+use super::{
+    findings::{Check, Finding},
+    Dial, Method,
+};
 use crate::error::{Error, Result};
 
 /// How long Vonage waits for the answer webhook's connection, by default (the
@@ -61,6 +64,26 @@ impl Attempt {
             self.took.as_secs_f64() * 1000.0
         )
     }
+}
+
+/// Findings of the answer webhook's attempts: a warning for each that failed before one
+/// gave an NCCO.
+pub(crate) fn attempt_findings(attempts: &[Attempt], method: Method) -> Vec<Finding> {
+    let Some((_, failed)) = attempts.split_last() else {
+        return Vec::new();
+    };
+    failed
+        .iter()
+        .map(|a| {
+            Finding::warning(
+                Check::AnswerWebhook,
+                format!(
+                    "{}: Vonage asked again, and a later request gave the NCCO",
+                    a.summary(method)
+                ),
+            )
+        })
+        .collect()
 }
 
 /// What asking the answer webhook came to: every attempt, and the NCCO's body if one

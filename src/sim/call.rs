@@ -349,13 +349,7 @@ impl Legs<'_> {
         report: &mut CallReport,
     ) -> Result<(LegEnd, String, Option<Leg>)> {
         let dial = &self.options.dial;
-        let target = dial.socket_event_target(connect, self.call);
-        let mut leg = self.call.socket(
-            &connect.endpoint.uri,
-            connect.from.as_deref(),
-            connect.endpoint.headers.clone(),
-            target,
-        );
+        let mut leg = dial.socket_leg(connect, self.call);
         let poster = self.poster;
         let id = self.call.uuid.clone();
         let dialed = match open_leg(dial, &id, connect, &mut leg, &mut |l, e| poster.send(l, e)) {
@@ -443,10 +437,7 @@ impl Legs<'_> {
                 );
             }
             Err(reason) => {
-                self.poster.send(
-                    self.call,
-                    self.call.error(&format!("Syntax error in NCCO: {reason}")),
-                );
+                self.poster.send(self.call, self.call.ncco_error(&reason));
                 report.add([Finding::fault(
                     Check::NccoActions,
                     format!("the NCCO answering disconnected: {reason}; Vonage ends the call"),

@@ -15,7 +15,7 @@ use tungstenite::{client::IntoClientRequest, http, stream::MaybeTlsStream, WebSo
 use super::{
     answer::{self, Attempt, DEFAULT_ANSWER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT},
     events::{self, EventTarget, HungUp, Leg, Status, EVENT_TIMEOUT},
-    findings::{Check, Finding},
+    findings::Check,
     ncco::{self, Connect, Reading},
     tls,
     urls::{Origin, Rewrite, Urls},
@@ -297,6 +297,18 @@ impl Dial {
         }))
     }
 
+    /// The socket leg `connect` opens in `call`: to the uri as the NCCO wrote it, its
+    /// caller id, its headers, and its events going where [`Dial::socket_event_target`]
+    /// says.
+    pub(crate) fn socket_leg(&self, connect: &Connect, call: &Leg) -> Leg {
+        call.socket(
+            &connect.endpoint.uri,
+            connect.from.as_deref(),
+            connect.endpoint.headers.clone(),
+            self.socket_event_target(connect, call),
+        )
+    }
+
     /// Where a socket leg's events go: `connect`'s `eventUrl` (rewritten to a local
     /// address when asked), else the call's.
     pub(crate) fn socket_event_target(&self, connect: &Connect, call: &Leg) -> Option<EventTarget> {
@@ -407,7 +419,7 @@ pub(crate) fn answer_call(
     let reading = match ncco::read(&body) {
         Ok(reading) => reading,
         Err(reason) => {
-            post(leg, leg.error(&format!("Syntax error in NCCO: {reason}")));
+            post(leg, leg.ncco_error(&reason));
             let fail = failed(Check::Ncco, Error::Ncco(reason), leg, post);
             return Err((fail, asked.attempts));
         }
@@ -474,26 +486,6 @@ pub(crate) fn open_leg(
         handshake,
         ends_at: Instant::now() + connect.limit,
     })
-}
-
-/// Findings of the answer webhook's attempts: a warning for each that failed before one
-/// gave an NCCO.
-pub(crate) fn attempt_findings(attempts: &[Attempt], method: Method) -> Vec<Finding> {
-    let Some((_, failed)) = attempts.split_last() else {
-        return Vec::new();
-    };
-    failed
-        .iter()
-        .map(|a| {
-            Finding::warning(
-                Check::AnswerWebhook,
-                format!(
-                    "{}: Vonage asked again, and a later request gave the NCCO",
-                    a.summary(method)
-                ),
-            )
-        })
-        .collect()
 }
 
 /// The handshake request for the NCCO's socket, with the endpoint's authorization.

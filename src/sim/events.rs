@@ -151,6 +151,11 @@ impl Leg {
         }
     }
 
+    /// The event for an NCCO Vonage cannot run, and why.
+    pub(crate) fn ncco_error(&self, why: &str) -> Event {
+        self.error(&format!("Syntax error in NCCO: {why}"))
+    }
+
     /// The event Vonage posts for an NCCO it cannot run: a `reason`, with the
     /// conversation and a timestamp, and no status.
     pub(crate) fn error(&self, reason: &str) -> Event {

@@ -472,6 +472,15 @@ fn start_posters(
     Ok((events_tx, posters))
 }
 
+/// Hands a leg's event to the posters, when the leg's events are posted at all.
+fn queue(events: &mpsc::Sender<QueuedEvent>) -> impl FnMut(&Leg, Event) + '_ {
+    move |leg, event| {
+        if let Some(target) = &leg.target {
+            let _ = events.send((target.clone(), event));
+        }
+    }
+}
+
 /// Starts the dialers: each takes the next call due, dials it at its time on the ramp, and
 /// hands it to the poll loop.
 fn start_dialers(
@@ -532,11 +541,7 @@ fn dial_one(
     tally: &DialTally,
     events: &mpsc::Sender<QueuedEvent>,
 ) -> Option<Plan> {
-    let mut post = |leg: &Leg, event: Event| {
-        if let Some(target) = &leg.target {
-            let _ = events.send((target.clone(), event));
-        }
-    };
+    let mut post = queue(events);
     let dialed = setup(&mut call, opts, agent, tally, &mut post);
     {
         let mut end = lock(&tally.ramp_end);
@@ -610,13 +615,7 @@ fn setup(
             ));
         }
     };
-    let target = dial.socket_event_target(&connect, call);
-    let mut socket = call.socket(
-        &connect.endpoint.uri,
-        connect.from.as_deref(),
-        connect.endpoint.headers.clone(),
-        target,
-    );
+    let mut socket = dial.socket_leg(&connect, call);
     let id = call.uuid.clone();
     match open_leg(dial, &id, &connect, &mut socket, post) {
         Ok(dialed) => Ok((dialed, socket, answer)),
@@ -641,11 +640,7 @@ fn start_finisher(
         for o in done_rx {
             let legs = o.id.as_ref().and_then(|id| lock(&tally.legs).remove(id));
             if let Some((call, socket)) = legs {
-                let post = |leg: &Leg, event: Event| {
-                    if let Some(target) = &leg.target {
-                        let _ = events.send((target.clone(), event));
-                    }
-                };
+                let mut post = queue(&events);
                 // The server closed first: the application ended the socket leg.
                 let by_server = o.error.is_some() && o.server_close.is_some();
                 if by_server {

@@ -40,5 +40,6 @@ pub use dial::{AnswerMethod, Dial, Method, DEFAULT_PATIENCE, DEFAULT_TALK_RATE};
 pub use events::EVENT_TIMEOUT;
 pub use session::Expect;
 
-pub(crate) use dial::{answer_call, attempt_findings, open_leg, tcp, Dialed, Failed, SetupTimes};
+pub(crate) use answer::attempt_findings;
+pub(crate) use dial::{answer_call, open_leg, tcp, Dialed, Failed, SetupTimes};
 pub(crate) use stats::{ms, percentile};
