@@ -279,6 +279,10 @@ struct LoadArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Also write the report as one self-contained HTML page to this file: calls up and
+    /// frames late over time, and the latency histograms.
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 /// The server's settings; each has an environment-variable twin.
@@ -657,7 +661,19 @@ fn place_load(args: &LoadArgs) -> ExitCode {
         .pid(args.pid)
         .arrival(args.arrival.arrival())
         .progress(args.progress.shown());
+    if let Some(path) = &args.html {
+        if let Err(e) = writable(path) {
+            eprintln!("load failed: cannot write --html {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let report = load::run(&options);
+    let files = match &report {
+        Ok(report) => write_files(&[("--html", args.html.as_ref(), &|| {
+            sim::html::load_page(report)
+        })]),
+        Err(_) => Ok(()),
+    };
     let shown = |r: load::LoadReport| {
         if args.json {
             r.to_json()
@@ -665,7 +681,14 @@ fn place_load(args: &LoadArgs) -> ExitCode {
             r.to_string()
         }
     };
-    verdict("load", report.map(|r| (r.passed(), shown(r))))
+    let status = verdict("load", report.map(|r| (r.passed(), shown(r))));
+    match files {
+        Ok(()) => status,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Prints a simulator's report, and exits non-zero unless it passed.

@@ -137,3 +137,62 @@ fn the_call_page_renders_in_chromium_with_no_console_errors() {
     );
     assert!(dom.contains("4 chart(s) drawn"), "{dom}");
 }
+
+/// A socket that echoes every message.
+fn echoes(mut ws: WebSocket<TcpStream>) {
+    while let Ok(message) = ws.read() {
+        if matches!(message, Message::Binary(_) | Message::Text(_)) && ws.send(message).is_err() {
+            return;
+        }
+    }
+}
+
+/// Plays a short load against an echo and writes its page; the page's path.
+fn page_of_a_load(name: &str) -> PathBuf {
+    let app = start_app(ncco_8k, Duration::ZERO, echoes);
+    let dir = std::env::temp_dir().join(format!("vonage-echo-html-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("load.html");
+    let output = Command::new(env!("CARGO_BIN_EXE_vonage-echo"))
+        .args(["load", "--answer-url", &app.answer_url, "--talk-rate", "0"])
+        .args(["--calls", "4", "--ramp", "4", "--duration", "2.5", "--html"])
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    page
+}
+
+#[test]
+fn the_load_page_holds_calls_over_time_and_every_latency_histogram() {
+    let page = page_of_a_load("content");
+    let html = std::fs::read_to_string(&page).unwrap();
+    let _ = std::fs::remove_dir_all(page.parent().unwrap());
+    for part in [
+        "Calls up",
+        "polyline",
+        "Answer webhook",
+        "Socket handshake",
+        "of each echoed frame; p50",
+    ] {
+        assert!(html.contains(part), "{part} missing");
+    }
+    assert!(!html.contains("src=") && !html.contains("href="));
+}
+
+#[test]
+#[ignore = "needs a headless Chromium (.ci/run installs it and runs this)"]
+fn the_load_page_renders_in_chromium_with_no_console_errors() {
+    let browser = chromium().expect("chromium is installed");
+    let page = page_of_a_load("render");
+    let (dom, log) = render(browser, &page);
+    let _ = std::fs::remove_dir_all(page.parent().unwrap());
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "the console says: {console:#?}");
+    assert!(dom.contains("data-rendered=\"yes\""), "{dom}");
+    assert!(dom.contains("4 chart(s) drawn"), "{dom}");
+}

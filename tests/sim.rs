@@ -290,6 +290,22 @@ fn load_reports_call_setup_latencies_of_their_own() {
 }
 
 #[test]
+fn load_json_carries_every_latency_whole_as_a_histogram_that_adds_up() {
+    let server = server();
+    let report =
+        load::run(&LoadOptions::new(answer_url(&server), 3, Duration::from_secs(1)).ramp(100.0))
+            .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    for (name, count) in [("answer_webhook", 3), ("handshake", 3), ("round_trip", 150)] {
+        let histogram = &json["histograms"][name];
+        assert_eq!(histogram["count"], count, "{name}: {histogram}");
+        let buckets = histogram["buckets"].as_array().unwrap();
+        let counted: u64 = buckets.iter().map(|b| b[1].as_u64().unwrap()).sum();
+        assert_eq!(counted, count, "{name}: the buckets hold every value");
+    }
+}
+
+#[test]
 fn load_reports_failures_by_reason() {
     let server = start(config().max_calls(2));
     // Calls long enough that the two up are still up when the last dial lands, however

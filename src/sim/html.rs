@@ -6,7 +6,10 @@
 use std::{fmt::Write as _, time::Duration};
 
 use super::{
+    histogram::Histogram,
+    load::LoadReport,
     ms,
+    progress::LoadSecond,
     report::CallReport,
     turns::{BargeIn, Turn},
 };
@@ -116,6 +119,149 @@ pub fn call_page(report: &CallReport) -> String {
     body.push_str(&turn_table(&report.turns, &report.barge_ins));
     body.push_str(&event_table(report));
     page(&format!("vonage-echo call {}", report.id.as_str()), &body)
+}
+
+/// The page of a load: its verdict, its figures, calls up and frames late over time, and
+/// its latency histograms.
+pub fn load_page(report: &LoadReport) -> String {
+    let mut body = String::new();
+    let verdict = if report.passed() {
+        "<span class=\"verdict passed\">PASSED</span>"
+    } else {
+        "<span class=\"verdict failed\">FAILED</span>"
+    };
+    let _ = write!(
+        body,
+        "<h1>vonage-echo load</h1><p>{verdict} &middot; {}</p>",
+        escape(&report.arrival.to_string())
+    );
+    body.push_str(&figures(&[
+        (report.attempted.to_string(), "calls dialed"),
+        (report.connected.to_string(), "connected"),
+        (report.failed_calls().to_string(), "failed"),
+        (report.frames_sent.to_string(), "frames sent"),
+        (report.frames_late.to_string(), "frames sent late"),
+        (format!("{:.1} s", report.elapsed_seconds), "elapsed"),
+    ]));
+    if !report.failed.is_empty() {
+        body.push_str("<ul>");
+        for (reason, n) in &report.failed {
+            let _ = write!(body, "<li class=\"fault\">{n} x {}</li>", escape(reason));
+        }
+        body.push_str("</ul>");
+    }
+    body.push_str("<h2>Over time</h2>");
+    body.push_str(&over_time(&report.over_time));
+    body.push_str("<h2>Latencies</h2>");
+    let h = &report.histograms;
+    for (name, what, histogram) in [
+        (
+            "Answer webhook",
+            "from request to whole answer",
+            &h.answer_webhook,
+        ),
+        (
+            "Socket handshake",
+            "from TCP connect to the 101",
+            &h.handshake,
+        ),
+        ("Round trip", "of each echoed frame", &h.round_trip),
+    ] {
+        body.push_str(&histogram_of(name, what, histogram));
+    }
+    page("vonage-echo load", &body)
+}
+
+/// A histogram of microseconds, drawn in equal bars of ms up to its largest value, with
+/// its percentiles in the caption.
+pub(crate) fn histogram_of(name: &str, what: &str, h: &Histogram) -> String {
+    let what = if h.count() == 0 {
+        what.to_owned()
+    } else {
+        let p = |q: f64| h.percentile(q) as f64 / 1000.0;
+        format!(
+            "{what}; p50 {:.1}, p90 {:.1}, p99 {:.1}, max {:.1} ms",
+            p(50.0),
+            p(90.0),
+            p(99.0),
+            h.max() as f64 / 1000.0
+        )
+    };
+    let top = h.max() as f64 / 1000.0;
+    let width = (top / BINS as f64).max(0.001);
+    let mut bins: Bins = (0..BINS)
+        .map(|i| (i as f64 * width, (i + 1) as f64 * width, 0))
+        .collect();
+    if h.count() == 0 {
+        bins.clear();
+    }
+    for (low, n) in h.buckets() {
+        let i = ((low as f64 / 1000.0 / width) as usize).min(BINS - 1);
+        if let Some(bin) = bins.get_mut(i) {
+            bin.2 += n;
+        }
+    }
+    histogram(name, &what, &bins)
+}
+
+/// Calls up each second (a line) over frames late each second (bars).
+fn over_time(seconds: &[LoadSecond]) -> String {
+    let height = 160.0;
+    let mut svg = String::new();
+    let last = seconds.last().map_or(1, |s| s.second.max(1)) as f64;
+    let most_up = seconds.iter().map(|s| s.calls_up).max().unwrap_or(0).max(1) as f64;
+    let late: Vec<u64> = seconds
+        .iter()
+        .scan(0, |before, s| {
+            let new = s.frames_late.saturating_sub(*before);
+            *before = s.frames_late;
+            Some(new)
+        })
+        .collect();
+    let most_late = late.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let x = |second: f64| 40.0 + second / last * (WIDTH - 60.0);
+    let base = height - 20.0;
+    for (s, n) in seconds.iter().zip(&late).filter(|(_, n)| **n > 0) {
+        let h = *n as f64 / most_late * 40.0;
+        let _ = write!(
+            svg,
+            "<rect class=\"late\" x=\"{:.1}\" y=\"{:.1}\" width=\"4\" height=\"{h:.1}\"><title>{} s: {n} frames late</title></rect>",
+            x(s.second as f64) - 2.0,
+            base - h,
+            s.second
+        );
+    }
+    let points: Vec<String> = seconds
+        .iter()
+        .map(|s| {
+            format!(
+                "{:.1},{:.1}",
+                x(s.second as f64),
+                base - s.calls_up as f64 / most_up * (base - 10.0)
+            )
+        })
+        .collect();
+    if !points.is_empty() {
+        let _ = write!(
+            svg,
+            "<polyline class=\"up\" points=\"{}\"/>",
+            points.join(" ")
+        );
+    }
+    let _ = write!(
+        svg,
+        "<line class=\"axis\" x1=\"40\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\"/>\
+         <text x=\"40\" y=\"{}\">0 s</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{last:.0} s</text>\
+         <text x=\"36\" y=\"16\" text-anchor=\"end\">{most_up:.0}</text>",
+        WIDTH - 20.0,
+        base + 14.0,
+        WIDTH - 20.0,
+        base + 14.0,
+    );
+    format!(
+        "<figure><figcaption>Calls up <span>(line) and frames sent late, of the calls ended \
+         each second (bars)</span></figcaption><svg viewBox=\"0 0 {WIDTH} {height}\" role=\"img\">{svg}</svg></figure>"
+    )
 }
 
 /// The whole page around `body`.

@@ -22,6 +22,7 @@ use super::{
     course::{Course, Next},
     engine::{self, Plan},
     events::{self, Event, EventTarget, HungUp, Leg, Status},
+    histogram::Histogram,
     ms, open_leg, percentile, progress, Dial, Failed, SetupTimes,
 };
 use crate::{
@@ -220,6 +221,23 @@ pub struct LoadReport {
     pub helpers_died: Vec<String>,
     /// Wall time of the whole run, in seconds.
     pub elapsed_seconds: f64,
+    /// Every latency measured, whole: the percentiles above are read off these, and a
+    /// plot or another run's histograms can be made or merged from them.
+    pub histograms: LoadHistograms,
+    /// Each second of the run: calls up, frames late.
+    pub over_time: Vec<progress::LoadSecond>,
+}
+
+/// A load's latencies, each a histogram of microseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct LoadHistograms {
+    /// The answer webhook's, of the calls that got one.
+    pub answer_webhook: Histogram,
+    /// The socket handshake's.
+    pub handshake: Histogram,
+    /// Every echoed frame's round trip.
+    pub round_trip: Histogram,
 }
 
 impl LoadReport {
@@ -341,25 +359,16 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     let dialers = start_dialers(options, &agent, started, &tally, &plans_tx, &events_tx)?;
     drop(plans_tx);
     let (done_tx, finisher) = start_finisher(events_tx, &tally)?;
-    let live = options
-        .progress
-        .then(|| Arc::new(progress::Live::default()));
-    let shown = live
-        .as_ref()
-        .map(|live| start_progress(started, live, &tally))
-        .transpose()?;
+    let live = Arc::new(progress::Live::default());
+    let seconds = start_progress(started, &live, options.progress, &tally)?;
 
     let streamed = engine::run(started, plans_rx, |o| {
-        if let Some(live) = &live {
-            live.call_done(o.late, o.rtts.iter().map(|(_, rtt)| *rtt));
-        }
+        live.call_done(o.late, o.rtts.iter().map(|(_, rtt)| *rtt));
         let _ = done_tx.send(o);
     });
     drop(done_tx);
-    if let (Some(live), Some(shown)) = (&live, shown) {
-        progress::stop(live);
-        let _ = shown.join();
-    }
+    progress::stop(&live);
+    let seconds = seconds.join().unwrap_or_default();
     let dialers_died = dialers
         .into_iter()
         .map(|d| d.join())
@@ -408,18 +417,21 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         usage.steady_cpu_us_per_frame = steady_cpu_us_per_frame(&trace, &rtts, steady);
         usage
     });
+    report.over_time = seconds;
     report.elapsed_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
-/// Starts the thread of progress lines, which reads the dialers' tally.
+/// Starts the thread that takes the load's figures each second (and prints them when
+/// `shown`), reading the dialers' tally.
 fn start_progress(
     started: Instant,
     live: &Arc<progress::Live>,
+    shown: bool,
     tally: &Arc<DialTally>,
-) -> Result<thread::JoinHandle<()>> {
+) -> Result<thread::JoinHandle<Vec<progress::LoadSecond>>> {
     let tally = Arc::clone(tally);
-    progress::start_load(started, live, move || {
+    progress::start_load(started, live, shown, move || {
         let mut handshakes: Vec<u32> = lock(&tally.setups)
             .iter()
             .map(|s| u32::try_from(s.handshake.as_micros()).unwrap_or(u32::MAX))
@@ -772,6 +784,7 @@ fn add_timings(
     report.answer_webhook = latency_of(setups.iter().map(|s| s.answer));
     report.handshake = latency_of(setups.iter().map(|s| s.handshake));
     report.round_trip = Percentiles::of(&all);
+    report.histograms = histograms_of(&setups, &all);
     report.steady_round_trip = (!steady.is_empty()).then(|| Percentiles::of(&steady));
     (ramp_end, first_end)
 }
@@ -793,6 +806,21 @@ fn steady_cpu_us_per_frame(
         .filter(|&&(left, _)| (start_ms..end_ms).contains(&u128::from(left)))
         .count();
     (frames > 0).then(|| (end_cpu - start_cpu).max(0.0) * 1e6 / frames as f64)
+}
+
+/// The histograms of call setup's latencies and of the round trips (microseconds).
+fn histograms_of(setups: &[SetupTimes], round_trips: &[u32]) -> LoadHistograms {
+    let of = |values: &mut dyn Iterator<Item = u64>| {
+        let mut h = Histogram::new();
+        values.for_each(|v| h.record(v));
+        h
+    };
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    LoadHistograms {
+        answer_webhook: of(&mut setups.iter().map(|s| micros(s.answer))),
+        handshake: of(&mut setups.iter().map(|s| micros(s.handshake))),
+        round_trip: of(&mut round_trips.iter().map(|r| u64::from(*r))),
+    }
 }
 
 /// Percentiles of a set of durations.

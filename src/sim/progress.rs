@@ -82,23 +82,56 @@ pub(crate) struct LoadCounts {
     pub(crate) handshakes: Vec<u32>,
 }
 
-/// Starts the thread that prints a load's progress each second until [`stop`] is called.
+/// A load, one second of it: calls up then, and frames late by then (counted when their
+/// calls end).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadSecond {
+    /// Seconds from the load's start.
+    pub second: u64,
+    /// Calls streaming.
+    pub calls_up: u64,
+    /// Frames sent late, of the calls ended by then.
+    pub frames_late: u64,
+}
+
+/// The most seconds of a load kept for its timeline (a day).
+const MAX_SECONDS: usize = 86_400;
+
+/// Starts the thread that takes a load's figures each second until [`stop`] is called,
+/// and prints them when `shown`; it returns the seconds it took.
 pub(crate) fn start_load(
     started: Instant,
     live: &Arc<Live>,
+    shown: bool,
     counts: impl Fn() -> LoadCounts + Send + 'static,
-) -> std::io::Result<thread::JoinHandle<()>> {
+) -> std::io::Result<thread::JoinHandle<Vec<LoadSecond>>> {
     let live = Arc::clone(live);
     thread::Builder::new()
         .name("progress".into())
         .spawn(move || {
             let mut ticker = Ticker::new(EVERY);
+            let mut seconds = Vec::new();
             while !live.stop.load(Ordering::Relaxed) {
                 thread::sleep(Duration::from_millis(50));
-                if ticker.due(Instant::now()) {
-                    print(&load_line(started, &live, &counts()));
+                if !ticker.due(Instant::now()) {
+                    continue;
+                }
+                let counts = counts();
+                if seconds.len() < MAX_SECONDS {
+                    seconds.push(LoadSecond {
+                        second: started.elapsed().as_secs(),
+                        calls_up: counts
+                            .connected
+                            .saturating_sub(live.done.load(Ordering::Relaxed)),
+                        frames_late: live.frames_late.load(Ordering::Relaxed),
+                    });
+                }
+                let line = load_line(started, &live, &counts);
+                if shown {
+                    print(&line);
                 }
             }
+            seconds
         })
 }
 
