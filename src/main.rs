@@ -29,6 +29,7 @@ use vonage_echo::{
         call::{self, CallOptions},
         load::{self, LoadOptions},
         script::Scenario,
+        thresholds::Threshold,
         urls::{Origin, Rewrite},
         Arrival, Dial, Expect, Method, Voice,
     },
@@ -283,6 +284,99 @@ struct LoadArgs {
     /// frames late over time, and the latency histograms.
     #[arg(long)]
     html: Option<PathBuf>,
+    /// Also write the report as JUnit XML to this file: the calls, each rule the judged
+    /// calls broke, each threshold.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    #[command(flatten)]
+    judge: LoadJudgeArgs,
+    #[command(flatten)]
+    thresholds: ThresholdArgs,
+}
+
+/// What each call of a load does, when it is judged as `call` judges one: any of these
+/// but the default echo makes the load judge every call by Vonage's rules and time its
+/// turns.
+#[derive(Args)]
+struct LoadJudgeArgs {
+    /// What the application does with the audio (protocol: any application, every call
+    /// judged by Vonage's rules).
+    #[arg(long, value_enum, default_value_t = ExpectArg::Echo)]
+    expect: ExpectArg,
+    /// Each call plays this scenario (steps and expectations) instead of --duration's tone.
+    #[arg(long, conflicts_with_all = ["wav", "dtmf", "silence"])]
+    script: Option<PathBuf>,
+    /// Each call streams this mono 16-bit WAV file at the call's rate.
+    #[arg(long)]
+    wav: Option<PathBuf>,
+    /// Keys each call presses, spread evenly over it.
+    #[arg(long, default_value = "")]
+    dtmf: String,
+    /// The callers stream silence instead of a tone.
+    #[arg(long)]
+    silence: bool,
+    /// Vonage's playback buffer, in 20 ms frames.
+    #[arg(long, default_value_t = sim::playback::DEFAULT_BUFFER_FRAMES)]
+    buffer_frames: usize,
+}
+
+/// What a load must achieve; with any given, they decide its exit status.
+#[derive(Args)]
+struct ThresholdArgs {
+    /// The most the median reply may take (e.g. 500ms).
+    #[arg(long, value_parser = bound)]
+    max_reply_p50: Option<Duration>,
+    /// The most the 90th percentile reply may take (e.g. 800ms).
+    #[arg(long, value_parser = bound)]
+    max_reply_p90: Option<Duration>,
+    /// The most the 99th percentile reply may take.
+    #[arg(long, value_parser = bound)]
+    max_reply_p99: Option<Duration>,
+    /// The most the 90th percentile time from a barge-in to the application's clear may take.
+    #[arg(long, value_parser = bound)]
+    max_barge_in_p90: Option<Duration>,
+    /// The most the 99th percentile answer webhook may take.
+    #[arg(long, value_parser = bound)]
+    max_answer_p99: Option<Duration>,
+    /// The most the 99th percentile socket handshake may take.
+    #[arg(long, value_parser = bound)]
+    max_handshake_p99: Option<Duration>,
+    /// The most the 99th percentile round trip of an echoed frame may take.
+    #[arg(long, value_parser = bound)]
+    max_round_trip_p99: Option<Duration>,
+    /// The least share of the calls dialed that must pass, in percent (e.g. 99.5).
+    #[arg(long)]
+    min_pass_rate: Option<f64>,
+}
+
+fn bound(s: &str) -> Result<Duration, String> {
+    sim::thresholds::parse_bound(s)
+}
+
+impl ThresholdArgs {
+    fn thresholds(&self) -> Vec<Threshold> {
+        use sim::thresholds::Metric;
+        let max = |metric, percentile, bound: Option<Duration>| {
+            bound.map(|bound| Threshold::Max {
+                metric,
+                percentile,
+                bound,
+            })
+        };
+        [
+            max(Metric::Reply, 50.0, self.max_reply_p50),
+            max(Metric::Reply, 90.0, self.max_reply_p90),
+            max(Metric::Reply, 99.0, self.max_reply_p99),
+            max(Metric::BargeInClear, 90.0, self.max_barge_in_p90),
+            max(Metric::Answer, 99.0, self.max_answer_p99),
+            max(Metric::Handshake, 99.0, self.max_handshake_p99),
+            max(Metric::RoundTrip, 99.0, self.max_round_trip_p99),
+            self.min_pass_rate.map(Threshold::MinPassRate),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }
 
 /// The server's settings; each has an environment-variable twin.
@@ -661,17 +755,31 @@ fn place_load(args: &LoadArgs) -> ExitCode {
         .pid(args.pid)
         .arrival(args.arrival.arrival())
         .progress(args.progress.shown());
-    if let Some(path) = &args.html {
+    for (flag, path) in [("--html", &args.html), ("--junit", &args.junit)] {
+        let Some(path) = path else { continue };
         if let Err(e) = writable(path) {
-            eprintln!("load failed: cannot write --html {}: {e}", path.display());
+            eprintln!("load failed: cannot write {flag} {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
     }
+    let judge = match load_judge(args) {
+        Ok(judge) => judge,
+        Err(e) => {
+            eprintln!("load failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = options
+        .judge(judge)
+        .thresholds(args.thresholds.thresholds());
     let report = load::run(&options);
     let files = match &report {
-        Ok(report) => write_files(&[("--html", args.html.as_ref(), &|| {
-            sim::html::load_page(report)
-        })]),
+        Ok(report) => write_files(&[
+            ("--html", args.html.as_ref(), &|| {
+                sim::html::load_page(report)
+            }),
+            ("--junit", args.junit.as_ref(), &|| report.to_junit()),
+        ]),
         Err(_) => Ok(()),
     };
     let shown = |r: load::LoadReport| {
@@ -689,6 +797,35 @@ fn place_load(args: &LoadArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What each call of a load does when it is judged as `call` judges one; `None` for the
+/// default echo load.
+fn load_judge(args: &LoadArgs) -> Result<Option<CallOptions>, vonage_echo::Error> {
+    let j = &args.judge;
+    let echo = matches!(j.expect, ExpectArg::Echo);
+    if echo && j.script.is_none() && j.wav.is_none() && j.dtmf.is_empty() && !j.silence {
+        return Ok(None);
+    }
+    let script = j.script.as_deref().map(Scenario::load).transpose()?;
+    let expect = if echo { Expect::Echo } else { Expect::Protocol };
+    let voice = if j.silence {
+        Voice::Silence
+    } else {
+        Voice::Tone
+    };
+    Ok(Some(
+        CallOptions::new(args.dial.answer_url.clone())
+            .dial(args.dial.dial())
+            .duration(args.duration)
+            .voice(voice)
+            .wav(j.wav.clone())
+            .dtmf(j.dtmf.clone())
+            .script(script)
+            .expect(expect)
+            .arrival(args.arrival.arrival())
+            .buffer_frames(j.buffer_frames),
+    ))
 }
 
 /// Prints a simulator's report, and exits non-zero unless it passed.

@@ -169,7 +169,7 @@ fn page_of_a_load(name: &str) -> PathBuf {
 
 #[test]
 fn the_load_page_holds_calls_over_time_and_every_latency_histogram() {
-    let page = page_of_a_load("content");
+    let page = page_of_a_load("load-content");
     let html = std::fs::read_to_string(&page).unwrap();
     let _ = std::fs::remove_dir_all(page.parent().unwrap());
     for part in [
@@ -188,7 +188,7 @@ fn the_load_page_holds_calls_over_time_and_every_latency_histogram() {
 #[ignore = "needs a headless Chromium (.ci/run installs it and runs this)"]
 fn the_load_page_renders_in_chromium_with_no_console_errors() {
     let browser = chromium().expect("chromium is installed");
-    let page = page_of_a_load("render");
+    let page = page_of_a_load("load-render");
     let (dom, log) = render(browser, &page);
     let _ = std::fs::remove_dir_all(page.parent().unwrap());
     let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();

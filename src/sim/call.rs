@@ -532,7 +532,10 @@ fn describe_socket(report: &mut CallReport, dialed: &super::Dialed) {
 }
 
 /// What the caller does: the scenario, or the options' voice, WAV and keys.
-fn caller_of(options: &CallOptions, format: crate::protocol::audio::AudioFormat) -> Result<Caller> {
+pub(crate) fn caller_of(
+    options: &CallOptions,
+    format: crate::protocol::audio::AudioFormat,
+) -> Result<Caller> {
     match &options.script {
         Some(scenario) => Caller::scripted(format, scenario),
         None => Caller::plain(
@@ -611,6 +614,25 @@ fn fill(report: &mut CallReport, played: Played, rtts: &mut Vec<u32>) {
         percentile(rtts, 100.0),
     );
     report.add(played.findings);
+}
+
+/// Judges a load's call by the rules a call is judged by, once its socket has ended: what
+/// its session found, its early close, the scenario's expectations; `caller` is what it
+/// said.
+pub(crate) fn judge_streamed(
+    id: CallId,
+    expect: Expect,
+    scenario: Option<&Scenario>,
+    caller: &Caller,
+    played: Played,
+) -> CallReport {
+    let mut report = CallReport::new(id, expect);
+    report.checks = streamed_checks(expect);
+    if let Some(scenario) = scenario {
+        judge_expectations(&mut report, scenario, &caller.steps, &played.observed);
+    }
+    fill(&mut report, played, &mut Vec::new());
+    report
 }
 
 /// Adds a socket leg's turns and barge-ins to the report, barge-ins renumbered to the

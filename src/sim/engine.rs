@@ -80,6 +80,8 @@ pub(crate) struct Outcome {
     /// What went wrong, if anything did.
     pub(crate) error: Option<String>,
     pub(crate) streamed: Duration,
+    /// How the call was judged, when a load judges its calls as `call` does.
+    pub(crate) judged: Option<Box<super::judged::Judgement>>,
 }
 
 enum Phase {

@@ -19,11 +19,16 @@ use super::findings::Check;
 use super::{
     answer_call,
     arrival::{Arrival, Schedule},
+    call::CallOptions,
     course::{Course, Next},
     engine::{self, Plan},
     events::{self, Event, EventTarget, HungUp, Leg, Status},
     histogram::Histogram,
-    ms, open_leg, percentile, progress, Dial, Failed, SetupTimes,
+    html::escape,
+    judged::{self, JudgedLoad},
+    ms, open_leg, percentile, progress,
+    thresholds::{Threshold, Verdict},
+    Dial, Failed, SetupTimes,
 };
 use crate::{
     error::{Error, Result},
@@ -65,6 +70,11 @@ pub struct LoadOptions {
     pub arrival: Arrival,
     /// Whether a line of progress goes to standard error each second.
     pub progress: bool,
+    /// Judge each call as `call` judges one, doing what these options say (expect,
+    /// script, WAV, keys, buffer); `None` streams an echo's tone and checks its echo.
+    pub judge: Option<CallOptions>,
+    /// What the load must achieve; when any is given, they decide whether it passed.
+    pub thresholds: Vec<Threshold>,
 }
 
 impl LoadOptions {
@@ -78,6 +88,8 @@ impl LoadOptions {
             pid: None,
             arrival: Arrival::Steady,
             progress: false,
+            judge: None,
+            thresholds: Vec::new(),
         }
     }
 
@@ -102,6 +114,18 @@ impl LoadOptions {
     /// Sets [`LoadOptions::arrival`].
     pub fn arrival(mut self, arrival: Arrival) -> Self {
         self.arrival = arrival;
+        self
+    }
+
+    /// Sets [`LoadOptions::judge`].
+    pub fn judge(mut self, call: Option<CallOptions>) -> Self {
+        self.judge = call;
+        self
+    }
+
+    /// Sets [`LoadOptions::thresholds`].
+    pub fn thresholds(mut self, thresholds: Vec<Threshold>) -> Self {
+        self.thresholds = thresholds;
         self
     }
 
@@ -226,6 +250,11 @@ pub struct LoadReport {
     pub histograms: LoadHistograms,
     /// Each second of the run: calls up, frames late.
     pub over_time: Vec<progress::LoadSecond>,
+    /// How the calls were judged, when they were judged as `call` judges one
+    /// ([`LoadOptions::judge`]).
+    pub judged: Option<JudgedLoad>,
+    /// Each threshold, and whether it was met.
+    pub thresholds: Vec<Verdict>,
 }
 
 /// A load's latencies, each a histogram of microseconds.
@@ -238,6 +267,10 @@ pub struct LoadHistograms {
     pub handshake: Histogram,
     /// Every echoed frame's round trip.
     pub round_trip: Histogram,
+    /// Every answered turn's reply, when the calls were judged.
+    pub reply: Histogram,
+    /// Every barge-in's time to the application's clear, when the calls were judged.
+    pub barge_in_clear: Histogram,
 }
 
 impl LoadReport {
@@ -255,12 +288,34 @@ impl LoadReport {
         (late >= GENERATOR_BEHIND).then_some(late)
     }
 
-    /// Whether every call connected and every frame came back intact.
+    /// Whether every call connected and every frame came back intact, and every judged
+    /// call passed; with thresholds, whether every threshold was met instead.
     pub fn passed(&self) -> bool {
+        if !self.thresholds.is_empty() {
+            return self.helpers_died.is_empty() && self.thresholds.iter().all(|t| t.met);
+        }
         self.failed_calls() == 0
             && self.frames_lost == 0
             && self.frames_corrupted == 0
             && self.helpers_died.is_empty()
+            && self.judged.as_ref().is_none_or(|j| j.passed == j.calls)
+    }
+
+    /// Calls that passed: streamed and judged without a fault, or (unjudged) connected and
+    /// streamed without failing.
+    pub fn calls_passed(&self) -> u64 {
+        match &self.judged {
+            Some(judged) => judged.passed,
+            None => self.attempted.saturating_sub(self.failed_calls()),
+        }
+    }
+
+    /// The share of calls dialed that passed, in percent.
+    pub fn pass_rate(&self) -> f64 {
+        if self.attempted == 0 {
+            return 100.0;
+        }
+        self.calls_passed() as f64 * 100.0 / self.attempted as f64
     }
 
     /// The report as one JSON object.
@@ -334,7 +389,102 @@ impl fmt::Display for LoadReport {
                 writeln!(f, "server, all calls up: {steady:.2} us per echoed frame")?;
             }
         }
+        self.fmt_judged(f)?;
         write!(f, "elapsed: {:.1} s", self.elapsed_seconds)
+    }
+}
+
+impl LoadReport {
+    /// How the calls were judged (per rule broken, the calls and an example; the
+    /// application's times) and each threshold's verdict.
+    fn fmt_judged(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(j) = &self.judged {
+            writeln!(
+                f,
+                "judged as call judges: {} of {} calls passed ({:.2} % of calls dialed)",
+                j.passed,
+                j.calls,
+                self.pass_rate()
+            )?;
+            for (rule, breaches) in &j.rules {
+                writeln!(
+                    f,
+                    "  {rule}: {} calls, e.g. {}",
+                    breaches.calls, breaches.example
+                )?;
+            }
+            writeln!(
+                f,
+                "turns: {}, {} answered; barge-ins: {}",
+                j.turns, j.answered, j.barge_ins
+            )?;
+            writeln!(f, "reply ms:                     {}", j.reply)?;
+            writeln!(f, "barge-in to clear ms:         {}", j.barge_in_clear)?;
+        }
+        for verdict in &self.thresholds {
+            let word = if verdict.met { "met" } else { "NOT MET" };
+            writeln!(
+                f,
+                "threshold {}: {} {word}",
+                verdict.threshold, verdict.measured
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The report as JUnit XML: a testcase for the calls' setup and streaming, one for
+    /// each rule the judged calls broke (with how many and an example), and one for each
+    /// threshold.
+    pub fn to_junit(&self) -> String {
+        let mut cases = Vec::new();
+        let failed: Vec<String> = self
+            .failed
+            .iter()
+            .map(|(r, n)| format!("{n} x {r}"))
+            .collect();
+        cases.push((
+            "calls",
+            "connected and streamed".to_owned(),
+            failed.first().cloned(),
+            failed.join("\n"),
+        ));
+        if let Some(j) = &self.judged {
+            for (rule, b) in &j.rules {
+                let text = format!(
+                    "{} of {} calls broke it, e.g. {}",
+                    b.calls, j.calls, b.example
+                );
+                cases.push(("rules", rule.clone(), Some(text.clone()), text));
+            }
+        }
+        for v in &self.thresholds {
+            let text = format!("measured {}", v.measured);
+            let failure = (!v.met).then(|| text.clone());
+            cases.push(("thresholds", v.threshold.clone(), failure, text));
+        }
+        let failures = cases.iter().filter(|c| c.2.is_some()).count();
+        let mut xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"vonage-echo load\" tests=\"{}\" failures=\"{failures}\" errors=\"0\">\n",
+            cases.len()
+        );
+        for (class, name, failure, out) in &cases {
+            xml.push_str(&format!(
+                "<testcase classname=\"{class}\" name=\"{}\">",
+                escape(name)
+            ));
+            if let Some(message) = failure {
+                xml.push_str(&format!(
+                    "<failure message=\"{}\">{}</failure>",
+                    escape(message),
+                    escape(out)
+                ));
+            } else if !out.is_empty() {
+                xml.push_str(&format!("<system-out>{}</system-out>", escape(out)));
+            }
+            xml.push_str("</testcase>\n");
+        }
+        xml.push_str("</testsuite>\n</testsuites>\n");
+        xml
     }
 }
 
@@ -362,10 +512,14 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     let live = Arc::new(progress::Live::default());
     let seconds = start_progress(started, &live, options.progress, &tally)?;
 
-    let streamed = engine::run(started, plans_rx, |o| {
+    let on_done = |o: engine::Outcome| {
         live.call_done(o.late, o.rtts.iter().map(|(_, rtt)| *rtt));
         let _ = done_tx.send(o);
-    });
+    };
+    let streamed = match &options.judge {
+        None => engine::run(started, plans_rx, on_done),
+        Some(call) => judged::run(plans_rx, call, on_done),
+    };
     drop(done_tx);
     progress::stop(&live);
     let seconds = seconds.join().unwrap_or_default();
@@ -407,6 +561,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
                 .push(format!("{died} {what} thread(s) ended abnormally"));
         }
     }
+    let judgements = judged::sum(&outcomes);
     let rtts = add_outcomes(&mut report, outcomes);
     let steady = add_timings(&mut report, options, started, &tally, &rtts);
     report.server = sampler.map(|s| {
@@ -418,6 +573,16 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         usage
     });
     report.over_time = seconds;
+    if let Some((judged, replies, clears)) = judgements {
+        report.judged = Some(judged);
+        report.histograms.reply = replies;
+        report.histograms.barge_in_clear = clears;
+    }
+    report.thresholds = options
+        .thresholds
+        .iter()
+        .map(|t| t.judge(&report))
+        .collect();
     report.elapsed_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -820,6 +985,7 @@ fn histograms_of(setups: &[SetupTimes], round_trips: &[u32]) -> LoadHistograms {
         answer_webhook: of(&mut setups.iter().map(|s| micros(s.answer))),
         handshake: of(&mut setups.iter().map(|s| micros(s.handshake))),
         round_trip: of(&mut round_trips.iter().map(|r| u64::from(*r))),
+        ..LoadHistograms::default()
     }
 }
 

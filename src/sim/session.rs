@@ -164,8 +164,9 @@ pub(crate) struct Session {
     /// When the next progress line is due, if progress is shown.
     progress: Option<Ticker>,
     /// The socket is non-blocking and waited on here: a socket's read timeout is counted
-    /// in the kernel's ticks (4 ms at 250 Hz), too coarse to pace 20 ms frames.
-    poll: Poll,
+    /// in the kernel's ticks (4 ms at 250 Hz), too coarse to pace 20 ms frames. `None`
+    /// when a load's poll loop waits on it with many others (see [`Session::driven`]).
+    poll: Option<Poll>,
     events: Events,
     /// Whether the socket may hold more than was read: read again before waiting.
     more: bool,
@@ -198,6 +199,41 @@ impl Session {
             Token(0),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        // One call: the stream of the seed's first call, as a load's first call plays it.
+        let schedule = Schedule::new(arrival, 0, caller.frames.len() as u64);
+        Ok(Session::build(
+            dialed,
+            caller,
+            schedule,
+            expect,
+            buffer_frames,
+            tape,
+            Some(poll),
+        ))
+    }
+
+    /// A session of a load's, which its poll loop drives: it waits on the socket (already
+    /// non-blocking) and calls [`Session::on_wake`] at [`Session::wake_at`] and
+    /// [`Session::on_readable`] when the socket is readable.
+    pub(crate) fn driven(
+        dialed: Dialed,
+        caller: Caller,
+        schedule: Schedule,
+        expect: Expect,
+        buffer_frames: usize,
+    ) -> Session {
+        Session::build(dialed, caller, schedule, expect, buffer_frames, None, None)
+    }
+
+    fn build(
+        dialed: Dialed,
+        caller: Caller,
+        schedule: Schedule,
+        expect: Expect,
+        buffer_frames: usize,
+        tape: Option<Tape>,
+        poll: Option<Poll>,
+    ) -> Session {
         let mut texts = VecDeque::new();
         if expect == Expect::Echo {
             texts.push_back(dialed.connected.clone());
@@ -205,14 +241,13 @@ impl Session {
         // The first tick is now: the socket opened a moment ago, and what the caller says
         // starts with the session.
         let opened = Instant::now();
-        Ok(Session {
+        Session {
             opened,
             turns: Turns::new(opened, caller.turns.clone()),
             progress: None,
             dialed,
             expect,
-            // One call: the stream of the seed's first call, as a load's first call plays it.
-            schedule: Schedule::new(arrival, 0, caller.frames.len() as u64),
+            schedule,
             next_frame: 0,
             first_speech_end: end_of_first_speech(&caller.frames),
             keys_pressed: false,
@@ -234,7 +269,45 @@ impl Session {
             events: Events::with_capacity(4),
             // What arrived with the handshake may already be buffered.
             more: true,
-        })
+        }
+    }
+
+    /// When the session must next be woken: its next tick, its `limit`, or the end of its
+    /// wait for the close.
+    pub(crate) fn wake_at(&self) -> Instant {
+        self.next_deadline()
+    }
+
+    /// Plays what is due (a driven session's timer).
+    pub(crate) fn on_wake(&mut self) {
+        self.run_due_ticks();
+    }
+
+    /// Reads and judges what the socket holds, a batch at a time (a driven session's
+    /// readiness); [`Session::wants_read`] says whether more may be left.
+    pub(crate) fn on_readable(&mut self) {
+        self.more = true;
+        self.read_until(Instant::now() + Duration::from_millis(1));
+    }
+
+    /// Whether the socket may hold more than was read.
+    pub(crate) fn wants_read(&self) -> bool {
+        self.more && !self.is_done()
+    }
+
+    /// Whether the socket has ended.
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// The call's socket, for its loop to forget it by.
+    pub(crate) fn socket(&self) -> &tungstenite::stream::MaybeTlsStream<std::net::TcpStream> {
+        self.dialed.ws.get_ref()
+    }
+
+    /// What the session saw, once it is done.
+    pub(crate) fn end(self) -> Played {
+        self.finish()
     }
 
     /// Prints a progress line each second once the call has gone on a few seconds.
@@ -506,8 +579,12 @@ impl Session {
     /// Waits for the application's messages until `deadline`, and reads and judges them.
     fn read_until(&mut self, deadline: Instant) {
         if !self.more {
+            let Some(poll) = &mut self.poll else {
+                // Driven: the load's loop waits, and calls again when there is something.
+                return;
+            };
             let wait = deadline.saturating_duration_since(Instant::now());
-            match self.poll.poll(&mut self.events, Some(wait)) {
+            match poll.poll(&mut self.events, Some(wait)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return self.on_broken(&WsError::Io(e)),

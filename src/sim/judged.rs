@@ -1,0 +1,390 @@
+//! A load's calls judged as `call` judges one: each call's socket is a [`Session`] (the
+//! caller's audio and keys, the playback buffer, every rule, turn timing), and one `mio`
+//! poll loop drives them all, so a load of voice-bot calls needs no thread per call. The
+//! echo-only streaming of `engine` stays as it is, lean, for measuring an echo server.
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap, HashMap},
+    io::{self, ErrorKind},
+    os::fd::AsRawFd,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use mio::{unix::SourceFd, Events, Interest, Poll, Token};
+
+use super::{
+    arrival::Schedule,
+    call::{caller_of, CallOptions},
+    caller::Caller,
+    engine::{Outcome, Plan},
+    histogram::Histogram,
+    load::Percentiles,
+    session::Session,
+};
+use crate::protocol::{audio::AudioFormat, call_id::CallId};
+
+/// The longest the loop sleeps before it looks for new calls again.
+const TICK: Duration = Duration::from_millis(1);
+
+/// The most reply and barge-in times kept of one call: its caller's turns are bounded by
+/// its script, but a load should not keep a long WAV's every pause.
+const MAX_TIMES: usize = 1_000;
+
+/// How one call of a load was judged, in the few figures the load's report sums.
+#[derive(Debug, Default)]
+pub(crate) struct Judgement {
+    /// Whether it broke no rule.
+    pub(crate) passed: bool,
+    /// Each rule it broke, with its first fault's words.
+    pub(crate) broken: Vec<(String, String)>,
+    /// Its turns' replies, in microseconds.
+    pub(crate) replies: Vec<u64>,
+    /// Its turns, answered or not.
+    pub(crate) turns: u64,
+    /// Its barge-ins' times to the application's clear, in microseconds.
+    pub(crate) clears: Vec<u64>,
+    /// Its barge-ins.
+    pub(crate) barge_ins: u64,
+}
+
+/// A call streaming, and when its loop entry is due.
+struct Streaming {
+    session: Session,
+    id: CallId,
+    caller: Caller,
+    started: Instant,
+    /// The wake time its timer entry was queued with; other entries for it are stale.
+    queued_at: Instant,
+}
+
+/// Streams and judges every call the dialers hand over, until they are all done; each
+/// ends in `on_done`.
+pub(crate) fn run(
+    plans: mpsc::Receiver<Plan>,
+    options: &CallOptions,
+    mut on_done: impl FnMut(Outcome),
+) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let mut calls: Vec<Option<Streaming>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut callers: HashMap<AudioFormat, Caller> = HashMap::new();
+    let mut admitted = 0u64;
+    let mut open = true;
+    loop {
+        while open {
+            match plans.try_recv() {
+                Ok(plan) => {
+                    let caller = match caller_for(&mut callers, options, plan.dialed.format) {
+                        Ok(caller) => caller,
+                        Err(e) => {
+                            on_done(failed(plan.dialed.id.clone(), e.to_string()));
+                            continue;
+                        }
+                    };
+                    let schedule =
+                        Schedule::new(options.arrival, admitted, caller.frames.len() as u64);
+                    admitted += 1;
+                    let idx = free.pop().unwrap_or_else(|| {
+                        calls.push(None);
+                        calls.len() - 1
+                    });
+                    match start(&poll, idx, plan, caller, schedule, options) {
+                        Ok(call) => {
+                            timers.push(Reverse((call.queued_at, idx)));
+                            calls[idx] = Some(call);
+                        }
+                        Err((id, e)) => {
+                            free.push(idx);
+                            on_done(failed(id, format!("cannot stream: {e}")));
+                        }
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        if !open && calls.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        while let Some(&Reverse((at, idx))) = timers.peek() {
+            if at > now {
+                break;
+            }
+            timers.pop();
+            if let Some(call) = calls[idx].as_mut().filter(|c| c.queued_at == at) {
+                call.session.on_wake();
+                while call.session.wants_read() {
+                    call.session.on_readable();
+                }
+            }
+            settle(
+                &mut calls,
+                &mut free,
+                &mut timers,
+                idx,
+                &poll,
+                options,
+                &mut on_done,
+            );
+        }
+        let wait = timers
+            .peek()
+            .map_or(TICK, |Reverse((at, _))| {
+                at.saturating_duration_since(Instant::now())
+            })
+            .min(if open { TICK } else { Duration::from_secs(1) });
+        match poll.poll(&mut events, Some(wait)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        for event in &events {
+            let idx = event.token().0;
+            if let Some(call) = calls.get_mut(idx).and_then(Option::as_mut) {
+                call.session.on_readable();
+            }
+            settle(
+                &mut calls,
+                &mut free,
+                &mut timers,
+                idx,
+                &poll,
+                options,
+                &mut on_done,
+            );
+        }
+    }
+}
+
+/// The caller of the calls of `format`, made once (a script's WAV files are read once).
+fn caller_for(
+    callers: &mut HashMap<AudioFormat, Caller>,
+    options: &CallOptions,
+    format: AudioFormat,
+) -> crate::error::Result<Caller> {
+    if let Some(caller) = callers.get(&format) {
+        return Ok(caller.clone());
+    }
+    let caller = caller_of(options, format)?;
+    callers.insert(format, caller.clone());
+    Ok(caller)
+}
+
+/// Registers the call's socket with the loop and starts its session.
+fn start(
+    poll: &Poll,
+    idx: usize,
+    plan: Plan,
+    caller: Caller,
+    schedule: Schedule,
+    options: &CallOptions,
+) -> Result<Streaming, (CallId, io::Error)> {
+    let id = plan.dialed.id.clone();
+    let socket = super::tcp(plan.dialed.ws.get_ref());
+    let fd = socket.as_raw_fd();
+    socket
+        .set_nonblocking(true)
+        .and_then(|()| {
+            poll.registry().register(
+                &mut SourceFd(&fd),
+                Token(idx),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+        })
+        .map_err(|e| (id.clone(), e))?;
+    let session = Session::driven(
+        plan.dialed,
+        caller.clone(),
+        schedule,
+        options.expect,
+        options.buffer_frames,
+    );
+    Ok(Streaming {
+        queued_at: session.wake_at(),
+        session,
+        id,
+        caller,
+        started: Instant::now(),
+    })
+}
+
+/// After a call was woken or read: ends it if its socket is done, else queues its next
+/// wake when it moved earlier or the last one was used.
+fn settle(
+    calls: &mut [Option<Streaming>],
+    free: &mut Vec<usize>,
+    timers: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    idx: usize,
+    poll: &Poll,
+    options: &CallOptions,
+    on_done: &mut impl FnMut(Outcome),
+) {
+    let Some(call) = calls.get_mut(idx).and_then(Option::as_mut) else {
+        return;
+    };
+    if call.session.is_done() {
+        let Some(call) = calls[idx].take() else {
+            return;
+        };
+        let fd = super::tcp(call.session.socket()).as_raw_fd();
+        let _ = poll.registry().deregister(&mut SourceFd(&fd));
+        free.push(idx);
+        on_done(judge(call, options));
+        return;
+    }
+    let due = call.session.wake_at();
+    if due != call.queued_at && (due < call.queued_at || call.queued_at <= Instant::now()) {
+        call.queued_at = due;
+        timers.push(Reverse((due, idx)));
+    }
+}
+
+/// A call that could not stream.
+fn failed(id: CallId, error: String) -> Outcome {
+    Outcome {
+        id: Some(id),
+        error: Some(error),
+        ..Outcome::default()
+    }
+}
+
+/// The call's outcome, judged as `call` judges it.
+fn judge(call: Streaming, options: &CallOptions) -> Outcome {
+    let streamed = call.started.elapsed();
+    let played = call.session.end();
+    let t = &played.tally;
+    let (sent, late, max_late, server_close) = (t.sent, t.late, t.max_tick_late, t.app_close);
+    let report = super::call::judge_streamed(
+        call.id.clone(),
+        options.expect,
+        options.script.as_ref(),
+        &call.caller,
+        played,
+    );
+    let mut broken: Vec<(String, String)> = Vec::new();
+    for fault in &report.faults {
+        let rule = fault.check.to_string();
+        if !broken.iter().any(|(r, _)| *r == rule) {
+            broken.push((rule, fault.text.clone()));
+        }
+    }
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let judgement = Judgement {
+        passed: report.passed(),
+        broken,
+        replies: report
+            .turns
+            .iter()
+            .filter_map(|t| t.reply)
+            .map(micros)
+            .take(MAX_TIMES)
+            .collect(),
+        turns: report.turns.len() as u64,
+        clears: report
+            .barge_ins
+            .iter()
+            .filter_map(|b| b.clear)
+            .map(micros)
+            .take(MAX_TIMES)
+            .collect(),
+        barge_ins: report.barge_ins.len() as u64,
+    };
+    Outcome {
+        id: Some(call.id),
+        sent,
+        late,
+        max_late,
+        server_close,
+        streamed,
+        judged: Some(Box::new(judgement)),
+        ..Outcome::default()
+    }
+}
+
+/// How a load's calls were judged, summed: per rule the calls that broke it, with one
+/// example, and the application's times over every turn.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct JudgedLoad {
+    /// Calls judged (every call that streamed).
+    pub calls: u64,
+    /// Calls that broke no rule.
+    pub passed: u64,
+    /// Per rule broken: how many calls broke it, and one of their faults.
+    pub rules: BTreeMap<String, RuleBreaches>,
+    /// The caller's turns, over every call.
+    pub turns: u64,
+    /// Turns answered: the reply histogram's count.
+    pub answered: u64,
+    /// Barge-ins, over every call.
+    pub barge_ins: u64,
+    /// Reply latency over every answered turn, in ms.
+    pub reply: Percentiles,
+    /// Time to the application's clear over every barge-in that got one, in ms.
+    pub barge_in_clear: Percentiles,
+}
+
+/// The calls that broke one rule.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct RuleBreaches {
+    /// How many.
+    pub calls: u64,
+    /// The first fault seen, as an example.
+    pub example: String,
+}
+
+impl JudgedLoad {
+    /// The share of calls judged that passed, in percent (100 with none judged).
+    pub fn pass_rate(&self) -> f64 {
+        if self.calls == 0 {
+            return 100.0;
+        }
+        self.passed as f64 * 100.0 / self.calls as f64
+    }
+}
+
+/// Sums the judgements of `outcomes` (those a judged load streamed), with the histograms of
+/// reply and clear times; `None` when no call was judged.
+pub(crate) fn sum(outcomes: &[Outcome]) -> Option<(JudgedLoad, Histogram, Histogram)> {
+    let mut load = JudgedLoad::default();
+    let (mut replies, mut clears) = (Histogram::new(), Histogram::new());
+    let mut any = false;
+    for judgement in outcomes.iter().filter_map(|o| o.judged.as_deref()) {
+        any = true;
+        load.calls += 1;
+        load.passed += u64::from(judgement.passed);
+        for (rule, text) in &judgement.broken {
+            let breaches = load.rules.entry(rule.clone()).or_default();
+            breaches.calls += 1;
+            if breaches.example.is_empty() {
+                breaches.example = text.clone();
+            }
+        }
+        load.turns += judgement.turns;
+        load.barge_ins += judgement.barge_ins;
+        judgement.replies.iter().for_each(|r| replies.record(*r));
+        judgement.clears.iter().for_each(|c| clears.record(*c));
+    }
+    load.answered = replies.count();
+    load.reply = percentiles_of(&replies);
+    load.barge_in_clear = percentiles_of(&clears);
+    any.then_some((load, replies, clears))
+}
+
+/// Percentiles read off a histogram of microseconds.
+pub(crate) fn percentiles_of(h: &Histogram) -> Percentiles {
+    let ms = |us: u64| us as f64 / 1000.0;
+    Percentiles {
+        p50_ms: ms(h.percentile(50.0)),
+        p90_ms: ms(h.percentile(90.0)),
+        p99_ms: ms(h.percentile(99.0)),
+        p999_ms: ms(h.percentile(99.9)),
+        max_ms: ms(h.max()),
+    }
+}
