@@ -169,6 +169,34 @@ pub fn load_page(report: &LoadReport) -> String {
     ] {
         body.push_str(&histogram_of(name, what, histogram));
     }
+    if let Some(judged) = &report.judged {
+        body.push_str(&histogram_of(
+            "Reply",
+            "from the end of each caller's turn to its answer heard",
+            &h.reply,
+        ));
+        body.push_str(&histogram_of(
+            "Barge-in",
+            "from the caller's interruption to the application's clear",
+            &h.barge_in_clear,
+        ));
+        body.push_str("<h2>Rules</h2><ul>");
+        let _ = write!(
+            body,
+            "<li>{} of {} calls passed</li>",
+            judged.passed, judged.calls
+        );
+        for (rule, b) in &judged.rules {
+            let _ = write!(
+                body,
+                "<li class=\"fault\">{}: {} calls, e.g. {}</li>",
+                escape(rule),
+                b.calls,
+                escape(&b.example)
+            );
+        }
+        body.push_str("</ul>");
+    }
     page("vonage-echo load", &body)
 }
 
