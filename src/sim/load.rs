@@ -367,8 +367,15 @@ impl fmt::Display for LoadReport {
             self.frames_late,
             self.max_late_ms
         )?;
-        writeln!(f, "round trip ms, all frames:    {}", self.round_trip)?;
-        if let Some(steady) = &self.steady_round_trip {
+        // Judged calls are not echoed: they have no round trips to show.
+        if self.judged.is_none() {
+            writeln!(f, "round trip ms, all frames:    {}", self.round_trip)?;
+        }
+        if let Some(steady) = self
+            .steady_round_trip
+            .as_ref()
+            .filter(|_| self.judged.is_none())
+        {
             writeln!(f, "round trip ms, all calls up:  {steady}")?;
         }
         if let Some(late) = self.generator_behind() {
