@@ -158,3 +158,15 @@ fn thresholds_decide_the_exit_status_and_are_junit_testcases() {
     assert!(!passed, "a reply of 200 ms is over 50 ms: {xml}");
     assert!(xml.contains("<failure message=\"measured "), "{xml}");
 }
+
+#[test]
+fn a_judged_load_refuses_a_key_that_is_not_one_before_it_dials() {
+    let app = start_app(ncco_8k, Duration::ZERO, answers);
+    let call = CallOptions::new(&app.answer_url)
+        .expect(Expect::Protocol)
+        .dtmf("1x");
+    let options = LoadOptions::new(&app.answer_url, 2, Duration::from_secs(1)).judge(Some(call));
+    let error = load::run(&options).unwrap_err().to_string();
+    assert!(error.contains("--dtmf") && error.contains("'x'"), "{error}");
+    assert!(app.answers().is_empty(), "no call was dialed");
+}

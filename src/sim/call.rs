@@ -563,7 +563,7 @@ fn streamed_checks(expect: Expect) -> Vec<Check> {
     checks
 }
 
-fn check_options(options: &CallOptions) -> Result<()> {
+pub(crate) fn check_options(options: &CallOptions) -> Result<()> {
     if let Some(bad) = options.dtmf.chars().find(|c| !is_dtmf_digit(*c)) {
         return Err(Error::config(
             "--dtmf",

@@ -503,6 +503,9 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
             "need at least one call and a positive ramp",
         ));
     }
+    if let Some(call) = &options.judge {
+        super::call::check_options(call)?;
+    }
     let agent = options.dial.agent()?;
     let started = Instant::now();
     let sampler = options
