@@ -1,27 +1,26 @@
 //! [`Server`]: binds both listeners, owns every thread they start, and stops them all.
 
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener},
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
     thread::{self, JoinHandle},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use crate::{
     config::{Config, SocketAuth},
     drain::Drain,
     error::{Error, Result},
-    http::gate,
-    http::upstream::Upstream,
-    http::webhooks::{self, Webhooks},
+    http::Front,
+    listen,
     metrics::Metrics,
     protocol::auth::Secret,
     record,
     shared::Shared,
-    threads::{self, CallThreads, Role, ThreadSet},
+    threads::{self, CallThreads, ThreadSet},
     ws::socket,
 };
 
@@ -32,10 +31,10 @@ pub struct Server {
     http_addr: SocketAddr,
     ws_addr: SocketAddr,
     shared: Arc<Shared>,
-    loops: Vec<JoinHandle<()>>,
-    webhooks: &'static Webhooks,
-    /// The gate's connections to tiny_http, closed once the gate's threads have ended.
-    upstream: Arc<Upstream>,
+    /// The webhooks, from their listener to tiny_http; `None` once stopped.
+    front: Option<Front>,
+    /// The socket listener's accept loop.
+    ws_accept: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -65,19 +64,10 @@ impl Server {
         let ws_addr = local(&ws_listener)?;
 
         let base_nice = threads::own_nice();
-        let webhooks = webhooks::shared_webhooks(&config, base_nice)?;
-        static SERVERS: AtomicU64 = AtomicU64::new(1);
-
         let socket_key = config.socket_key.clone().unwrap_or_else(Secret::random);
         warn_about_openness(&config);
-        let upstream = Arc::new(Upstream::new(
-            webhooks.socket.clone(),
-            config.http_request_timeout,
-            &webhooks.restarts,
-        ));
         let drain = Drain::new(config.drain_grace, config.max_calls);
         let shared = Arc::new(Shared {
-            id: SERVERS.fetch_add(1, Ordering::Relaxed),
             base_nice,
             socket_key,
             metrics: Metrics::default(),
@@ -89,37 +79,23 @@ impl Server {
             active_calls: Arc::default(),
             live_ids: Arc::default(),
             pending_handshakes: Arc::default(),
-            http_connections: Arc::default(),
             handshakes: ThreadSet::default(),
             calls: CallThreads::default(),
-            http_threads: ThreadSet::default(),
         });
 
-        webhooks.register(&shared);
-        let setup_thread = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            let s = Arc::clone(&shared);
-            thread::Builder::new()
-                .name(name.to_owned())
-                .spawn(move || {
-                    // What these threads start (each connection's) stands where they do.
-                    if let Err(e) = threads::take_role(Role::Setup, &s.config, s.base_nice) {
-                        log::warn!("setup stays at the process's priority: {e}");
-                    }
-                    f();
-                })
-                .map_err(|e| Error::io(format!("starting thread {name}"), e))
-        };
-        let mut loops = Vec::with_capacity(2);
-        let (s, u) = (Arc::clone(&shared), Arc::clone(&upstream));
-        loops.push(setup_thread(
-            "http-accept",
-            Box::new(move || gate::accept_loop(http_listener, &s, &u)),
-        )?);
+        let front = Front::start(http_listener, http_addr, &shared)?;
         let s = Arc::clone(&shared);
-        loops.push(setup_thread(
-            "ws-accept",
-            Box::new(move || socket::accept_loop(ws_listener, &s)),
-        )?);
+        let ws_accept = listen::spawn_accept_thread("ws-accept", &shared, move || {
+            socket::accept_loop(ws_listener, &s)
+        });
+        let ws_accept = match ws_accept {
+            Ok(thread) => thread,
+            Err(e) => {
+                shared.stopping.store(true, Ordering::Release);
+                front.stop();
+                return Err(e);
+            }
+        };
 
         log::info!("webhooks listening on http://{http_addr}");
         log::info!("WebSocket listening on ws://{ws_addr}/socket");
@@ -127,9 +103,8 @@ impl Server {
             http_addr,
             ws_addr,
             shared,
-            loops,
-            webhooks,
-            upstream,
+            front: Some(front),
+            ws_accept: Some(ws_accept),
         })
     }
 
@@ -196,20 +171,17 @@ impl Server {
     }
 
     fn stop(&mut self) {
-        if self.loops.is_empty() {
+        let Some(front) = self.front.take() else {
             return;
-        }
+        };
         self.shared.stopping.store(true, Ordering::Release);
-        wake(self.http_addr);
-        wake(self.ws_addr);
-        for handle in self.loops.drain(..) {
-            let _ = handle.join();
+        listen::wake(self.ws_addr);
+        front.stop();
+        if let Some(accept) = self.ws_accept.take() {
+            let _ = accept.join();
         }
         self.shared.handshakes.join_all();
         self.shared.calls.join_all();
-        self.shared.http_threads.join_all();
-        self.webhooks.unregister(self.shared.id);
-        self.upstream.close_all();
         log::info!("server on {} stopped", self.http_addr);
     }
 }
@@ -262,16 +234,4 @@ fn warn_about_openness(config: &Config) {
     if config.socket_auth == SocketAuth::None {
         log::warn!("--socket-auth none: anyone who finds the socket can stream into it");
     }
-}
-
-/// Unblocks a listener's `accept` by connecting to it once.
-fn wake(addr: SocketAddr) {
-    let mut target = addr;
-    if target.ip().is_unspecified() {
-        target.set_ip(match addr {
-            SocketAddr::V4(_) => [127, 0, 0, 1].into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    let _ = TcpStream::connect_timeout(&target, Duration::from_secs(1));
 }

@@ -1,5 +1,5 @@
 //! What the two paths of a call share: the server's state that every thread of it holds,
-//! the socket's path, and the HTTP refusal both listeners answer with.
+//! and the socket's path.
 
 use std::{
     collections::HashSet,
@@ -23,8 +23,6 @@ pub const SOCKET_PATH: &str = "/socket";
 
 /// What every thread of one server shares.
 pub(crate) struct Shared {
-    /// This server among the process's, for the webhooks they share.
-    pub(crate) id: u64,
     pub(crate) config: Config,
     /// The key this server's socket tokens are made with.
     pub(crate) socket_key: Secret,
@@ -41,12 +39,10 @@ pub(crate) struct Shared {
     /// The uuids of calls whose socket is open.
     pub(crate) live_ids: Arc<Mutex<HashSet<String>>>,
     pub(crate) pending_handshakes: Arc<AtomicUsize>,
-    pub(crate) http_connections: Arc<AtomicUsize>,
     /// Each connection's thread while its handshake lasts.
     pub(crate) handshakes: ThreadSet,
     /// The threads that run calls, kept between calls.
     pub(crate) calls: CallThreads,
-    pub(crate) http_threads: ThreadSet,
 }
 
 impl Shared {
@@ -60,28 +56,5 @@ impl Shared {
 
     pub(crate) fn active_calls(&self) -> usize {
         self.active_calls.load(Ordering::Acquire)
-    }
-}
-
-/// A complete HTTP response refusing a request, with the reason as JSON.
-pub(crate) fn refusal(status: u16, reason: &str) -> Vec<u8> {
-    let body = serde_json::json!({ "error": reason }).to_string();
-    format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        reason_phrase(status),
-        body.len()
-    )
-    .into_bytes()
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
     }
 }

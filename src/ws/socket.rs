@@ -20,11 +20,12 @@ use tungstenite::{
 
 use crate::{
     config::{Config, SocketAuth},
+    http::refusal::{error_body, refusal},
     listen,
     metrics::Refusal,
     protocol::auth,
     protocol::call_id::CallId,
-    shared::{refusal, Shared, SOCKET_PATH},
+    shared::{Shared, SOCKET_PATH},
     threads::{self, CallJob, Registered, Slot, TICK},
     ws::call::{self, CallGuards},
     ws::stream::CallStream,
@@ -280,8 +281,7 @@ fn status_of(why: Refusal) -> u16 {
 
 /// A handshake refusal with a JSON reason.
 fn refuse(status: u16, reason: &str) -> ErrorResponse {
-    let body = serde_json::json!({ "error": reason }).to_string();
-    let mut response = http::Response::new(Some(body));
+    let mut response = http::Response::new(Some(error_body(reason)));
     *response.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
     response.headers_mut().insert(
