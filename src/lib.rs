@@ -40,6 +40,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod admission;
+mod call_threads;
 pub mod config;
 mod drain;
 mod error;
@@ -48,6 +50,7 @@ mod listen;
 mod metrics;
 mod protocol;
 mod record;
+mod scheduling;
 mod server;
 mod shared;
 #[cfg(feature = "sim")]

@@ -12,8 +12,8 @@ use std::{
 
 use crate::{
     error::{Error, Result},
+    scheduling::{self, Role},
     shared::Shared,
-    threads::{self, Role},
 };
 
 /// Starts a listener's thread, named `name`, which takes setup's place on the core
@@ -28,7 +28,7 @@ pub(crate) fn spawn_accept_thread(
     thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            if let Err(e) = threads::take_role(Role::Setup, &s.config, s.base_nice) {
+            if let Err(e) = scheduling::take_role(Role::Setup, &s.config, s.base_nice) {
                 log::warn!("setup stays at the process's priority: {e}");
             }
             accept();

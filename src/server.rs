@@ -11,6 +11,7 @@ use std::{
 };
 
 use crate::{
+    call_threads::CallThreads,
     config::{Config, SocketAuth},
     drain::Drain,
     error::{Error, Result},
@@ -18,9 +19,9 @@ use crate::{
     listen,
     metrics::Metrics,
     protocol::auth::Secret,
-    record,
+    record, scheduling,
     shared::Shared,
-    threads::{self, CallThreads, ThreadSet},
+    threads::ThreadSet,
     ws::socket,
 };
 
@@ -63,7 +64,7 @@ impl Server {
         let http_addr = local(&http_listener)?;
         let ws_addr = local(&ws_listener)?;
 
-        let base_nice = threads::own_nice();
+        let base_nice = scheduling::own_nice();
         let socket_key = config.socket_key.clone().unwrap_or_else(Secret::random);
         warn_about_openness(&config);
         let drain = Drain::new(config.drain_grace, config.max_calls);
@@ -195,11 +196,11 @@ impl Drop for Server {
 /// Refuses a real-time priority the system will not grant, at start rather than on each
 /// call: a scratch thread asks for it, so no thread of the server keeps it.
 fn check_realtime(priority: u8) -> Result<()> {
-    // Setup runs one above the calls (threads::take_role).
-    let highest = threads::setup_priority(priority);
+    // Setup runs one above the calls (scheduling::take_role).
+    let highest = scheduling::setup_priority(priority);
     let granted = thread::Builder::new()
         .name("realtime-check".into())
-        .spawn(move || threads::make_realtime(highest))
+        .spawn(move || scheduling::make_realtime(highest))
         .map_err(|e| Error::io("starting the real-time check thread", e))?
         .join()
         .unwrap_or_else(|_| Err(std::io::Error::other("the check panicked")));

@@ -11,11 +11,8 @@ use std::{
 };
 
 use crate::{
-    config::Config,
-    drain::Drain,
-    metrics::Metrics,
-    protocol::auth::Secret,
-    threads::{CallThreads, ThreadSet},
+    call_threads::CallThreads, config::Config, drain::Drain, metrics::Metrics,
+    protocol::auth::Secret, threads::ThreadSet,
 };
 
 /// The path the WebSocket listener upgrades, which the NCCO's socket URL names.

@@ -16,10 +16,11 @@ use std::{
 };
 
 use crate::{
+    admission::Slot,
     http::{hop::PEER_HEADER, refusal::refusal, upstream::Upstream, webhooks::route_label},
     listen,
     shared::Shared,
-    threads::{self, Slot, ThreadSet, TICK},
+    threads::{self, ThreadSet, TICK},
 };
 
 /// Headers that describe the client's hop only and are not forwarded. Nor is the peer

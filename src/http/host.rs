@@ -31,8 +31,9 @@ use crate::{
         private,
         webhooks::{self, Incoming, Reply},
     },
+    scheduling::{self, Role},
     shared::Shared,
-    threads::{self, Role, TICK},
+    threads::{self, TICK},
 };
 
 /// How many times tiny_http has been started again on the private socket. A connection
@@ -72,7 +73,7 @@ pub(crate) struct Host {
 impl Host {
     /// Binds tiny_http in a private directory and serves its requests for `shared`'s
     /// server. The thread that binds it takes setup's place on the core first
-    /// ([`threads::take_role`]), so tiny_http's threads, which inherit it, stand there too.
+    /// ([`scheduling::take_role`]), so tiny_http's threads, which inherit it, stand there too.
     pub(crate) fn start(shared: &Arc<Shared>) -> Result<Host> {
         let restarts = Arc::new(Restarts::new());
         let stop = Arc::new(AtomicBool::new(false));
@@ -81,7 +82,7 @@ impl Host {
         let thread = thread::Builder::new()
             .name("webhooks".into())
             .spawn(move || {
-                if let Err(e) = threads::take_role(Role::Setup, &s.config, s.base_nice) {
+                if let Err(e) = scheduling::take_role(Role::Setup, &s.config, s.base_nice) {
                     log::warn!("webhooks stay at the process's priority: {e}");
                 }
                 match private::bind_in_private_dir(bind) {

@@ -16,11 +16,13 @@ use tungstenite::{
 pub use crate::protocol::call_id::{CallId, MAX_CALL_ID_LEN};
 
 use crate::{
+    admission::{Registered, Slot},
     protocol::audio::AudioFormat,
     protocol::messages::{self, SocketEvent},
     record::Recording,
+    scheduling::{self, Role},
     shared::Shared,
-    threads::{self, Registered, Role, Slot, TICK},
+    threads::{self, TICK},
     ws::stream::CallStream,
 };
 
@@ -272,7 +274,7 @@ fn client_frame_len(payload: usize) -> usize {
 fn settle(id: &CallId, shared: &Shared) {
     // Server::start checked that the system allows it; a refusal now only costs this
     // call its place.
-    if let Err(e) = threads::take_role(Role::Audio, &shared.config, shared.base_nice) {
+    if let Err(e) = scheduling::take_role(Role::Audio, &shared.config, shared.base_nice) {
         log::warn!(call = id.as_str(); "call {id}: keeps the setup threads' priority: {e}");
     }
 }

@@ -19,15 +19,17 @@ use tungstenite::{
 };
 
 use crate::{
+    admission::{Registered, Slot},
+    call_threads::CallJob,
     config::{Config, SocketAuth},
     http::refusal::{error_body, refusal},
     listen,
-    metrics::Refusal,
     protocol::auth,
     protocol::call_id::CallId,
     shared::{Shared, SOCKET_PATH},
-    threads::{self, CallJob, Registered, Slot, TICK},
+    threads::{self, TICK},
     ws::call::{self, CallGuards},
+    ws::refusal::Refusal,
     ws::stream::CallStream,
 };
 
@@ -52,7 +54,7 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         let max = shared.config.max_pending_handshakes;
         let Some(pending) = Slot::try_take(&shared.pending_handshakes, max) else {
             log::warn!("{peer}: refused, {max} handshakes already pending");
-            shared.metrics.refused(Refusal::TooManyPending);
+            shared.metrics.refused(Refusal::TooManyPending.label());
             // Best effort: the socket's send buffer is empty, so this does not block.
             let _ = stream.set_nonblocking(true);
             let _ = (&stream).write_all(&refusal(503, "too many handshakes in progress"));
@@ -72,7 +74,7 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
             });
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a thread for the handshake: {e}; refused with 503");
-            shared.metrics.refused(Refusal::Capacity);
+            shared.metrics.refused(Refusal::Capacity.label());
             if let Some(mut socket) = reply_to {
                 let _ = socket.set_nonblocking(true);
                 let _ = socket.write_all(&refusal(503, "server cannot take the call now"));
@@ -150,8 +152,8 @@ fn handshake(
     let mut admitted = None;
     let callback = |request: &Request, response: Response| {
         let admission = admit(request, shared).map_err(|(why, reason)| {
-            shared.metrics.refused(why);
-            let status = status_of(why);
+            shared.metrics.refused(why.label());
+            let status = why.status();
             // The refusal's one line: tungstenite's error that follows says only the status.
             log::info!("{peer}: handshake refused with {status}: {reason}");
             refuse(status, &reason)
@@ -166,7 +168,7 @@ fn handshake(
             Ok(ws) => break ws,
             Err(HandshakeError::Interrupted(mid)) => {
                 if shared.stopping() {
-                    shared.metrics.refused(Refusal::ShuttingDown);
+                    shared.metrics.refused(Refusal::ShuttingDown.label());
                     return None;
                 }
                 if Instant::now() >= deadline {
@@ -174,7 +176,7 @@ fn handshake(
                         "{peer}: handshake not completed within {:?}; dropped",
                         config.handshake_timeout
                     );
-                    shared.metrics.refused(Refusal::Timeout);
+                    shared.metrics.refused(Refusal::Timeout.label());
                     return None;
                 }
                 attempt = mid.handshake();
@@ -184,7 +186,7 @@ fn handshake(
             Err(HandshakeError::Failure(e)) => {
                 log::info!("{peer}: handshake failed: {e}");
                 if admitted.is_none() {
-                    shared.metrics.refused(Refusal::Malformed);
+                    shared.metrics.refused(Refusal::Malformed.label());
                     if let Some(mut socket) = reply_to {
                         let reason = format!("not a WebSocket handshake: {e}");
                         let _ = socket.write_all(&refusal(400, &reason));
@@ -262,21 +264,6 @@ fn admit(request: &Request, shared: &Shared) -> Result<Admitted, (Refusal, Strin
     shared.drain.redeem(&id);
     let guards = CallGuards::new(slot, registered);
     Ok(Admitted { id, guards })
-}
-
-/// The HTTP status a refusal is answered with.
-fn status_of(why: Refusal) -> u16 {
-    match why {
-        Refusal::Path => 404,
-        Refusal::BadUuid | Refusal::Malformed => 400,
-        Refusal::Unauthorized => 401,
-        Refusal::Duplicate => 409,
-        Refusal::Capacity
-        | Refusal::ShuttingDown
-        | Refusal::Draining
-        | Refusal::TooManyPending
-        | Refusal::Timeout => 503,
-    }
 }
 
 /// A handshake refusal with a JSON reason.
