@@ -10,17 +10,17 @@
 
 use std::{
     io::{self, Read, Write},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener, TcpStream},
     sync::{atomic::AtomicUsize, Arc},
     time::{Duration, Instant},
 };
 
 use crate::{
-    admission::Slot,
+    error::is_timeout,
     http::{hop::PEER_HEADER, refusal::refusal, upstream::Upstream, webhooks::route_label},
-    listen,
+    listen::{self, NotAdmitted},
     shared::Shared,
-    threads::{self, ThreadSet, TICK},
+    threads::{ThreadSet, TICK},
 };
 
 /// Headers that describe the client's hop only and are not forwarded. Nor is the peer
@@ -48,12 +48,8 @@ const READ_HEADERS: [&str; 5] = [
 const MAX_HEADERS: usize = 100;
 
 /// How long a closing connection keeps reading (and discarding) what its client still
-/// sends: closing a socket with unread input resets it, and the reset can destroy the
-/// answer on its way out.
+/// sends ([`listen::linger`]).
 const LINGER: Duration = Duration::from_secs(2);
-
-/// The most bytes discarded while lingering.
-const MAX_LINGER_BYTES: usize = 1024 * 1024;
 
 /// The front door of one server: its connections from clients, each on a thread of its
 /// own, and its connections to tiny_http.
@@ -82,24 +78,21 @@ impl Gate {
         let shared = &self.shared;
         listen::accept_loop(&listener, shared, "webhooks", |stream, peer| {
             let max = shared.config.max_http_connections;
-            let Some(slot) = Slot::try_take(&self.open, max) else {
-                log::warn!("{peer}: refused, {max} HTTP connections already open");
-                shared.metrics.webhook("unread", 503);
-                // Best effort: the socket's send buffer is empty, so this does not block.
-                let _ = stream.set_nonblocking(true);
-                let _ = (&stream).write_all(&refusal(503, "too many connections"));
-                return;
-            };
             let gate = Arc::clone(self);
+            let serve = move |stream, _slot| {
+                serve_connection(stream, peer, &gate.shared, &gate.upstream);
+            };
             let name = format!("http-{peer}");
-            let spawned = self
-                .threads
-                .spawn_sized(name, threads::SETUP_STACK, move || {
-                    let _slot = slot;
-                    serve_connection(stream, peer, &gate.shared, &gate.upstream);
-                });
-            if let Err(e) = spawned {
-                log::error!("{peer}: cannot start a thread for the request: {e}");
+            match listen::admit(stream, &self.open, max, &self.threads, name, serve) {
+                Ok(()) => {}
+                Err(NotAdmitted::Full(stream)) => {
+                    log::warn!("{peer}: refused, {max} HTTP connections already open");
+                    shared.metrics.webhook("unread", 503);
+                    listen::turn_away(&stream, &refusal(503, "too many connections"));
+                }
+                Err(NotAdmitted::NoThread(e, _)) => {
+                    log::error!("{peer}: cannot start a thread for the request: {e}");
+                }
             }
         });
     }
@@ -178,7 +171,7 @@ fn serve_connection(mut client: TcpStream, peer: SocketAddr, shared: &Shared, up
         }
         idle_until = Some(Instant::now() + shared.config.http_keep_alive);
     }
-    linger(&mut client);
+    listen::linger(&mut client, LINGER);
 }
 
 /// tiny_http's answer with this hop's `Connection` header after its status line.
@@ -194,27 +187,6 @@ fn with_connection(answer: &[u8], keep_alive: bool) -> Vec<u8> {
         b"Connection: close\r\n"
     };
     [status_line, connection, rest].concat()
-}
-
-/// Ends the connection without a reset: stops writing, then reads and discards what the
-/// client still sends until it closes, for at most [`LINGER`].
-fn linger(client: &mut TcpStream) {
-    let _ = client.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + LINGER;
-    let mut sink = [0u8; 4096];
-    let mut drained = 0;
-    while drained < MAX_LINGER_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || client.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match client.read(&mut sink) {
-            Ok(0) => return,
-            Ok(n) => drained += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
 }
 
 /// What the gate keeps of a parsed request head.
@@ -449,13 +421,7 @@ fn read_before(
                 buf.extend_from_slice(&chunk[..n]);
                 return Ok(());
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted || is_timeout(&e) => {}
             Err(_) => return Err(Refused::Gone),
         }
     }

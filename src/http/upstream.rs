@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{http::host::Restarts, threads::TICK};
+use crate::{error::is_timeout, http::host::Restarts, threads::TICK};
 
 /// The most connections open to tiny_http at once: one request is handled at a time, so
 /// more would only add tiny_http threads.
@@ -394,14 +394,6 @@ fn answer_framing(answer: &[u8], head_only: bool) -> io::Result<Option<(usize, b
     };
     let reusable = header("connection").is_none_or(|c| !c.contains("close"));
     Ok(Some((head_len + body, reusable)))
-}
-
-/// Whether a read ended on its timeout (`WouldBlock` on Unix, `TimedOut` elsewhere).
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 fn invalid(reason: &str) -> io::Error {

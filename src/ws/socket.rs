@@ -23,7 +23,7 @@ use crate::{
     call_threads::CallJob,
     config::{Config, SocketAuth},
     http::refusal::{error_body, refusal},
-    listen,
+    listen::{self, NotAdmitted},
     protocol::auth,
     protocol::call_id::CallId,
     shared::{Shared, SOCKET_PATH},
@@ -52,32 +52,31 @@ pub fn ws_config(config: &Config) -> WebSocketConfig {
 pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
     listen::accept_loop(&listener, shared, "socket", |stream, peer| {
         let max = shared.config.max_pending_handshakes;
-        let Some(pending) = Slot::try_take(&shared.pending_handshakes, max) else {
-            log::warn!("{peer}: refused, {max} handshakes already pending");
-            shared.metrics.refused(Refusal::TooManyPending.label());
-            // Best effort: the socket's send buffer is empty, so this does not block.
-            let _ = stream.set_nonblocking(true);
-            let _ = (&stream).write_all(&refusal(503, "too many handshakes in progress"));
-            return;
-        };
-        // To answer if no thread can be had for the connection.
-        let reply_to = stream.try_clone().ok();
         let s = Arc::clone(shared);
         // The handshake runs on a thread of setup's; the call then on a call thread.
+        let serve = move |stream, pending| {
+            if let Some((ws, admitted)) = handshake(stream, peer, pending, &s) {
+                start_call(ws, admitted, peer, &s);
+            }
+        };
+        let (count, threads) = (&shared.pending_handshakes, &shared.handshakes);
         let name = format!("ws-{peer}");
-        let spawned = shared
-            .handshakes
-            .spawn_sized(name, threads::SETUP_STACK, move || {
-                if let Some((ws, admitted)) = handshake(stream, peer, pending, &s) {
-                    start_call(ws, admitted, peer, &s);
+        match listen::admit(stream, count, max, threads, name, serve) {
+            Ok(()) => {}
+            Err(NotAdmitted::Full(stream)) => {
+                log::warn!("{peer}: refused, {max} handshakes already pending");
+                shared.metrics.refused(Refusal::TooManyPending.label());
+                let answer = refusal(503, "too many handshakes in progress");
+                listen::turn_away(&stream, &answer);
+            }
+            Err(NotAdmitted::NoThread(e, reply_to)) => {
+                log::error!(
+                    "{peer}: cannot start a thread for the handshake: {e}; refused with 503"
+                );
+                shared.metrics.refused(Refusal::Capacity.label());
+                if let Some(stream) = reply_to {
+                    listen::turn_away(&stream, &refusal(503, "server cannot take the call now"));
                 }
-            });
-        if let Err(e) = spawned {
-            log::error!("{peer}: cannot start a thread for the handshake: {e}; refused with 503");
-            shared.metrics.refused(Refusal::Capacity.label());
-            if let Some(mut socket) = reply_to {
-                let _ = socket.set_nonblocking(true);
-                let _ = socket.write_all(&refusal(503, "server cannot take the call now"));
             }
         }
     });

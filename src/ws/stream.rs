@@ -9,6 +9,8 @@ use std::{
     time::Instant,
 };
 
+use crate::{error::is_timeout, listen};
+
 /// The most output held back: three 20 ms frames at 16 kHz. It is allocated once and never
 /// grows, so a thread that fell behind keeps no larger buffer when it has caught up (at
 /// 2,000 calls that is megabytes).
@@ -134,7 +136,7 @@ impl CallStream {
                 Ok(0) => break Err(io::Error::from(ErrorKind::WriteZero)),
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(e) if is_timeout(&e) => {
                     break Err(io::Error::other(
                         "the caller stopped reading (write timed out)",
                     ))
@@ -154,21 +156,7 @@ impl CallStream {
     /// and lose the close frame on its way out.
     pub fn finish_raw(&mut self, grace: std::time::Duration) {
         let _ = self.send_held();
-        let _ = self.socket.shutdown(std::net::Shutdown::Write);
-        let deadline = std::time::Instant::now() + grace;
-        let mut sink = [0u8; 4096];
-        while std::time::Instant::now() < deadline {
-            match self.socket.read(&mut sink) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
-                Err(_) => return,
-            }
-        }
+        listen::linger(&mut self.socket, grace);
     }
 }
 
