@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use crate::{error::Error, protocol::audio::AudioFormat, protocol::auth::Secret};
+use crate::{error::Error, protocol::audio::AudioFormat, protocol::auth::Secret, setters::setters};
 
 /// How the socket handshake proves it comes from the call the NCCO was made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -188,18 +188,6 @@ impl Default for Config {
             drain_grace: Duration::from_secs(15),
         }
     }
-}
-
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(mut self, $name: $ty) -> Self {
-                self.$name = $name;
-                self
-            }
-        )*
-    };
 }
 
 impl Config {

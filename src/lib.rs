@@ -52,6 +52,7 @@ mod protocol;
 mod record;
 mod scheduling;
 mod server;
+mod setters;
 mod shared;
 #[cfg(feature = "sim")]
 pub mod sim;
