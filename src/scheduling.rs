@@ -4,6 +4,21 @@
 //! and audio runs below it (`SCHED_IDLE` or ten nice steps down, which needs no
 //! privilege); under `SCHED_RR` audio runs at the priority asked for and setup one above.
 //! Threads inherit their starter's place, so a setup thread's connections stand with it.
+//!
+//! Why so far below. A call's setup costs about 1.4 ms of CPU; what kept new calls waiting
+//! on a full core was where setup stood. Ten nice steps are not enough: one webhooks thread
+//! at nice 0 beside two thousand call threads at nice 10 weighs half a percent of the core,
+//! and the answer webhook's p99 stayed in seconds. Under `SCHED_IDLE` the call threads run
+//! in the time setup leaves, and a setup thread that wakes takes the core at once.
+//!
+//! Why real-time at all: the fair scheduler's tail. A raw thread-per-connection TCP echo
+//! (`.ci/floor`) at 1,000 connections had a round-trip p99 of about 32 ms under the fair
+//! scheduler and 0.15 ms under `SCHED_RR`, with its core a third idle: with a thousand
+//! threads waking 50 times a second each, some woken threads waited tens of milliseconds
+//! to run. A real-time thread runs when woken, and its switch is cheaper too. Only call
+//! threads (and setup, one above) are made real-time; a caller sending faster than real
+//! time makes its thread yield after a few full reads, and `SCHED_RR`'s slice bounds the
+//! rest, so no call keeps the core from the others.
 
 use std::io;
 

@@ -8,7 +8,8 @@
 //! connections are closed seldom, so the request on it would go unanswered for the whole
 //! timeout (10 s), at any load. A connection that has carried an answer has a thread of its
 //! own. Each front has its own tiny_http, so the pool of its connections is the one place
-//! that keeps that order.
+//! that keeps that order. `tests/front_door.rs` opens 32 connections at once on four new
+//! servers: before the order was kept, 3 to 10 of them were answered 503.
 
 use std::{
     io::{self, Read, Write},
