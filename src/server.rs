@@ -166,7 +166,11 @@ impl Server {
     }
 
     /// Stops accepting, closes every call with 1001 (going away), and returns once every
-    /// thread the server started has ended.
+    /// thread the server started has ended. tiny_http's own threads (the server's webhooks
+    /// run on a tiny_http of its own) cannot be joined: tiny_http keeps no handle to them.
+    /// By the time this returns its listener and every connection to it are closed, so they
+    /// have nothing left to serve and end on their own within tiny_http's idle timeout of
+    /// 5 s; they hold no port, file or state of the server's meanwhile.
     pub fn shutdown(mut self) {
         self.stop();
     }
