@@ -94,8 +94,17 @@ pub(crate) fn wake(addr: SocketAddr) {
 pub(crate) enum NotAdmitted {
     /// The count was at its maximum.
     Full(TcpStream),
-    /// No thread could be started for it; the connection, when it could be kept to answer.
+    /// No thread could be started for it; the connection, when it was kept to answer.
     NoThread(io::Error, Option<TcpStream>),
+}
+
+/// What becomes of a connection no thread can be started for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IfNoThread {
+    /// Kept, to be answered: a descriptor more for each connection while it is set up.
+    Answer,
+    /// Closed unanswered.
+    Close,
 }
 
 /// Lets a new connection in if fewer than `max` of `count` are taken: takes a slot, and
@@ -103,17 +112,19 @@ pub(crate) enum NotAdmitted {
 /// `threads`. The slot is given back when `serve` drops it.
 pub(crate) fn admit(
     stream: TcpStream,
-    count: &Arc<AtomicUsize>,
-    max: usize,
+    (count, max): (&Arc<AtomicUsize>, usize),
     threads: &ThreadSet,
     name: String,
+    if_no_thread: IfNoThread,
     serve: impl FnOnce(TcpStream, Slot) + Send + 'static,
 ) -> std::result::Result<(), NotAdmitted> {
     let Some(slot) = Slot::try_take(count, max) else {
         return Err(NotAdmitted::Full(stream));
     };
-    // To answer if no thread can be had for the connection.
-    let reply_to = stream.try_clone().ok();
+    let reply_to = match if_no_thread {
+        IfNoThread::Answer => stream.try_clone().ok(),
+        IfNoThread::Close => None,
+    };
     threads
         .spawn_sized(name, SETUP_STACK, move || serve(stream, slot))
         .map_err(|e| NotAdmitted::NoThread(e, reply_to))

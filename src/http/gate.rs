@@ -18,7 +18,7 @@ use std::{
 use crate::{
     error::is_timeout,
     http::{hop::PEER_HEADER, refusal::refusal, upstream::Upstream, webhooks::route_label},
-    listen::{self, NotAdmitted},
+    listen::{self, IfNoThread, NotAdmitted},
     shared::Shared,
     threads::{ThreadSet, TICK},
 };
@@ -83,7 +83,15 @@ impl Gate {
                 serve_connection(stream, peer, &gate.shared, &gate.upstream);
             };
             let name = format!("http-{peer}");
-            match listen::admit(stream, &self.open, max, &self.threads, name, serve) {
+            let admitted = listen::admit(
+                stream,
+                (&self.open, max),
+                &self.threads,
+                name,
+                IfNoThread::Close,
+                serve,
+            );
+            match admitted {
                 Ok(()) => {}
                 Err(NotAdmitted::Full(stream)) => {
                     log::warn!("{peer}: refused, {max} HTTP connections already open");

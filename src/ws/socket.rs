@@ -23,7 +23,7 @@ use crate::{
     call_threads::CallJob,
     config::{Config, SocketAuth},
     http::refusal::{error_body, refusal},
-    listen::{self, NotAdmitted},
+    listen::{self, IfNoThread, NotAdmitted},
     protocol::auth,
     protocol::call_id::CallId,
     shared::{Shared, SOCKET_PATH},
@@ -61,7 +61,14 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         };
         let (count, threads) = (&shared.pending_handshakes, &shared.handshakes);
         let name = format!("ws-{peer}");
-        match listen::admit(stream, count, max, threads, name, serve) {
+        match listen::admit(
+            stream,
+            (count, max),
+            threads,
+            name,
+            IfNoThread::Answer,
+            serve,
+        ) {
             Ok(()) => {}
             Err(NotAdmitted::Full(stream)) => {
                 log::warn!("{peer}: refused, {max} handshakes already pending");
