@@ -2,26 +2,16 @@
 
 use std::{
     net::{SocketAddr, TcpListener},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     thread::{self, JoinHandle},
-    time::Instant,
 };
 
 use crate::{
-    call_threads::CallThreads,
     config::{Config, SocketAuth},
-    drain::Drain,
     error::{Error, Result},
     http::Front,
-    listen,
-    metrics::Metrics,
-    protocol::auth::Secret,
-    record, scheduling,
+    listen, record, scheduling,
     shared::Shared,
-    threads::ThreadSet,
     ws::socket,
 };
 
@@ -42,47 +32,16 @@ impl Server {
     /// Validates `config`, binds both listeners (port 0 picks a free port) and starts serving.
     pub fn start(config: Config) -> Result<Server> {
         config.validate()?;
-        let bind = |listener, addr| {
-            TcpListener::bind(addr).map_err(|source| Error::Bind {
-                listener,
-                addr,
-                source,
-            })
-        };
         if let Some(priority) = config.realtime_priority {
             check_realtime(priority)?;
         }
         if let Some(dir) = &config.record_dir {
             record::prepare_dir(dir)?;
         }
-        let http_listener = bind("webhooks", config.http_addr)?;
-        let ws_listener = bind("socket", config.ws_addr)?;
-        let local = |l: &TcpListener| {
-            l.local_addr()
-                .map_err(|e| Error::io("reading a listener's address", e))
-        };
-        let http_addr = local(&http_listener)?;
-        let ws_addr = local(&ws_listener)?;
-
-        let base_nice = scheduling::own_nice();
-        let socket_key = config.socket_key.clone().unwrap_or_else(Secret::random);
+        let (http_listener, http_addr) = bind("webhooks", config.http_addr)?;
+        let (ws_listener, ws_addr) = bind("socket", config.ws_addr)?;
         warn_about_openness(&config);
-        let drain = Drain::new(config.drain_grace, config.max_calls);
-        let shared = Arc::new(Shared {
-            base_nice,
-            socket_key,
-            metrics: Metrics::default(),
-            config,
-            started: Instant::now(),
-            stopping: AtomicBool::new(false),
-            drain,
-            ws_port: ws_addr.port(),
-            active_calls: Arc::default(),
-            live_ids: Arc::default(),
-            pending_handshakes: Arc::default(),
-            handshakes: ThreadSet::default(),
-            calls: CallThreads::default(),
-        });
+        let shared = Arc::new(Shared::new(config, ws_addr.port()));
 
         let front = Front::start(http_listener, http_addr, &shared)?;
         let s = Arc::clone(&shared);
@@ -195,6 +154,19 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Binds `listener` at `addr`, and reads the address it got (the real port for port 0).
+fn bind(listener: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
+    let bound = TcpListener::bind(addr).map_err(|source| Error::Bind {
+        listener,
+        addr,
+        source,
+    })?;
+    let local = bound
+        .local_addr()
+        .map_err(|e| Error::io("reading a listener's address", e))?;
+    Ok((bound, local))
 }
 
 /// Refuses a real-time priority the system will not grant, at start rather than on each

@@ -12,7 +12,7 @@ use std::{
 
 use crate::{
     call_threads::CallThreads, config::Config, drain::Drain, metrics::Metrics,
-    protocol::auth::Secret, threads::ThreadSet,
+    protocol::auth::Secret, scheduling, threads::ThreadSet,
 };
 
 /// The path the WebSocket listener upgrades, which the NCCO's socket URL names.
@@ -43,6 +43,26 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A server's state as it starts, with `config`, its socket listener on `ws_port`; it
+    /// takes the calling thread's nice value as setup's.
+    pub(crate) fn new(config: Config, ws_port: u16) -> Shared {
+        Shared {
+            base_nice: scheduling::own_nice(),
+            socket_key: config.socket_key.clone().unwrap_or_else(Secret::random),
+            metrics: Metrics::default(),
+            drain: Drain::new(config.drain_grace, config.max_calls),
+            config,
+            started: Instant::now(),
+            stopping: AtomicBool::new(false),
+            ws_port,
+            active_calls: Arc::default(),
+            live_ids: Arc::default(),
+            pending_handshakes: Arc::default(),
+            handshakes: ThreadSet::default(),
+            calls: CallThreads::default(),
+        }
+    }
+
     pub(crate) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
