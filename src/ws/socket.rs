@@ -10,7 +10,7 @@ use std::{
 
 use tungstenite::{
     handshake::{
-        server::{ErrorResponse, Request, Response},
+        server::{Callback, ErrorResponse, Request, Response, ServerHandshake},
         HandshakeError,
     },
     http,
@@ -167,39 +167,33 @@ fn handshake(
         admitted = Some(admission);
         Ok(response)
     };
-    let mut attempt =
-        tungstenite::accept_hdr_with_config(stream, callback, Some(ws_config(config)));
-    let mut ws = loop {
-        match attempt {
-            Ok(ws) => break ws,
-            Err(HandshakeError::Interrupted(mid)) => {
-                if shared.stopping() {
-                    shared.metrics.refused(Refusal::ShuttingDown.label());
-                    return None;
+    let attempt = tungstenite::accept_hdr_with_config(stream, callback, Some(ws_config(config)));
+    let mut ws = match drive(attempt, deadline, shared) {
+        Ok(ws) => ws,
+        Err(Unfinished::Stopping) => {
+            shared.metrics.refused(Refusal::ShuttingDown.label());
+            return None;
+        }
+        Err(Unfinished::TimedOut) => {
+            log::warn!(
+                "{peer}: handshake not completed within {:?}; dropped",
+                config.handshake_timeout
+            );
+            shared.metrics.refused(Refusal::Timeout.label());
+            return None;
+        }
+        // A refusal of ours, logged where it was decided.
+        Err(Unfinished::Refused) => return None,
+        Err(Unfinished::Failed(e)) => {
+            log::info!("{peer}: handshake failed: {e}");
+            if admitted.is_none() {
+                shared.metrics.refused(Refusal::Malformed.label());
+                if let Some(mut socket) = reply_to {
+                    let reason = format!("not a WebSocket handshake: {e}");
+                    let _ = socket.write_all(&refusal(400, &reason));
                 }
-                if Instant::now() >= deadline {
-                    log::warn!(
-                        "{peer}: handshake not completed within {:?}; dropped",
-                        config.handshake_timeout
-                    );
-                    shared.metrics.refused(Refusal::Timeout.label());
-                    return None;
-                }
-                attempt = mid.handshake();
             }
-            // A refusal of ours, logged where it was decided.
-            Err(HandshakeError::Failure(tungstenite::Error::Http(_))) => return None,
-            Err(HandshakeError::Failure(e)) => {
-                log::info!("{peer}: handshake failed: {e}");
-                if admitted.is_none() {
-                    shared.metrics.refused(Refusal::Malformed.label());
-                    if let Some(mut socket) = reply_to {
-                        let reason = format!("not a WebSocket handshake: {e}");
-                        let _ = socket.write_all(&refusal(400, &reason));
-                    }
-                }
-                return None;
-            }
+            return None;
         }
     };
     drop(pending);
@@ -207,6 +201,45 @@ fn handshake(
     drop(reply_to);
     // A completed handshake has passed the callback.
     admitted.map(|admitted| (ws, admitted))
+}
+
+/// Why a handshake did not end in a socket.
+enum Unfinished {
+    /// The server stops.
+    Stopping,
+    /// Its deadline passed.
+    TimedOut,
+    /// The callback refused it, and answered.
+    Refused,
+    /// It was not a WebSocket handshake, or the connection failed.
+    Failed(tungstenite::Error),
+}
+
+/// Carries a handshake on, a tick at a time, until it is done, fails, passes `deadline`
+/// or the server stops.
+fn drive<C: Callback>(
+    mut attempt: Result<WebSocket<CallStream>, HandshakeError<ServerHandshake<CallStream, C>>>,
+    deadline: Instant,
+    shared: &Shared,
+) -> Result<WebSocket<CallStream>, Unfinished> {
+    loop {
+        match attempt {
+            Ok(ws) => return Ok(ws),
+            Err(HandshakeError::Interrupted(mid)) => {
+                if shared.stopping() {
+                    return Err(Unfinished::Stopping);
+                }
+                if Instant::now() >= deadline {
+                    return Err(Unfinished::TimedOut);
+                }
+                attempt = mid.handshake();
+            }
+            Err(HandshakeError::Failure(tungstenite::Error::Http(_))) => {
+                return Err(Unfinished::Refused)
+            }
+            Err(HandshakeError::Failure(e)) => return Err(Unfinished::Failed(e)),
+        }
+    }
 }
 
 /// Decides whether a handshake request becomes a call.
