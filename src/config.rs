@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use crate::{error::Error, protocol::audio::AudioFormat, protocol::auth::Secret, setters::setters};
+use crate::{error::Error, protocol::audio::AudioFormat, protocol::auth::Secret};
 
 /// How the socket handshake proves it comes from the call the NCCO was made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -44,6 +44,10 @@
 
 mod admission;
 mod call_threads;
+// First, so its macro is in scope in every module below, the emulator's among them.
+#[macro_use]
+mod setters;
+
 pub mod config;
 mod drain;
 mod error;
@@ -54,7 +58,6 @@ mod protocol;
 mod record;
 mod scheduling;
 mod server;
-mod setters;
 mod shared;
 #[cfg(feature = "sim")]
 pub mod sim;
