@@ -7,6 +7,7 @@ use crate::{error::Error, protocol::audio::AudioFormat, protocol::auth::Secret};
 
 /// How the socket handshake proves it comes from the call the NCCO was made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum SocketAuth {
     /// The NCCO hands Vonage a token bound to the call's uuid (`"type": "custom"`); the
     /// handshake must bring it back.
@@ -25,6 +26,7 @@ pub enum SocketAuth {
 /// this says how far. (Under [`Config::realtime_priority`] audio runs one real-time level
 /// below setup instead.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum AudioPriority {
     /// `SCHED_IDLE`: audio runs in the time setup leaves, and a setup thread that wakes
@@ -32,6 +34,10 @@ pub enum AudioPriority {
     /// fills the core (README, Benchmarks). Beside CPU-bound neighbours on the same host a
     /// few calls get little of the core: each call thread weighs a fifth of a nice-19 one.
     /// The binary's default: a server process of its own.
+    #[cfg_attr(
+        feature = "cli",
+        value(help = "SCHED_IDLE: keeps setup on time when audio fills the core")
+    )]
     Idle,
     /// Ten nice steps below setup (`SCHED_OTHER`): for hosts shared with CPU-bound work,
     /// and the library's default: a server embedded in a test rig shares its process with
@@ -40,6 +46,10 @@ pub enum AudioPriority {
     /// the core with the audio by weight, and waits seconds for it once the audio fills the
     /// core.
     #[default]
+    #[cfg_attr(
+        feature = "cli",
+        value(help = "ten nice steps below setup, for hosts shared with CPU-bound work")
+    )]
     Nice,
 }
 
@@ -178,18 +188,6 @@ impl Default for Config {
             drain_grace: Duration::from_secs(15),
         }
     }
-}
-
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(mut self, $name: $ty) -> Self {
-                self.$name = $name;
-                self
-            }
-        )*
-    };
 }
 
 impl Config {

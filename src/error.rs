@@ -111,3 +111,12 @@ impl From<tungstenite::Error> for Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether an I/O error is a timeout running out (`WouldBlock` on Unix for a socket's read
+/// or write timeout, `TimedOut` elsewhere), not a failure.
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}

@@ -447,17 +447,14 @@ struct ServeArgs {
     /// Seconds a signed token's iat may be from now.
     #[arg(long, env = "VONAGE_ECHO_SIGNATURE_TOLERANCE", default_value_t = Seconds(DEFAULTS.signature_tolerance), value_parser = seconds_arg)]
     signature_tolerance: Seconds,
-    /// How socket handshakes are authorized: token (a per-call token in the NCCO), vonage
-    /// (Vonage's signed JWT; needs --signature-secret) or none.
-    #[arg(long, env = "VONAGE_ECHO_SOCKET_AUTH", default_value = socket_auth_name(DEFAULTS.socket_auth), value_parser = ["token", "vonage", "none"])]
-    socket_auth: String,
-    /// Where calls' audio runs below call setup under the fair scheduler: idle (SCHED_IDLE,
-    /// keeps setup on time when audio fills the core) or nice (ten nice steps below, for
-    /// hosts shared with CPU-bound work).
+    /// How socket handshakes are authorized (vonage needs --signature-secret).
+    #[arg(long, env = "VONAGE_ECHO_SOCKET_AUTH", value_enum, default_value_t = DEFAULTS.socket_auth)]
+    socket_auth: SocketAuth,
+    /// Where calls' audio runs below call setup under the fair scheduler.
     // The binary's own default: a server process of its own (the library's is nice,
     // see AudioPriority).
-    #[arg(long, env = "VONAGE_ECHO_AUDIO_PRIORITY", default_value = "idle", value_parser = ["idle", "nice"])]
-    audio_priority: String,
+    #[arg(long, env = "VONAGE_ECHO_AUDIO_PRIORITY", value_enum, default_value_t = AudioPriority::Idle)]
+    audio_priority: AudioPriority,
     /// Key for socket tokens, shared by instances behind one host [default: random per process].
     #[arg(long, env = "VONAGE_ECHO_SOCKET_KEY", hide_env_values = true)]
     socket_key: Option<String>,
@@ -484,9 +481,8 @@ struct ServeArgs {
     /// is absent; its module=level directives apply either way).
     #[arg(long, env = "VONAGE_ECHO_LOG_LEVEL")]
     log_level: Option<LevelFilter>,
-    /// How log lines are written to standard error: text, or json (one object a line with
-    /// time, level, target, message and the call's uuid where there is one).
-    #[arg(long, env = "VONAGE_ECHO_LOG_FORMAT", default_value_t = logging::Format::Text)]
+    /// How log lines are written to standard error.
+    #[arg(long, env = "VONAGE_ECHO_LOG_FORMAT", value_enum, default_value_t = logging::Format::Text)]
     log_format: logging::Format,
 }
 
@@ -535,15 +531,6 @@ fn seconds_arg(s: &str) -> Result<Seconds, String> {
     seconds(s).map(Seconds)
 }
 
-/// A socket authorization as its flag names it.
-fn socket_auth_name(auth: SocketAuth) -> &'static str {
-    match auth {
-        SocketAuth::Token => "token",
-        SocketAuth::Vonage => "vonage",
-        SocketAuth::None => "none",
-    }
-}
-
 /// Seconds, fractions allowed: `5`, `0.25`.
 fn seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
@@ -576,15 +563,8 @@ impl ServeArgs {
             .max_body_bytes(self.max_body_bytes)
             .signature_secret(self.signature_secret.clone().map(Secret::new))
             .signature_tolerance(self.signature_tolerance.0)
-            .audio_priority(match self.audio_priority.as_str() {
-                "nice" => AudioPriority::Nice,
-                _ => AudioPriority::Idle,
-            })
-            .socket_auth(match self.socket_auth.as_str() {
-                "vonage" => SocketAuth::Vonage,
-                "none" => SocketAuth::None,
-                _ => SocketAuth::Token,
-            })
+            .audio_priority(self.audio_priority)
+            .socket_auth(self.socket_auth)
             .socket_key(self.socket_key.clone().map(Secret::new))
             .record_dir(self.record_dir.clone())
             .realtime_priority(self.realtime_priority)

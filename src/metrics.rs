@@ -35,60 +35,20 @@ struct Latency {
 /// Close codes counted one by one; any other lands in `other`.
 const CLOSE_CODES: [u16; 9] = [1000, 1001, 1002, 1005, 1006, 1007, 1009, 1011, 1013];
 
-/// Why a handshake was refused or dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// Not `/socket` (404).
-    Path,
-    /// A uuid that is not a call id (400).
-    BadUuid,
-    /// Missing or wrong authorization (401).
-    Unauthorized,
-    /// `--max-calls` reached (503).
-    Capacity,
-    /// The call's uuid already has an open socket (409).
-    Duplicate,
-    /// The server is stopping (503).
-    ShuttingDown,
-    /// The server drains and did not promise this call the socket (503).
-    Draining,
-    /// `--max-pending-handshakes` reached (dropped).
-    TooManyPending,
-    /// The handshake took longer than `--handshake-timeout` (dropped).
-    Timeout,
-    /// Not a WebSocket handshake at all.
-    Malformed,
-}
-
-impl Refusal {
-    const ALL: [Refusal; 10] = [
-        Refusal::Path,
-        Refusal::BadUuid,
-        Refusal::Unauthorized,
-        Refusal::Capacity,
-        Refusal::Duplicate,
-        Refusal::ShuttingDown,
-        Refusal::Draining,
-        Refusal::TooManyPending,
-        Refusal::Timeout,
-        Refusal::Malformed,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            Refusal::Path => "path",
-            Refusal::BadUuid => "bad_uuid",
-            Refusal::Unauthorized => "unauthorized",
-            Refusal::Capacity => "capacity",
-            Refusal::Duplicate => "duplicate",
-            Refusal::ShuttingDown => "shutting_down",
-            Refusal::Draining => "draining",
-            Refusal::TooManyPending => "too_many_pending",
-            Refusal::Timeout => "timeout",
-            Refusal::Malformed => "malformed",
-        }
-    }
-}
+/// The reasons a handshake is refused or dropped, as the metrics label them: the labels of
+/// the socket listener's refusals (`ws::refusal`), in the order they are rendered.
+pub(crate) const REFUSALS: [&str; 10] = [
+    "path",
+    "bad_uuid",
+    "unauthorized",
+    "capacity",
+    "duplicate",
+    "shutting_down",
+    "draining",
+    "too_many_pending",
+    "timeout",
+    "malformed",
+];
 
 /// Upper bounds, in seconds, of the call-duration histogram's buckets.
 const DURATION_BUCKETS: [f64; 10] = [
@@ -134,7 +94,7 @@ fn render_state(out: &mut String, state: State) {
 pub(crate) struct Metrics {
     calls_total: AtomicU64,
     calls_ended: [AtomicU64; CLOSE_CODES.len() + 1],
-    refused: [AtomicU64; Refusal::ALL.len()],
+    refused: [AtomicU64; REFUSALS.len()],
     frames_in: AtomicU64,
     frames_out: AtomicU64,
     texts_out: AtomicU64,
@@ -171,9 +131,11 @@ impl Metrics {
             .fetch_add(lasted.as_millis() as u64, Relaxed);
     }
 
-    pub(crate) fn refused(&self, why: Refusal) {
-        let slot = Refusal::ALL.iter().position(|&r| r == why).unwrap_or(0);
-        self.refused[slot].fetch_add(1, Relaxed);
+    /// Counts a handshake refused or dropped for `reason`, one of [`REFUSALS`].
+    pub(crate) fn refused(&self, reason: &str) {
+        if let Some(slot) = REFUSALS.iter().position(|&r| r == reason) {
+            self.refused[slot].fetch_add(1, Relaxed);
+        }
     }
 
     pub(crate) fn frame_in(&self, bytes: usize) {
@@ -289,11 +251,11 @@ impl Metrics {
             "counter",
             "WebSocket handshakes refused or dropped, by reason.",
         );
-        for (why, count) in Refusal::ALL.iter().zip(&self.refused) {
+        for (reason, count) in REFUSALS.iter().zip(&self.refused) {
             let _ = writeln!(
                 out,
                 "vonage_echo_handshakes_refused_total{{reason=\"{}\"}} {}",
-                why.label(),
+                reason,
                 count.load(Relaxed)
             );
         }

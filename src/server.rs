@@ -1,27 +1,17 @@
 //! [`Server`]: binds both listeners, owns every thread they start, and stops them all.
 
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
+    net::{SocketAddr, TcpListener},
+    sync::{atomic::Ordering, Arc},
     thread::{self, JoinHandle},
-    time::{Duration, Instant},
 };
 
 use crate::{
     config::{Config, SocketAuth},
-    drain::Drain,
     error::{Error, Result},
-    http::gate,
-    http::upstream::Upstream,
-    http::webhooks::{self, Webhooks},
-    metrics::Metrics,
-    protocol::auth::Secret,
-    record,
+    http::Front,
+    listen, record, scheduling,
     shared::Shared,
-    threads::{self, CallThreads, Role, ThreadSet},
     ws::socket,
 };
 
@@ -32,94 +22,40 @@ pub struct Server {
     http_addr: SocketAddr,
     ws_addr: SocketAddr,
     shared: Arc<Shared>,
-    loops: Vec<JoinHandle<()>>,
-    webhooks: &'static Webhooks,
-    /// The gate's connections to tiny_http, closed once the gate's threads have ended.
-    upstream: Arc<Upstream>,
+    /// The webhooks, from their listener to tiny_http; `None` once stopped.
+    front: Option<Front>,
+    /// The socket listener's accept loop.
+    ws_accept: Option<JoinHandle<()>>,
 }
 
 impl Server {
     /// Validates `config`, binds both listeners (port 0 picks a free port) and starts serving.
     pub fn start(config: Config) -> Result<Server> {
         config.validate()?;
-        let bind = |listener, addr| {
-            TcpListener::bind(addr).map_err(|source| Error::Bind {
-                listener,
-                addr,
-                source,
-            })
-        };
         if let Some(priority) = config.realtime_priority {
             check_realtime(priority)?;
         }
         if let Some(dir) = &config.record_dir {
             record::prepare_dir(dir)?;
         }
-        let http_listener = bind("webhooks", config.http_addr)?;
-        let ws_listener = bind("socket", config.ws_addr)?;
-        let local = |l: &TcpListener| {
-            l.local_addr()
-                .map_err(|e| Error::io("reading a listener's address", e))
-        };
-        let http_addr = local(&http_listener)?;
-        let ws_addr = local(&ws_listener)?;
-
-        let base_nice = threads::own_nice();
-        let webhooks = webhooks::shared_webhooks(&config, base_nice)?;
-        static SERVERS: AtomicU64 = AtomicU64::new(1);
-
-        let socket_key = config.socket_key.clone().unwrap_or_else(Secret::random);
+        let (http_listener, http_addr) = bind("webhooks", config.http_addr)?;
+        let (ws_listener, ws_addr) = bind("socket", config.ws_addr)?;
         warn_about_openness(&config);
-        let upstream = Arc::new(Upstream::new(
-            webhooks.socket.clone(),
-            config.http_request_timeout,
-            &webhooks.restarts,
-        ));
-        let drain = Drain::new(config.drain_grace, config.max_calls);
-        let shared = Arc::new(Shared {
-            id: SERVERS.fetch_add(1, Ordering::Relaxed),
-            base_nice,
-            socket_key,
-            metrics: Metrics::default(),
-            config,
-            started: Instant::now(),
-            stopping: AtomicBool::new(false),
-            drain,
-            ws_port: ws_addr.port(),
-            active_calls: Arc::default(),
-            live_ids: Arc::default(),
-            pending_handshakes: Arc::default(),
-            http_connections: Arc::default(),
-            handshakes: ThreadSet::default(),
-            calls: CallThreads::default(),
-            http_threads: ThreadSet::default(),
-        });
+        let shared = Arc::new(Shared::new(config, ws_addr.port()));
 
-        webhooks.register(&shared);
-        let setup_thread = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            let s = Arc::clone(&shared);
-            thread::Builder::new()
-                .name(name.to_owned())
-                .spawn(move || {
-                    // What these threads start (each connection's) stands where they do.
-                    if let Err(e) = threads::take_role(Role::Setup, &s.config, s.base_nice) {
-                        log::warn!("setup stays at the process's priority: {e}");
-                    }
-                    f();
-                })
-                .map_err(|e| Error::io(format!("starting thread {name}"), e))
-        };
-        let mut loops = Vec::with_capacity(2);
-        let (s, u) = (Arc::clone(&shared), Arc::clone(&upstream));
-        loops.push(setup_thread(
-            "http-accept",
-            Box::new(move || gate::accept_loop(http_listener, &s, &u)),
-        )?);
+        let front = Front::start(http_listener, http_addr, &shared)?;
         let s = Arc::clone(&shared);
-        loops.push(setup_thread(
-            "ws-accept",
-            Box::new(move || socket::accept_loop(ws_listener, &s)),
-        )?);
+        let ws_accept = listen::spawn_accept_thread("ws-accept", &shared, move || {
+            socket::accept_loop(ws_listener, &s)
+        });
+        let ws_accept = match ws_accept {
+            Ok(thread) => thread,
+            Err(e) => {
+                shared.stopping.store(true, Ordering::Release);
+                front.stop();
+                return Err(e);
+            }
+        };
 
         log::info!("webhooks listening on http://{http_addr}");
         log::info!("WebSocket listening on ws://{ws_addr}/socket");
@@ -127,9 +63,8 @@ impl Server {
             http_addr,
             ws_addr,
             shared,
-            loops,
-            webhooks,
-            upstream,
+            front: Some(front),
+            ws_accept: Some(ws_accept),
         })
     }
 
@@ -190,26 +125,27 @@ impl Server {
     }
 
     /// Stops accepting, closes every call with 1001 (going away), and returns once every
-    /// thread the server started has ended.
+    /// thread the server started has ended. tiny_http's own threads (the server's webhooks
+    /// run on a tiny_http of its own) cannot be joined: tiny_http keeps no handle to them.
+    /// By the time this returns its listener and every connection to it are closed, so they
+    /// have nothing left to serve and end on their own within tiny_http's idle timeout of
+    /// 5 s; they hold no port, file or state of the server's meanwhile.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
-        if self.loops.is_empty() {
+        let Some(front) = self.front.take() else {
             return;
-        }
+        };
         self.shared.stopping.store(true, Ordering::Release);
-        wake(self.http_addr);
-        wake(self.ws_addr);
-        for handle in self.loops.drain(..) {
-            let _ = handle.join();
+        listen::wake(self.ws_addr);
+        front.stop();
+        if let Some(accept) = self.ws_accept.take() {
+            let _ = accept.join();
         }
         self.shared.handshakes.join_all();
         self.shared.calls.join_all();
-        self.shared.http_threads.join_all();
-        self.webhooks.unregister(self.shared.id);
-        self.upstream.close_all();
         log::info!("server on {} stopped", self.http_addr);
     }
 }
@@ -220,14 +156,27 @@ impl Drop for Server {
     }
 }
 
+/// Binds `listener` at `addr`, and reads the address it got (the real port for port 0).
+fn bind(listener: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
+    let bound = TcpListener::bind(addr).map_err(|source| Error::Bind {
+        listener,
+        addr,
+        source,
+    })?;
+    let local = bound
+        .local_addr()
+        .map_err(|e| Error::io("reading a listener's address", e))?;
+    Ok((bound, local))
+}
+
 /// Refuses a real-time priority the system will not grant, at start rather than on each
 /// call: a scratch thread asks for it, so no thread of the server keeps it.
 fn check_realtime(priority: u8) -> Result<()> {
-    // Setup runs one above the calls (threads::take_role).
-    let highest = threads::setup_priority(priority);
+    // Setup runs one above the calls (scheduling::take_role).
+    let highest = scheduling::setup_priority(priority);
     let granted = thread::Builder::new()
         .name("realtime-check".into())
-        .spawn(move || threads::make_realtime(highest))
+        .spawn(move || scheduling::make_realtime(highest))
         .map_err(|e| Error::io("starting the real-time check thread", e))?
         .join()
         .unwrap_or_else(|_| Err(std::io::Error::other("the check panicked")));
@@ -262,16 +211,4 @@ fn warn_about_openness(config: &Config) {
     if config.socket_auth == SocketAuth::None {
         log::warn!("--socket-auth none: anyone who finds the socket can stream into it");
     }
-}
-
-/// Unblocks a listener's `accept` by connecting to it once.
-fn wake(addr: SocketAddr) {
-    let mut target = addr;
-    if target.ip().is_unspecified() {
-        target.set_ip(match addr {
-            SocketAddr::V4(_) => [127, 0, 0, 1].into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    let _ = TcpStream::connect_timeout(&target, Duration::from_secs(1));
 }

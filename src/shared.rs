@@ -1,5 +1,5 @@
 //! What the two paths of a call share: the server's state that every thread of it holds,
-//! the socket's path, and the HTTP refusal both listeners answer with.
+//! and the socket's path.
 
 use std::{
     collections::HashSet,
@@ -11,11 +11,8 @@ use std::{
 };
 
 use crate::{
-    config::Config,
-    drain::Drain,
-    metrics::Metrics,
-    protocol::auth::Secret,
-    threads::{CallThreads, ThreadSet},
+    call_threads::CallThreads, config::Config, drain::Drain, metrics::Metrics,
+    protocol::auth::Secret, scheduling, threads::ThreadSet,
 };
 
 /// The path the WebSocket listener upgrades, which the NCCO's socket URL names.
@@ -23,8 +20,6 @@ pub const SOCKET_PATH: &str = "/socket";
 
 /// What every thread of one server shares.
 pub(crate) struct Shared {
-    /// This server among the process's, for the webhooks they share.
-    pub(crate) id: u64,
     pub(crate) config: Config,
     /// The key this server's socket tokens are made with.
     pub(crate) socket_key: Secret,
@@ -41,15 +36,33 @@ pub(crate) struct Shared {
     /// The uuids of calls whose socket is open.
     pub(crate) live_ids: Arc<Mutex<HashSet<String>>>,
     pub(crate) pending_handshakes: Arc<AtomicUsize>,
-    pub(crate) http_connections: Arc<AtomicUsize>,
     /// Each connection's thread while its handshake lasts.
     pub(crate) handshakes: ThreadSet,
     /// The threads that run calls, kept between calls.
     pub(crate) calls: CallThreads,
-    pub(crate) http_threads: ThreadSet,
 }
 
 impl Shared {
+    /// A server's state as it starts, with `config`, its socket listener on `ws_port`; it
+    /// takes the calling thread's nice value as setup's.
+    pub(crate) fn new(config: Config, ws_port: u16) -> Shared {
+        Shared {
+            base_nice: scheduling::own_nice(),
+            socket_key: config.socket_key.clone().unwrap_or_else(Secret::random),
+            metrics: Metrics::default(),
+            drain: Drain::new(config.drain_grace, config.max_calls),
+            config,
+            started: Instant::now(),
+            stopping: AtomicBool::new(false),
+            ws_port,
+            active_calls: Arc::default(),
+            live_ids: Arc::default(),
+            pending_handshakes: Arc::default(),
+            handshakes: ThreadSet::default(),
+            calls: CallThreads::default(),
+        }
+    }
+
     pub(crate) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
@@ -60,28 +73,5 @@ impl Shared {
 
     pub(crate) fn active_calls(&self) -> usize {
         self.active_calls.load(Ordering::Acquire)
-    }
-}
-
-/// A complete HTTP response refusing a request, with the reason as JSON.
-pub(crate) fn refusal(status: u16, reason: &str) -> Vec<u8> {
-    let body = serde_json::json!({ "error": reason }).to_string();
-    format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        reason_phrase(status),
-        body.len()
-    )
-    .into_bytes()
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
     }
 }

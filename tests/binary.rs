@@ -377,6 +377,22 @@ fn refusal(args: &[&str], env: &[(&str, &str)]) -> String {
 }
 
 #[test]
+fn an_enumerated_setting_refuses_an_unknown_value_listing_the_ones_it_takes() {
+    for (flag, takes) in [
+        ("--socket-auth", "token, vonage, none"),
+        ("--audio-priority", "idle, nice"),
+        ("--log-format", "text, json"),
+    ] {
+        let said = refusal(&[flag, "bogus"], &[]);
+        assert!(said.contains(flag), "{flag}: {said}");
+        assert!(
+            said.contains(&format!("[possible values: {takes}]")),
+            "{flag}: {said}"
+        );
+    }
+}
+
+#[test]
 fn a_value_from_the_environment_is_refused_naming_its_variable() {
     let any_port = ["--http-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0"];
     // Refused by the flag's parser, and by the library's checks.

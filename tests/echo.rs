@@ -328,14 +328,14 @@ fn call_threads_run_realtime_below_setup_when_asked_and_nothing_else_does() {
         .iter()
         .filter(|(n, ..)| !n.starts_with("call-"))
         .collect();
-    for name in ["http-accept", "ws-accept"] {
+    for name in ["http-accept", "ws-accept", "webhooks"] {
         assert!(
             setup.iter().any(|(n, ..)| n == name),
             "{name} is not real-time: {realtime:?}"
         );
     }
-    // Only the server's setup threads (and the process's webhooks, when this server
-    // started them) run above the calls; nothing else is real-time.
+    // Only the server's setup threads (its webhooks and tiny_http's threads among them)
+    // run above the calls; nothing else is real-time.
     for (name, policy, priority) in setup {
         assert!(
             ["http-", "ws-accept", "webhooks"]

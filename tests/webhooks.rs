@@ -117,3 +117,18 @@ fn answers_close_the_connection() {
     let answer = http(server.http_addr(), "GET", "/health", "", "");
     assert_eq!(answer.header("Connection"), Some("close"));
 }
+
+#[test]
+fn servers_in_one_process_answer_each_for_itself_and_one_stopping_leaves_the_other_serving() {
+    let greeting = |server: &vonage_echo::Server| {
+        let answer = http(server.http_addr(), "GET", "/webhooks/answer", "", "");
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.json()[0]["text"].as_str().unwrap().to_owned()
+    };
+    let first = start(config().greeting("first".into()));
+    let second = start(config().greeting("second".into()));
+    assert_eq!(greeting(&first), "first");
+    assert_eq!(greeting(&second), "second");
+    first.shutdown();
+    assert_eq!(greeting(&second), "second");
+}

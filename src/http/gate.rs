@@ -4,43 +4,34 @@
 //! `httparse` accepts. So the public port is ours: this module accepts with backoff, bounds
 //! connections, reads each request whole under a deadline and within size limits, makes
 //! its head one that tiny_http takes, and only then hands it to tiny_http over the private
-//! socket ([`crate::http::upstream`]), where none of those failure modes can be reached from the
+//! socket ([`super::upstream`]), where none of those failure modes can be reached from the
 //! network. A connection carries as many requests as its client sends (keep-alive), so a
 //! webhook costs no connect and no thread of its own.
 
 use std::{
     io::{self, Read, Write},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
-    sync::Arc,
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::{atomic::AtomicUsize, Arc},
     time::{Duration, Instant},
 };
 
 use crate::{
-    http::upstream::Upstream,
-    http::webhooks::route_label,
-    listen,
-    shared::{refusal, Shared},
-    threads::{self, Slot, TICK},
+    error::is_timeout,
+    http::{hop::PEER_HEADER, refusal::refusal, upstream::Upstream, webhooks::route_label},
+    listen::{self, IfNoThread, NotAdmitted},
+    shared::Shared,
+    threads::{ThreadSet, TICK},
 };
 
-/// The header that carries the caller's address to the webhooks; any copy a client sends
-/// is removed, so it cannot be forged.
-pub(crate) const PEER_HEADER: &str = "X-Vonage-Echo-Peer";
-
-/// The header that names the server a request came to, for the webhooks that every server
-/// of the process shares; any copy a client sends is removed.
-pub(crate) const SERVER_HEADER: &str = "X-Vonage-Echo-Server";
-
-/// Headers that describe this hop only and are not forwarded.
-const HOP_HEADERS: [&str; 8] = [
+/// Headers that describe the client's hop only and are not forwarded. Nor is the peer
+/// header ([`PEER_HEADER`]): a client's copy cannot forge it.
+const HOP_HEADERS: [&str; 6] = [
     "connection",
     "keep-alive",
     "expect",
     "content-length",
     "proxy-connection",
     "te",
-    "x-vonage-echo-peer",
-    "x-vonage-echo-server",
 ];
 
 /// Headers the webhooks read. tiny_http takes ASCII only: one of these that is not ASCII is
@@ -57,37 +48,70 @@ const READ_HEADERS: [&str; 5] = [
 const MAX_HEADERS: usize = 100;
 
 /// How long a closing connection keeps reading (and discarding) what its client still
-/// sends: closing a socket with unread input resets it, and the reset can destroy the
-/// answer on its way out.
+/// sends ([`listen::linger`]).
 const LINGER: Duration = Duration::from_secs(2);
 
-/// The most bytes discarded while lingering.
-const MAX_LINGER_BYTES: usize = 1024 * 1024;
+/// The front door of one server: its connections from clients, each on a thread of its
+/// own, and its connections to tiny_http.
+pub(crate) struct Gate {
+    shared: Arc<Shared>,
+    upstream: Upstream,
+    /// Client connections open now, bounded by `--max-http-connections`.
+    open: Arc<AtomicUsize>,
+    /// Each client connection's thread.
+    threads: ThreadSet,
+}
 
-/// Accepts webhook connections until the server stops.
-pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>, upstream: &Arc<Upstream>) {
-    listen::accept_loop(&listener, shared, "webhooks", |stream, peer| {
-        let max = shared.config.max_http_connections;
-        let Some(slot) = Slot::try_take(&shared.http_connections, max) else {
-            log::warn!("{peer}: refused, {max} HTTP connections already open");
-            shared.metrics.webhook("unread", 503);
-            // Best effort: the socket's send buffer is empty, so this does not block.
-            let _ = stream.set_nonblocking(true);
-            let _ = (&stream).write_all(&refusal(503, "too many connections"));
-            return;
-        };
-        let (s, u) = (Arc::clone(shared), Arc::clone(upstream));
-        let name = format!("http-{peer}");
-        let spawned = shared
-            .http_threads
-            .spawn_sized(name, threads::SETUP_STACK, move || {
-                let _slot = slot;
-                serve_connection(stream, peer, &s, &u);
-            });
-        if let Err(e) = spawned {
-            log::error!("{peer}: cannot start a thread for the request: {e}");
+impl Gate {
+    /// The gate of `shared`'s server, forwarding to tiny_http through `upstream`.
+    pub(crate) fn new(shared: Arc<Shared>, upstream: Upstream) -> Gate {
+        Gate {
+            shared,
+            upstream,
+            open: Arc::default(),
+            threads: ThreadSet::default(),
         }
-    });
+    }
+
+    /// Accepts webhook connections until the server stops.
+    pub(crate) fn accept_loop(self: &Arc<Gate>, listener: TcpListener) {
+        let shared = &self.shared;
+        listen::accept_loop(&listener, shared, "webhooks", |stream, peer| {
+            let max = shared.config.max_http_connections;
+            let gate = Arc::clone(self);
+            let serve = move |stream, _slot| {
+                serve_connection(stream, peer, &gate.shared, &gate.upstream);
+            };
+            let name = format!("http-{peer}");
+            let admitted = listen::admit(
+                stream,
+                (&self.open, max),
+                &self.threads,
+                name,
+                IfNoThread::Close,
+                serve,
+            );
+            match admitted {
+                Ok(()) => {}
+                Err(NotAdmitted::Full(stream)) => {
+                    log::warn!("{peer}: refused, {max} HTTP connections already open");
+                    shared.metrics.webhook("unread", 503);
+                    listen::turn_away(&stream, &refusal(503, "too many connections"));
+                }
+                Err(NotAdmitted::NoThread(e, _)) => {
+                    log::error!("{peer}: cannot start a thread for the request: {e}");
+                }
+            }
+        });
+    }
+
+    /// Waits for every connection's thread (they end once the server stops), then closes
+    /// the connections to tiny_http that were kept for the next request, so that
+    /// tiny_http's threads serving them end.
+    pub(crate) fn close(&self) {
+        self.threads.join_all();
+        self.upstream.close_all();
+    }
 }
 
 /// Why a request is not forwarded.
@@ -155,7 +179,7 @@ fn serve_connection(mut client: TcpStream, peer: SocketAddr, shared: &Shared, up
         }
         idle_until = Some(Instant::now() + shared.config.http_keep_alive);
     }
-    linger(&mut client);
+    listen::linger(&mut client, LINGER);
 }
 
 /// tiny_http's answer with this hop's `Connection` header after its status line.
@@ -171,27 +195,6 @@ fn with_connection(answer: &[u8], keep_alive: bool) -> Vec<u8> {
         b"Connection: close\r\n"
     };
     [status_line, connection, rest].concat()
-}
-
-/// Ends the connection without a reset: stops writing, then reads and discards what the
-/// client still sends until it closes, for at most [`LINGER`].
-fn linger(client: &mut TcpStream) {
-    let _ = client.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + LINGER;
-    let mut sink = [0u8; 4096];
-    let mut drained = 0;
-    while drained < MAX_LINGER_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || client.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match client.read(&mut sink) {
-            Ok(0) => return,
-            Ok(n) => drained += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
 }
 
 /// What the gate keeps of a parsed request head.
@@ -254,7 +257,7 @@ fn read_request(
     if head.version == 1 && head.has_token("expect", "100-continue") && pending.len() == head.len {
         let _ = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
-    let mut upstream = upstream_head(&head, length, peer, shared.id)?;
+    let mut upstream = upstream_head(&head, length, peer)?;
     while pending.len() < head.len + length {
         read_before(client, pending, deadline, shared)?;
     }
@@ -354,13 +357,8 @@ fn body_length(head: &Head, limits: &crate::config::Config) -> Result<usize, Ref
 }
 
 /// The head of a request as tiny_http gets it: HTTP/1.1 on a kept connection, hop headers
-/// dropped, only ASCII, the body's length, the peer and the server named.
-fn upstream_head(
-    head: &Head,
-    body_len: usize,
-    peer: SocketAddr,
-    server: u64,
-) -> Result<Vec<u8>, Refused> {
+/// dropped, only ASCII, the body's length, the peer named.
+fn upstream_head(head: &Head, body_len: usize, peer: SocketAddr) -> Result<Vec<u8>, Refused> {
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
@@ -368,7 +366,7 @@ fn upstream_head(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &head.headers {
         let lower = name.to_ascii_lowercase();
-        if HOP_HEADERS.contains(&lower.as_str()) {
+        if HOP_HEADERS.contains(&lower.as_str()) || name.eq_ignore_ascii_case(PEER_HEADER) {
             continue;
         }
         if !value.is_ascii() {
@@ -385,7 +383,7 @@ fn upstream_head(
     }
     let _ = write!(
         out,
-        "Content-Length: {body_len}\r\n{PEER_HEADER}: {peer}\r\n{SERVER_HEADER}: {server}\r\n\r\n"
+        "Content-Length: {body_len}\r\n{PEER_HEADER}: {peer}\r\n\r\n"
     );
     Ok(out)
 }
@@ -431,13 +429,7 @@ fn read_before(
                 buf.extend_from_slice(&chunk[..n]);
                 return Ok(());
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted || is_timeout(&e) => {}
             Err(_) => return Err(Refused::Gone),
         }
     }
@@ -455,20 +447,12 @@ mod tests {
     }
 
     #[test]
-    fn refusal_is_a_complete_response_with_a_json_reason() {
-        let text = String::from_utf8(refusal(431, "too big")).unwrap();
-        assert!(text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
-        assert!(text.ends_with("\r\n\r\n{\"error\":\"too big\"}"));
-        assert!(text.contains("Content-Length: 19\r\n"));
-    }
-
-    #[test]
-    fn upstream_request_drops_hop_headers_and_names_the_peer_and_server() {
+    fn upstream_request_drops_hop_headers_and_names_the_peer() {
         let parsed = head(b"POST /x HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\nX-Vonage-Echo-Peer: forged\r\nContent-Length: 2\r\n\r\n");
-        let upstream = upstream_head(&parsed, 2, "1.2.3.4:5".parse().unwrap(), 7).unwrap();
+        let upstream = upstream_head(&parsed, 2, "1.2.3.4:5".parse().unwrap()).unwrap();
         assert_eq!(
             String::from_utf8(upstream).unwrap(),
-            "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-Vonage-Echo-Peer: 1.2.3.4:5\r\nX-Vonage-Echo-Server: 7\r\n\r\n"
+            "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-Vonage-Echo-Peer: 1.2.3.4:5\r\n\r\n"
         );
     }
 
@@ -481,14 +465,14 @@ mod tests {
     #[test]
     fn non_ascii_headers_nothing_reads_are_left_out() {
         let parsed = head("GET / HTTP/1.1\r\nHost: h\r\nX-Caller-Name: Zoë\r\n\r\n".as_bytes());
-        let upstream = upstream_head(&parsed, 0, "1.2.3.4:5".parse().unwrap(), 1).unwrap();
+        let upstream = upstream_head(&parsed, 0, "1.2.3.4:5".parse().unwrap()).unwrap();
         assert!(!String::from_utf8(upstream).unwrap().contains("Caller"));
     }
 
     #[test]
     fn a_non_ascii_header_the_webhooks_read_is_refused() {
         let parsed = head("GET / HTTP/1.1\r\nHost: zoë.example\r\n\r\n".as_bytes());
-        let refused = upstream_head(&parsed, 0, "1.2.3.4:5".parse().unwrap(), 1);
+        let refused = upstream_head(&parsed, 0, "1.2.3.4:5".parse().unwrap());
         assert!(matches!(refused, Err(Refused::Status(400, reason)) if reason.contains("Host")));
     }
 

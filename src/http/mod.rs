@@ -1,7 +1,15 @@
-//! The webhooks' path: the public front door, the private socket to tiny_http, and the
-//! tiny_http loop that answers the answer and event webhooks.
+//! The webhooks' path, whose one face to the server is [`Front`]: the public front door
+//! (`gate`), its connections to tiny_http (`upstream`) over a private Unix socket
+//! (`private`, `hop`), the tiny_http host (`host`) and the webhook application it serves
+//! (`webhooks`); and the refusals a listener writes itself (`refusal`).
 
-pub(crate) mod gate;
-pub(crate) mod private;
-pub(crate) mod upstream;
+mod front;
+mod gate;
+mod hop;
+mod host;
+mod private;
+pub(crate) mod refusal;
+mod upstream;
 pub mod webhooks;
+
+pub(crate) use front::Front;

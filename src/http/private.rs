@@ -9,10 +9,10 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use crate::error::{Error, Result};
-
-/// The socket's name in the directory.
-pub(crate) const SOCKET_NAME: &str = "webhooks.sock";
+use crate::{
+    error::{Error, Result},
+    http::hop::SOCKET_NAME,
+};
 
 /// What the directories' names start with; the process id follows.
 const PREFIX: &str = "vonage-echo-";

@@ -1,23 +1,14 @@
-//! The answer and event webhooks, and `/health`: tiny_http's blocking loop, routing, and the
-//! status codes and bodies of every answer. Requests reach it whole, through
-//! `gate`, over a private Unix socket.
-
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex, Weak},
-    time::Duration,
-};
+//! The webhook application: the answer and event webhooks, `/health`, `/ready` and
+//! `/metrics` — routing, and the status code and body of every reply. Requests reach it
+//! whole and checked, through the front door and tiny_http (`host`); it reads them and
+//! replies, and knows nothing of either.
 
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method};
 
 use crate::{
-    config::{Config, SocketAuth},
-    error::{Error, Result},
-    http::gate::{PEER_HEADER, SERVER_HEADER},
-    http::private,
-    http::upstream::Restarts,
+    config::SocketAuth,
+    http::{hop::PEER_HEADER, refusal::error_body},
     metrics::State,
     protocol::auth::{self, AuthError},
     protocol::call_id::CallId,
@@ -27,7 +18,6 @@ use crate::{
     },
     record,
     shared::Shared,
-    threads::{self, Role},
 };
 
 /// Where the webhooks are served.
@@ -42,155 +32,13 @@ pub const READY_PATH: &str = "/ready";
 pub const METRICS_PATH: &str = "/metrics";
 pub use crate::shared::SOCKET_PATH;
 
-/// The webhooks every server of the process shares: one tiny_http on a private Unix
-/// socket, and the one blocking loop that answers its requests, each for the server the
-/// gate names in [`SERVER_HEADER`]. tiny_http's threads cannot be joined (its pool's idle
-/// threads end on their own seconds after it is dropped), so it starts with the first
-/// server and lives with the process; a server's shutdown then joins every thread the
-/// server started. Its threads take the place on the core of the thread that starts them:
-/// setup's, of the first server.
-pub(crate) struct Webhooks {
-    /// The private socket tiny_http listens on.
-    pub(crate) socket: PathBuf,
-    /// The times tiny_http has been started again there, for the gate's kept connections.
-    pub(crate) restarts: Restarts,
-    servers: Mutex<HashMap<u64, Weak<Shared>>>,
-}
-
-static WEBHOOKS: Mutex<Option<&'static Webhooks>> = Mutex::new(None);
-
-/// The process's webhooks, started on first use at setup's place on the core (see
-/// [`threads::take_role`]).
-pub(crate) fn shared_webhooks(config: &Config, base_nice: i32) -> Result<&'static Webhooks> {
-    let mut started = WEBHOOKS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(webhooks) = *started {
-        return Ok(webhooks);
-    }
-    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-    let config = config.clone();
-    std::thread::Builder::new()
-        .name("webhooks".into())
-        .spawn(move || {
-            if let Err(e) = threads::take_role(Role::Setup, &config, base_nice) {
-                log::warn!("webhooks stay at the process's priority: {e}");
-            }
-            // Bound here, so that tiny_http's threads inherit this thread's place.
-            match private::bind_in_private_dir(bind) {
-                Ok((dir, tiny)) => {
-                    let webhooks: &'static Webhooks = Box::leak(Box::new(Webhooks {
-                        socket: dir.join(private::SOCKET_NAME),
-                        restarts: Restarts::new(),
-                        servers: Mutex::default(),
-                    }));
-                    let _ = bound_tx.send(Ok(webhooks));
-                    webhooks.serve(tiny);
-                }
-                Err(e) => {
-                    let _ = bound_tx.send(Err(e));
-                }
-            }
-        })
-        .map_err(|e| Error::io("starting the webhooks thread", e))?;
-    let webhooks = bound_rx.recv().unwrap_or_else(|_| {
-        Err(Error::io(
-            "starting the webhooks",
-            std::io::Error::other("the webhooks thread ended"),
-        ))
-    })?;
-    *started = Some(webhooks);
-    Ok(webhooks)
-}
-
-impl Webhooks {
-    /// Answers requests for `shared`'s server from now on.
-    pub(crate) fn register(&self, shared: &Arc<Shared>) {
-        self.servers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(shared.id, Arc::downgrade(shared));
-    }
-
-    /// Stops answering for server `id`.
-    pub(crate) fn unregister(&self, id: u64) {
-        self.servers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-    }
-
-    fn server(&self, id: Option<u64>) -> Option<Arc<Shared>> {
-        let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        servers.get(&id?).and_then(Weak::upgrade)
-    }
-
-    /// Serves webhook requests for the life of the process. Should tiny_http's accept
-    /// thread give up, it is started again on the same private socket, and the gate's
-    /// connections to the instance that gave up are replaced (see [`Restarts`]).
-    fn serve(&self, mut tiny: tiny_http::Server) {
-        loop {
-            match tiny.recv() {
-                // A bug met by one request must not stop the webhooks of every server;
-                // tiny_http answers a request dropped unanswered with 500.
-                Ok(request) => {
-                    if let Err(what) = threads::guarded(|| self.dispatch(request)) {
-                        log::error!("webhooks: a request panicked: {what}; serving on");
-                    }
-                }
-                Err(e) => {
-                    log::error!("webhooks stopped accepting ({e}); starting them again");
-                    drop(tiny);
-                    // Every request the old instance read before it failed is answered.
-                    self.restarts.note();
-                    tiny = loop {
-                        match bind(&self.socket) {
-                            Ok(t) => break t,
-                            Err(e) => {
-                                log::error!("{e}");
-                                std::thread::sleep(Duration::from_millis(100));
-                            }
-                        }
-                    };
-                }
-            }
-        }
-    }
-
-    fn dispatch(&self, request: tiny_http::Request) {
-        let server = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv(SERVER_HEADER))
-            .and_then(|h| h.value.as_str().parse().ok());
-        match self.server(server) {
-            Some(shared) => handle(request, &shared),
-            None => {
-                let reply = Reply::error(503, "server stopped");
-                let _ = request.respond(
-                    tiny_http::Response::from_string(reply.body).with_status_code(reply.status),
-                );
-            }
-        }
-    }
-}
-
-/// Binds tiny_http to the private socket.
-fn bind(path: &Path) -> Result<tiny_http::Server> {
-    let _ = std::fs::remove_file(path);
-    tiny_http::Server::http_unix(path).map_err(|e| {
-        Error::io(
-            format!("starting the webhooks on {}", path.display()),
-            std::io::Error::other(e.to_string()),
-        )
-    })
-}
-
-/// An answer: status, JSON body, and the `Allow` header of a 405.
+/// An answer: status, body and its type, and the `Allow` header of a 405.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: String,
-    allow: Option<&'static str>,
-    content_type: &'static str,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: String,
+    pub(crate) allow: Option<&'static str>,
+    pub(crate) content_type: &'static str,
 }
 
 impl Reply {
@@ -203,8 +51,14 @@ impl Reply {
         }
     }
 
-    fn error(status: u16, reason: impl Into<String>) -> Reply {
-        Reply::json(status, &json!({ "error": reason.into() }))
+    /// A refusal or error, its reason in the one error body ([`error_body`]).
+    pub(crate) fn error(status: u16, reason: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            body: error_body(&reason.into()),
+            allow: None,
+            content_type: "application/json",
+        }
     }
 
     fn empty() -> Reply {
@@ -224,8 +78,9 @@ impl Reply {
     }
 }
 
-/// What routing needs of a request.
-struct Incoming<'a> {
+/// What the webhooks read of a request: its method, target, headers and whole body, in
+/// tiny_http's words.
+pub(crate) struct Incoming<'a> {
     method: &'a Method,
     path: &'a str,
     query: &'a str,
@@ -233,7 +88,29 @@ struct Incoming<'a> {
     body: Vec<u8>,
 }
 
-impl Incoming<'_> {
+impl<'a> Incoming<'a> {
+    /// The request for `url` (path and query), with `headers` and `body`.
+    pub(crate) fn new(
+        method: &'a Method,
+        url: &'a str,
+        headers: &'a [Header],
+        body: Vec<u8>,
+    ) -> Incoming<'a> {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        Incoming {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        }
+    }
+
+    /// The caller's address, as the gate names it ([`PEER_HEADER`]).
+    pub(crate) fn peer(&self) -> &str {
+        self.header(PEER_HEADER).unwrap_or("-")
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -242,49 +119,37 @@ impl Incoming<'_> {
     }
 }
 
-fn handle(mut request: tiny_http::Request, shared: &Shared) {
-    let mut body = Vec::new();
-    // The gate has read the whole body already and bounded it; this only copies it.
-    let read = request.as_reader().read_to_end(&mut body);
-    let url = request.url().to_owned();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let incoming = Incoming {
-        method: request.method(),
-        path,
-        query,
-        headers: request.headers(),
-        body,
-    };
-    let peer = incoming.header(PEER_HEADER).unwrap_or("-").to_owned();
-    let reply = match read {
-        Ok(_) => match check_signature(&incoming, shared) {
-            Ok(()) => route(&incoming, shared),
-            Err(e) => Reply::error(401, e.to_string()),
-        },
-        Err(e) => Reply::error(400, format!("cannot read body: {e}")),
-    };
-    shared.metrics.webhook(route_label(path), reply.status);
+/// The webhooks' reply to a request: refused unless signed when a signature secret is set,
+/// else as its route answers.
+pub(crate) fn reply(req: &Incoming, shared: &Shared) -> Reply {
+    match check_signature(req, shared) {
+        Ok(()) => route(req, shared),
+        Err(e) => Reply::error(401, e.to_string()),
+    }
+}
+
+/// Counts a reply in the metrics and logs it: a refusal or error as a warning, the rest
+/// at debug.
+pub(crate) fn account(req: &Incoming, reply: &Reply, shared: &Shared) {
+    shared.metrics.webhook(route_label(req.path), reply.status);
     // A draining instance's 503 at /ready is its answer, not a fault.
-    if reply.status >= 400 && path != READY_PATH {
+    if reply.status >= 400 && req.path != READY_PATH {
         log::warn!(
-            "{peer} {} {path}: {} {}",
-            incoming.method,
+            "{} {} {}: {} {}",
+            req.peer(),
+            req.method,
+            req.path,
             reply.status,
             reply.body
         );
     } else {
-        log::debug!("{peer} {} {path}: {}", incoming.method, reply.status);
-    }
-    let has_body = !reply.body.is_empty();
-    let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
-    if has_body {
-        response.add_header(header("Content-Type", reply.content_type));
-    }
-    if let Some(allow) = reply.allow {
-        response.add_header(header("Allow", allow));
-    }
-    if let Err(e) = request.respond(response) {
-        log::debug!("{peer}: answer not delivered: {e}");
+        log::debug!(
+            "{} {} {}: {}",
+            req.peer(),
+            req.method,
+            req.path,
+            reply.status
+        );
     }
 }
 
@@ -304,11 +169,6 @@ fn check_signature(req: &Incoming, shared: &Shared) -> Result<(), AuthError> {
         body,
     )
     .map(|_| ())
-}
-
-fn header(name: &str, value: &str) -> Header {
-    // Both are ASCII constants of ours.
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
 }
 
 fn route(req: &Incoming, shared: &Shared) -> Reply {

@@ -10,9 +10,7 @@
 //! count is logged.
 
 use std::{
-    fmt,
     io::Write,
-    str::FromStr,
     sync::{
         atomic::{AtomicU64, Ordering},
         mpsc::{self, Receiver, SyncSender, TrySendError},
@@ -38,7 +36,7 @@ const FLUSH_WAIT: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(10);
 
 /// How a line is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
     /// `2026-12-03T13:01:08.123Z INFO  [target] message`, for people.
     #[default]
@@ -46,27 +44,6 @@ pub enum Format {
     /// `{"time":…,"level":…,"target":…,"message":…,"call":…}`, for log shippers; `call` is
     /// there when the line is about one call.
     Json,
-}
-
-impl FromStr for Format {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Format, String> {
-        match s {
-            "text" => Ok(Format::Text),
-            "json" => Ok(Format::Json),
-            other => Err(format!("{other:?} is not text or json")),
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Format::Text => "text",
-            Format::Json => "json",
-        })
-    }
 }
 
 /// Which lines are logged: a level for all, and levels for modules (`RUST_LOG`'s

@@ -126,10 +126,29 @@ impl Dial {
         }
     }
 
-    /// Sets [`Dial::signature_secret`].
-    pub fn signature_secret(mut self, secret: Option<Secret>) -> Self {
-        self.signature_secret = secret;
-        self
+    setters! {
+        /// Sets [`Dial::signature_secret`].
+        signature_secret: Option<Secret>,
+        /// Sets [`Dial::connect_timeout`].
+        connect_timeout: Duration,
+        /// Sets [`Dial::answer_timeout`].
+        answer_timeout: Duration,
+        /// Sets [`Dial::event_timeout`].
+        event_timeout: Duration,
+        /// Sets [`Dial::fallback_answer_url`].
+        fallback_answer_url: Option<String>,
+        /// Sets [`Dial::method`].
+        method: Method,
+        /// Sets [`Dial::event_url`].
+        event_url: Option<String>,
+        /// Sets [`Dial::post_events`].
+        post_events: bool,
+        /// Sets [`Dial::patience`].
+        patience: Duration,
+        /// Sets [`Dial::talk_rate`].
+        talk_rate: f64,
+        /// Sets [`Dial::ca_file`].
+        ca_file: Option<PathBuf>,
     }
 
     /// The `Authorization` header Vonage would send with `body`, when it signs.
@@ -139,48 +158,6 @@ impl Dial {
             "Bearer {}",
             auth::sign(&auth::vonage_claims(body), secret)
         ))
-    }
-
-    /// Sets [`Dial::connect_timeout`].
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Sets [`Dial::answer_timeout`].
-    pub fn answer_timeout(mut self, timeout: Duration) -> Self {
-        self.answer_timeout = timeout;
-        self
-    }
-
-    /// Sets [`Dial::event_timeout`].
-    pub fn event_timeout(mut self, timeout: Duration) -> Self {
-        self.event_timeout = timeout;
-        self
-    }
-
-    /// Sets [`Dial::fallback_answer_url`].
-    pub fn fallback_answer_url(mut self, url: Option<String>) -> Self {
-        self.fallback_answer_url = url;
-        self
-    }
-
-    /// Sets [`Dial::method`].
-    pub fn method(mut self, method: Method) -> Self {
-        self.method = method;
-        self
-    }
-
-    /// Sets [`Dial::event_url`].
-    pub fn event_url(mut self, url: Option<String>) -> Self {
-        self.event_url = url;
-        self
-    }
-
-    /// Sets [`Dial::post_events`].
-    pub fn post_events(mut self, post: bool) -> Self {
-        self.post_events = post;
-        self
     }
 
     /// Sets where every socket is opened, its path and query kept from the NCCO
@@ -193,24 +170,6 @@ impl Dial {
     /// Sets the public origins whose URLs go to local ones ([`Urls::rewrites`]).
     pub fn rewrites(mut self, rewrites: Vec<Rewrite>) -> Self {
         self.urls.rewrites = rewrites;
-        self
-    }
-
-    /// Sets [`Dial::patience`].
-    pub fn patience(mut self, patience: Duration) -> Self {
-        self.patience = patience;
-        self
-    }
-
-    /// Sets [`Dial::talk_rate`].
-    pub fn talk_rate(mut self, chars_per_second: f64) -> Self {
-        self.talk_rate = chars_per_second;
-        self
-    }
-
-    /// Sets [`Dial::ca_file`].
-    pub fn ca_file(mut self, path: Option<PathBuf>) -> Self {
-        self.ca_file = path;
         self
     }
 

@@ -2,7 +2,6 @@
 
 use std::{
     fmt,
-    io::ErrorKind,
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -16,11 +15,14 @@ use tungstenite::{
 pub use crate::protocol::call_id::{CallId, MAX_CALL_ID_LEN};
 
 use crate::{
+    admission::{Registered, Slot},
+    error::is_timeout,
     protocol::audio::AudioFormat,
     protocol::messages::{self, SocketEvent},
     record::Recording,
+    scheduling::{self, Role},
     shared::Shared,
-    threads::{self, Registered, Role, Slot, TICK},
+    threads::{self, TICK},
     ws::stream::CallStream,
 };
 
@@ -186,9 +188,7 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
         ws.get_mut().yield_at(Instant::now() + TICK);
         let message = match ws.read() {
             Ok(message) => message,
-            Err(WsError::Io(e))
-                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-            {
+            Err(WsError::Io(e)) if is_timeout(&e) => {
                 // A tick without a whole message: look up from the socket.
                 if let Some(end) = mind_silence(ws, id, config, last_heard, &mut pinged_at) {
                     return end;
@@ -240,9 +240,7 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
                 }
             }
             Ok(None) => shared.metrics.text_out(),
-            Err(WsError::Io(e))
-                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-            {
+            Err(WsError::Io(e)) if is_timeout(&e) => {
                 return End::Vanished(format!(
                     "the caller stopped reading ({:?} write timeout)",
                     config.write_timeout
@@ -272,7 +270,7 @@ fn client_frame_len(payload: usize) -> usize {
 fn settle(id: &CallId, shared: &Shared) {
     // Server::start checked that the system allows it; a refusal now only costs this
     // call its place.
-    if let Err(e) = threads::take_role(Role::Audio, &shared.config, shared.base_nice) {
+    if let Err(e) = scheduling::take_role(Role::Audio, &shared.config, shared.base_nice) {
         log::warn!(call = id.as_str(); "call {id}: keeps the setup threads' priority: {e}");
     }
 }
@@ -312,8 +310,7 @@ fn closed_by_caller(ws: &mut WebSocket<CallStream>, frame: Option<CloseFrame>) -
     let code = frame.map(|f| u16::from(f.code));
     loop {
         match ws.read() {
-            Err(WsError::Io(e))
-                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(WsError::Io(e)) if is_timeout(&e) => {}
             Err(_) => return End::CallerClosed(code),
             Ok(_) => {}
         }
@@ -421,8 +418,7 @@ fn close(ws: &mut WebSocket<CallStream>, code: CloseCode, reason: &str) -> End {
     while Instant::now() < deadline {
         match ws.read() {
             Ok(_) => {}
-            Err(WsError::Io(e))
-                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(WsError::Io(e)) if is_timeout(&e) => {}
             Err(_) => break,
         }
     }

@@ -2,5 +2,6 @@
 //! socket and its recording.
 
 pub mod call;
+pub(crate) mod refusal;
 pub mod socket;
 pub(crate) mod stream;

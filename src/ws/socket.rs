@@ -10,7 +10,7 @@ use std::{
 
 use tungstenite::{
     handshake::{
-        server::{ErrorResponse, Request, Response},
+        server::{Callback, ErrorResponse, Request, Response, ServerHandshake},
         HandshakeError,
     },
     http,
@@ -19,14 +19,17 @@ use tungstenite::{
 };
 
 use crate::{
+    admission::{Registered, Slot},
+    call_threads::CallJob,
     config::{Config, SocketAuth},
-    listen,
-    metrics::Refusal,
+    http::refusal::{error_body, refusal},
+    listen::{self, IfNoThread, NotAdmitted},
     protocol::auth,
     protocol::call_id::CallId,
-    shared::{refusal, Shared, SOCKET_PATH},
-    threads::{self, CallJob, Registered, Slot, TICK},
+    shared::{Shared, SOCKET_PATH},
+    threads::{self, TICK},
     ws::call::{self, CallGuards},
+    ws::refusal::Refusal,
     ws::stream::CallStream,
 };
 
@@ -40,32 +43,38 @@ pub fn ws_config(config: &Config) -> WebSocketConfig {
 pub(crate) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
     listen::accept_loop(&listener, shared, "socket", |stream, peer| {
         let max = shared.config.max_pending_handshakes;
-        let Some(pending) = Slot::try_take(&shared.pending_handshakes, max) else {
-            log::warn!("{peer}: refused, {max} handshakes already pending");
-            shared.metrics.refused(Refusal::TooManyPending);
-            // Best effort: the socket's send buffer is empty, so this does not block.
-            let _ = stream.set_nonblocking(true);
-            let _ = (&stream).write_all(&refusal(503, "too many handshakes in progress"));
-            return;
-        };
-        // To answer if no thread can be had for the connection.
-        let reply_to = stream.try_clone().ok();
         let s = Arc::clone(shared);
         // The handshake runs on a thread of setup's; the call then on a call thread.
+        let serve = move |stream, pending| {
+            if let Some((ws, admitted)) = handshake(stream, peer, pending, &s) {
+                start_call(ws, admitted, peer, &s);
+            }
+        };
+        let (count, threads) = (&shared.pending_handshakes, &shared.handshakes);
         let name = format!("ws-{peer}");
-        let spawned = shared
-            .handshakes
-            .spawn_sized(name, threads::SETUP_STACK, move || {
-                if let Some((ws, admitted)) = handshake(stream, peer, pending, &s) {
-                    start_call(ws, admitted, peer, &s);
+        match listen::admit(
+            stream,
+            (count, max),
+            threads,
+            name,
+            IfNoThread::Answer,
+            serve,
+        ) {
+            Ok(()) => {}
+            Err(NotAdmitted::Full(stream)) => {
+                log::warn!("{peer}: refused, {max} handshakes already pending");
+                shared.metrics.refused(Refusal::TooManyPending.label());
+                let answer = refusal(503, "too many handshakes in progress");
+                listen::turn_away(&stream, &answer);
+            }
+            Err(NotAdmitted::NoThread(e, reply_to)) => {
+                log::error!(
+                    "{peer}: cannot start a thread for the handshake: {e}; refused with 503"
+                );
+                shared.metrics.refused(Refusal::Capacity.label());
+                if let Some(stream) = reply_to {
+                    listen::turn_away(&stream, &refusal(503, "server cannot take the call now"));
                 }
-            });
-        if let Err(e) = spawned {
-            log::error!("{peer}: cannot start a thread for the handshake: {e}; refused with 503");
-            shared.metrics.refused(Refusal::Capacity);
-            if let Some(mut socket) = reply_to {
-                let _ = socket.set_nonblocking(true);
-                let _ = socket.write_all(&refusal(503, "server cannot take the call now"));
             }
         }
     });
@@ -140,8 +149,8 @@ fn handshake(
     let mut admitted = None;
     let callback = |request: &Request, response: Response| {
         let admission = admit(request, shared).map_err(|(why, reason)| {
-            shared.metrics.refused(why);
-            let status = status_of(why);
+            shared.metrics.refused(why.label());
+            let status = why.status();
             // The refusal's one line: tungstenite's error that follows says only the status.
             log::info!("{peer}: handshake refused with {status}: {reason}");
             refuse(status, &reason)
@@ -149,39 +158,33 @@ fn handshake(
         admitted = Some(admission);
         Ok(response)
     };
-    let mut attempt =
-        tungstenite::accept_hdr_with_config(stream, callback, Some(ws_config(config)));
-    let mut ws = loop {
-        match attempt {
-            Ok(ws) => break ws,
-            Err(HandshakeError::Interrupted(mid)) => {
-                if shared.stopping() {
-                    shared.metrics.refused(Refusal::ShuttingDown);
-                    return None;
+    let attempt = tungstenite::accept_hdr_with_config(stream, callback, Some(ws_config(config)));
+    let mut ws = match drive(attempt, deadline, shared) {
+        Ok(ws) => ws,
+        Err(Unfinished::Stopping) => {
+            shared.metrics.refused(Refusal::ShuttingDown.label());
+            return None;
+        }
+        Err(Unfinished::TimedOut) => {
+            log::warn!(
+                "{peer}: handshake not completed within {:?}; dropped",
+                config.handshake_timeout
+            );
+            shared.metrics.refused(Refusal::Timeout.label());
+            return None;
+        }
+        // A refusal of ours, logged where it was decided.
+        Err(Unfinished::Refused) => return None,
+        Err(Unfinished::Failed(e)) => {
+            log::info!("{peer}: handshake failed: {e}");
+            if admitted.is_none() {
+                shared.metrics.refused(Refusal::Malformed.label());
+                if let Some(mut socket) = reply_to {
+                    let reason = format!("not a WebSocket handshake: {e}");
+                    let _ = socket.write_all(&refusal(400, &reason));
                 }
-                if Instant::now() >= deadline {
-                    log::warn!(
-                        "{peer}: handshake not completed within {:?}; dropped",
-                        config.handshake_timeout
-                    );
-                    shared.metrics.refused(Refusal::Timeout);
-                    return None;
-                }
-                attempt = mid.handshake();
             }
-            // A refusal of ours, logged where it was decided.
-            Err(HandshakeError::Failure(tungstenite::Error::Http(_))) => return None,
-            Err(HandshakeError::Failure(e)) => {
-                log::info!("{peer}: handshake failed: {e}");
-                if admitted.is_none() {
-                    shared.metrics.refused(Refusal::Malformed);
-                    if let Some(mut socket) = reply_to {
-                        let reason = format!("not a WebSocket handshake: {e}");
-                        let _ = socket.write_all(&refusal(400, &reason));
-                    }
-                }
-                return None;
-            }
+            return None;
         }
     };
     drop(pending);
@@ -189,6 +192,45 @@ fn handshake(
     drop(reply_to);
     // A completed handshake has passed the callback.
     admitted.map(|admitted| (ws, admitted))
+}
+
+/// Why a handshake did not end in a socket.
+enum Unfinished {
+    /// The server stops.
+    Stopping,
+    /// Its deadline passed.
+    TimedOut,
+    /// The callback refused it, and answered.
+    Refused,
+    /// It was not a WebSocket handshake, or the connection failed.
+    Failed(tungstenite::Error),
+}
+
+/// Carries a handshake on, a tick at a time, until it is done, fails, passes `deadline`
+/// or the server stops.
+fn drive<C: Callback>(
+    mut attempt: Result<WebSocket<CallStream>, HandshakeError<ServerHandshake<CallStream, C>>>,
+    deadline: Instant,
+    shared: &Shared,
+) -> Result<WebSocket<CallStream>, Unfinished> {
+    loop {
+        match attempt {
+            Ok(ws) => return Ok(ws),
+            Err(HandshakeError::Interrupted(mid)) => {
+                if shared.stopping() {
+                    return Err(Unfinished::Stopping);
+                }
+                if Instant::now() >= deadline {
+                    return Err(Unfinished::TimedOut);
+                }
+                attempt = mid.handshake();
+            }
+            Err(HandshakeError::Failure(tungstenite::Error::Http(_))) => {
+                return Err(Unfinished::Refused)
+            }
+            Err(HandshakeError::Failure(e)) => return Err(Unfinished::Failed(e)),
+        }
+    }
 }
 
 /// Decides whether a handshake request becomes a call.
@@ -254,25 +296,9 @@ fn admit(request: &Request, shared: &Shared) -> Result<Admitted, (Refusal, Strin
     Ok(Admitted { id, guards })
 }
 
-/// The HTTP status a refusal is answered with.
-fn status_of(why: Refusal) -> u16 {
-    match why {
-        Refusal::Path => 404,
-        Refusal::BadUuid | Refusal::Malformed => 400,
-        Refusal::Unauthorized => 401,
-        Refusal::Duplicate => 409,
-        Refusal::Capacity
-        | Refusal::ShuttingDown
-        | Refusal::Draining
-        | Refusal::TooManyPending
-        | Refusal::Timeout => 503,
-    }
-}
-
 /// A handshake refusal with a JSON reason.
 fn refuse(status: u16, reason: &str) -> ErrorResponse {
-    let body = serde_json::json!({ "error": reason }).to_string();
-    let mut response = http::Response::new(Some(body));
+    let mut response = http::Response::new(Some(error_body(reason)));
     *response.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
     response.headers_mut().insert(

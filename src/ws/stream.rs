@@ -3,22 +3,21 @@
 //! the server keeps up, and one write for several frames when it falls behind, so a loaded
 //! server spends less per frame exactly when it needs to.
 //!
-//! Input is read ahead into a buffer of the call's own and handed to tungstenite one frame
-//! at a time. tungstenite reserves room for a frame's whole payload once it has read the
-//! frame's header, even when the payload is already in its buffer, so a read that brought
-//! more than one frame grew its buffer (from 2 to 4 KiB at 16 kHz): an allocation under the
-//! allocator's lock, made by a call thread that already runs below call setup, which a
-//! setup thread wanting the same lock then waited behind thousands of calls for (answers of
-//! 0.3 to 1.8 s at 2,000 calls, in about one run in four). A model of tungstenite's buffer
-//! arithmetic found the growth in most calls that fell behind and none when a read takes at
-//! most one frame, at each of the three rates. The read-ahead buffer is allocated before
-//! the call goes below setup, and held echoes have a buffer that never grows.
+//! Why tungstenite is handed one frame a read: it reserves room for a frame's whole
+//! payload once it has read the frame's header, even when the payload is already in its
+//! buffer, so a read that brought more than one frame grew its buffer: an allocation under
+//! the allocator's lock, on a call thread already below setup, which setup then waited
+//! for (answers of 0.3-1.8 s at 2,000 calls, about one run in four). So the socket is read
+//! ahead into a buffer of the call's own, allocated before the call goes below setup, and
+//! tungstenite takes from it one frame at a time.
 
 use std::{
     io::{self, ErrorKind, Read, Write},
     net::TcpStream,
     time::Instant,
 };
+
+use crate::{error::is_timeout, listen};
 
 /// The most output held back: three 20 ms frames at 16 kHz. It is allocated once and never
 /// grows, so a thread that fell behind keeps no larger buffer when it has caught up (at
@@ -145,7 +144,7 @@ impl CallStream {
                 Ok(0) => break Err(io::Error::from(ErrorKind::WriteZero)),
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(e) if is_timeout(&e) => {
                     break Err(io::Error::other(
                         "the caller stopped reading (write timed out)",
                     ))
@@ -165,21 +164,7 @@ impl CallStream {
     /// and lose the close frame on its way out.
     pub fn finish_raw(&mut self, grace: std::time::Duration) {
         let _ = self.send_held();
-        let _ = self.socket.shutdown(std::net::Shutdown::Write);
-        let deadline = std::time::Instant::now() + grace;
-        let mut sink = [0u8; 4096];
-        while std::time::Instant::now() < deadline {
-            match self.socket.read(&mut sink) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
-                Err(_) => return,
-            }
-        }
+        listen::linger(&mut self.socket, grace);
     }
 }
 
