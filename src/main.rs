@@ -240,6 +240,10 @@ struct LoadArgs {
     /// The server's pid, to report its CPU time and peak memory.
     #[arg(long)]
     pid: Option<u32>,
+    /// Poll loops that stream the calls, each on a thread of its own [default: one for each
+    /// core this process may run on, as taskset leaves them].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -595,7 +599,8 @@ fn place_load(args: &LoadArgs) -> ExitCode {
         .dial(args.dial.dial())
         .ramp(args.ramp)
         .pid(args.pid)
-        .arrival(args.arrival.arrival());
+        .arrival(args.arrival.arrival())
+        .threads(args.threads.map_or_else(load::default_threads, usize::from));
     let report = load::run(&options);
     let shown = |r: load::LoadReport| {
         if args.json {

@@ -339,18 +339,15 @@ fn load_reports_its_ramp_as_run() {
 }
 
 #[test]
-fn load_helpers_leave_the_core_to_the_thread_that_paces_frames() {
+fn load_helpers_leave_the_core_to_the_threads_that_pace_frames() {
     const SCHED_OTHER: u32 = 0;
     const SCHED_IDLE: u32 = 5;
     let server = server();
     let url = answer_url(&server);
     let pid = std::process::id();
-    let load = thread::Builder::new()
-        .name("pacer".into())
-        .spawn(move || {
-            load::run(&LoadOptions::new(url, 2, Duration::from_secs(1)).pid(Some(pid))).unwrap()
-        })
-        .unwrap();
+    let load = thread::spawn(move || {
+        load::run(&LoadOptions::new(url, 2, Duration::from_secs(1)).pid(Some(pid))).unwrap()
+    });
     // Mid-call: the dials are done, the event posters and the sampler wait for work.
     thread::sleep(Duration::from_millis(500));
     let threads = thread_scheduling();
@@ -365,8 +362,52 @@ fn load_helpers_leave_the_core_to_the_thread_that_paces_frames() {
         helpers.iter().all(|(_, p, ..)| *p == SCHED_IDLE),
         "{threads:?}"
     );
-    let pacer = threads.iter().find(|(name, ..)| name == "pacer");
-    assert_eq!(pacer.map(|(_, p, ..)| *p), Some(SCHED_OTHER), "{threads:?}");
+    let pacers: Vec<_> = threads
+        .iter()
+        .filter(|(name, ..)| name.starts_with("engine-"))
+        .collect();
+    assert!(!pacers.is_empty(), "{threads:?}");
+    assert!(
+        pacers.iter().all(|(_, p, ..)| *p == SCHED_OTHER),
+        "{threads:?}"
+    );
+}
+
+#[test]
+fn load_streams_its_calls_on_as_many_poll_loops_as_it_has_threads() {
+    // The binary, so that only this load's threads are counted.
+    let server = server();
+    let load = std::process::Command::new(env!("CARGO_BIN_EXE_vonage-echo"))
+        .args(["load", "--answer-url", &answer_url(&server)])
+        .args([
+            "--calls",
+            "6",
+            "--duration",
+            "1.5",
+            "--ramp",
+            "100",
+            "--threads",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-call: every call has been dialed and handed to its loop.
+    thread::sleep(Duration::from_millis(700));
+    let loops = std::fs::read_dir(format!("/proc/{}/task", load.id()))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("engine-"))
+        .count();
+    let out = load.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert_eq!(loops, 3, "{report}");
+    assert!(
+        report.contains("calls: 6 attempted, 6 connected, 0 failed"),
+        "{report}"
+    );
+    assert!(report.contains("frames: 450 sent, 450 echoed"), "{report}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! Many calls at once: dialed by a few threads at a steady ramp, streamed by one `mio`
-//! poll loop, and summed into one report (with the server's CPU and memory when its pid is
+//! Many calls at once: dialed by a few threads at a steady ramp, streamed by `mio` poll
+//! loops (one a core by default, each on a thread of its own, the calls dealt among them in
+//! turn), and summed into one report (with the server's CPU and memory when its pid is
 //! known).
 
 use std::{
@@ -42,7 +43,8 @@ pub const DEFAULT_RAMP: f64 = 200.0;
 /// The share of frames sent late from which the report says the generator fell behind.
 const GENERATOR_BEHIND: f64 = 0.1;
 
-/// Threads that post call events: about ten a call, posted beside the call as Vonage does.
+/// Threads that post call events for each poll loop: about ten a call, posted beside the
+/// call as Vonage does, so the posters grow with the calls a load can stream.
 const POSTERS: usize = 4;
 
 /// What a load run does.
@@ -62,6 +64,16 @@ pub struct LoadOptions {
     /// How each call's frames are spread over time; bursty calls each burst in their own
     /// way, drawn from the seed and the call's number, so a run is replayed from its seed.
     pub arrival: Arrival,
+    /// How many poll loops stream the calls, each on a thread of its own: one loop keeps
+    /// about 2,000 calls on time on a fast core, so a larger load needs more.
+    pub threads: usize,
+}
+
+/// The poll loops a load runs unless told otherwise: one for each core the process may run
+/// on (`available_parallelism` honours `taskset`), so a generator pinned to one core runs
+/// one loop, as before.
+pub fn default_threads() -> usize {
+    thread::available_parallelism().map_or(1, usize::from)
 }
 
 impl LoadOptions {
@@ -74,6 +86,7 @@ impl LoadOptions {
             ramp: DEFAULT_RAMP,
             pid: None,
             arrival: Arrival::Steady,
+            threads: default_threads(),
         }
     }
 
@@ -98,6 +111,12 @@ impl LoadOptions {
     /// Sets [`LoadOptions::arrival`].
     pub fn arrival(mut self, arrival: Arrival) -> Self {
         self.arrival = arrival;
+        self
+    }
+
+    /// Sets [`LoadOptions::threads`].
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
         self
     }
 }
@@ -319,6 +338,9 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
             "need at least one call and a positive ramp",
         ));
     }
+    if options.threads == 0 {
+        return Err(Error::config("--threads", "need at least one poll loop"));
+    }
     let agent = options.dial.agent()?;
     let started = Instant::now();
     let sampler = options
@@ -327,15 +349,15 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         .transpose()
         .map_err(|e| Error::io("starting the server's sampler", e))?;
     let tally = Arc::new(DialTally::new(started));
-    let (plans_tx, plans_rx) = mpsc::sync_channel::<Plan>(1024);
+    let (plans_tx, plans_rx): (Vec<_>, Vec<_>) = (0..options.threads)
+        .map(|_| mpsc::sync_channel::<Plan>(1024))
+        .unzip();
     let (events_tx, posters) = start_posters(options, &agent, &tally)?;
     let dialers = start_dialers(options, &agent, started, &tally, &plans_tx, &events_tx)?;
     drop(plans_tx);
     let (done_tx, finisher) = start_finisher(events_tx, &tally)?;
 
-    let streamed = engine::run(started, plans_rx, |o| {
-        let _ = done_tx.send(o);
-    });
+    let streamed = stream(started, plans_rx, &done_tx);
     drop(done_tx);
     let dialers_died = dialers
         .into_iter()
@@ -388,6 +410,40 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     Ok(report)
 }
 
+/// Runs a poll loop for each receiver of plans, each on a thread of its own, until every
+/// call has ended; each call's outcome goes to `done`. The first loop that failed says why.
+fn stream(
+    started: Instant,
+    plans: Vec<mpsc::Receiver<Plan>>,
+    done: &mpsc::Sender<engine::Outcome>,
+) -> io::Result<()> {
+    let loops = plans
+        .into_iter()
+        .enumerate()
+        .map(|(n, plans)| {
+            let done = done.clone();
+            // Poll loops keep the process's priority: they pace the frames.
+            thread::Builder::new()
+                .name(format!("engine-{n}"))
+                .spawn(move || {
+                    engine::run(started, plans, |o| {
+                        let _ = done.send(o);
+                    })
+                })
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut first_error = Ok(());
+    for handle in loops {
+        let ended = handle
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("a poll loop panicked")));
+        if first_error.is_ok() {
+            first_error = ended;
+        }
+    }
+    first_error
+}
+
 /// A call event for the posters, and where it goes.
 type QueuedEvent = (EventTarget, Event);
 
@@ -433,8 +489,9 @@ fn start_posters(
 ) -> Result<(mpsc::Sender<QueuedEvent>, Vec<thread::JoinHandle<()>>)> {
     let (events_tx, events_rx) = mpsc::channel::<QueuedEvent>();
     let events_rx = Arc::new(Mutex::new(events_rx));
-    let mut posters = Vec::with_capacity(POSTERS);
-    for p in 0..POSTERS {
+    let count = POSTERS * options.threads;
+    let mut posters = Vec::with_capacity(count);
+    for p in 0..count {
         let (dial, agent) = (options.dial.clone(), agent.clone());
         let (events_rx, tally) = (Arc::clone(&events_rx), Arc::clone(tally));
         let spawned = spawn_helper(format!("events-{p}"), move || loop {
@@ -457,13 +514,15 @@ fn start_posters(
 }
 
 /// Starts the dialers: each takes the next call due, dials it at its time on the ramp, and
-/// hands it to the poll loop.
+/// hands it to a poll loop, call `i` to loop `i mod loops`, so the loops share the calls
+/// evenly whatever order the dials end in. Their number does not grow with the loops: it is
+/// what the ramp needs while a dial waits.
 fn start_dialers(
     options: &LoadOptions,
     agent: &ureq::Agent,
     started: Instant,
     tally: &Arc<DialTally>,
-    plans: &mpsc::SyncSender<Plan>,
+    plans: &[mpsc::SyncSender<Plan>],
     events: &mpsc::Sender<QueuedEvent>,
 ) -> Result<Vec<thread::JoinHandle<()>>> {
     let next_call = Arc::new(AtomicUsize::new(0));
@@ -474,7 +533,7 @@ fn start_dialers(
         let next_call = Arc::clone(&next_call);
         let tally = Arc::clone(tally);
         let agent = agent.clone();
-        let (opts, plans, events) = (options.clone(), plans.clone(), events.clone());
+        let (opts, plans, events) = (options.clone(), plans.to_vec(), events.clone());
         let call_events = call_events.clone();
         // Dialers keep the process's priority: they time call setup, as Vonage's side sees
         // it, and a thread in the core's idle time would add its own wait to every figure.
@@ -492,7 +551,7 @@ fn start_dialers(
                 let Some(plan) = dial_one(i, call, &opts, &agent, &tally, &events) else {
                     continue;
                 };
-                if plans.send(plan).is_err() {
+                if plans[i % plans.len()].send(plan).is_err() {
                     return;
                 }
             });
