@@ -26,7 +26,7 @@ use vonage_echo::{
         load::{self, LoadOptions},
         script::Scenario,
         urls::{Origin, Rewrite},
-        Arrival, Dial, Expect, Method, Voice,
+        Arrival, Dial, Expect, Method, Shard, StartAt, Voice,
     },
     AudioFormat, Config, Server,
 };
@@ -228,7 +228,7 @@ struct LoadArgs {
     dial: DialArgs,
     #[command(flatten)]
     arrival: ArrivalArgs,
-    /// Concurrent calls.
+    /// Concurrent calls: the whole load's, of which --shard dials a slice.
     #[arg(long, default_value_t = 100)]
     calls: usize,
     /// Seconds each call streams.
@@ -244,6 +244,15 @@ struct LoadArgs {
     /// core this process may run on, as taskset leaves them].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// Dial only the K-th of N slices of the load (calls K-1, K-1+N, ..., each at its time
+    /// on the whole load's ramp), so N generators together play the whole load; merge their
+    /// --json reports with `vonage-echo merge`.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
+    /// Start the load's ramp at this time (Unix seconds, or RFC 3339 such as
+    /// 2026-01-01T12:00:00Z) rather than at once, so shards started apart ramp together.
+    #[arg(long, value_name = "TIME")]
+    start_at: Option<StartAt>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -600,7 +609,9 @@ fn place_load(args: &LoadArgs) -> ExitCode {
         .ramp(args.ramp)
         .pid(args.pid)
         .arrival(args.arrival.arrival())
-        .threads(args.threads.map_or_else(load::default_threads, usize::from));
+        .threads(args.threads.map_or_else(load::default_threads, usize::from))
+        .shard(args.shard.unwrap_or_default())
+        .start_at(args.start_at);
     let report = load::run(&options);
     let shown = |r: load::LoadReport| {
         if args.json {

@@ -429,3 +429,56 @@ fn load_with_bursty_arrival_echoes_every_frame_and_names_its_seed() {
         (&"bursty".into(), &19.into())
     );
 }
+
+#[test]
+fn a_shard_dials_its_slice_of_the_load_at_the_whole_load_s_times() {
+    let server = server();
+    let report = load::run(
+        &LoadOptions::new(answer_url(&server), 7, Duration::from_secs(1))
+            .ramp(100.0)
+            .shard("2/3".parse().unwrap()),
+    )
+    .unwrap();
+    assert!(report.passed(), "{report}");
+    // Calls 1 and 4 of 0 to 6: the last due 40 ms into the whole load's ramp.
+    assert_eq!((report.attempted, report.connected), (2, 2), "{report}");
+    assert_eq!(report.frames_sent, 2 * 50, "{report}");
+    assert!(
+        (report.planned_ramp_seconds - 0.04).abs() < 1e-9,
+        "{report}"
+    );
+    assert!(
+        report.to_string().contains("shard 2/3 of the load"),
+        "{report}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["shard"], "2/3");
+}
+
+#[test]
+fn a_load_started_at_a_time_dials_nothing_before_it() {
+    let app = support::app::start_app(
+        support::app::ncco_8k,
+        Duration::ZERO,
+        |mut ws: tungstenite::WebSocket<std::net::TcpStream>| {
+            while let Ok(message) = ws.read() {
+                if (message.is_binary() || message.is_text()) && ws.send(message).is_err() {
+                    return;
+                }
+            }
+        },
+    );
+    let asked = std::time::Instant::now();
+    let at = std::time::SystemTime::now() + Duration::from_secs(1);
+    let report = load::run(
+        &LoadOptions::new(app.answer_url.clone(), 1, Duration::from_millis(200))
+            .start_at(Some(at.into())),
+    )
+    .unwrap();
+    assert!(report.passed(), "{report}");
+    let answers = app.answers();
+    assert_eq!(answers.len(), 1);
+    // The two clocks are read a moment apart: a millisecond of slack.
+    let waited = answers[0].at.duration_since(asked);
+    assert!(waited >= Duration::from_millis(999), "{waited:?}");
+}

@@ -23,7 +23,7 @@ use super::{
     course::{Course, Next},
     engine::{self, Plan},
     events::{self, Event, EventTarget, HungUp, Leg, Status},
-    ms, open_leg, percentile, Dial, Failed, SetupTimes,
+    ms, open_leg, percentile, Dial, Failed, SetupTimes, Shard, StartAt,
 };
 use crate::{
     error::{Error, Result},
@@ -53,7 +53,8 @@ const POSTERS: usize = 4;
 pub struct LoadOptions {
     /// Where calls are placed.
     pub dial: Dial,
-    /// How many calls, all held at once once ramped up.
+    /// How many calls, all held at once once ramped up: the whole load's, of which
+    /// [`LoadOptions::shard`] dials its slice.
     pub calls: usize,
     /// How long each call streams.
     pub duration: Duration,
@@ -67,6 +68,10 @@ pub struct LoadOptions {
     /// How many poll loops stream the calls, each on a thread of its own: one loop keeps
     /// about 2,000 calls on time on a fast core, so a larger load needs more.
     pub threads: usize,
+    /// The slice of the load this run dials: all of it unless sharded.
+    pub shard: Shard,
+    /// When the load starts (its first call's time on the ramp), when not at once.
+    pub start_at: Option<StartAt>,
 }
 
 /// The poll loops a load runs unless told otherwise: one for each core the process may run
@@ -87,6 +92,8 @@ impl LoadOptions {
             pid: None,
             arrival: Arrival::Steady,
             threads: default_threads(),
+            shard: Shard::WHOLE,
+            start_at: None,
         }
     }
 
@@ -117,6 +124,18 @@ impl LoadOptions {
     /// Sets [`LoadOptions::threads`].
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads;
+        self
+    }
+
+    /// Sets [`LoadOptions::shard`].
+    pub fn shard(mut self, shard: Shard) -> Self {
+        self.shard = shard;
+        self
+    }
+
+    /// Sets [`LoadOptions::start_at`].
+    pub fn start_at(mut self, start_at: Option<StartAt>) -> Self {
+        self.start_at = start_at;
         self
     }
 }
@@ -183,6 +202,8 @@ pub struct LoadReport {
     /// How the calls' frames were spread over time: `arrival` and `seed` in JSON.
     #[serde(flatten)]
     pub arrival: Arrival,
+    /// The slice of the load this report is of, `"K/N"` (`"1/1"` for a whole load).
+    pub shard: Shard,
     /// Calls dialed.
     pub attempted: u64,
     /// Calls whose socket opened.
@@ -263,6 +284,9 @@ impl LoadReport {
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.shard != Shard::WHOLE {
+            writeln!(f, "shard {} of the load", self.shard)?;
+        }
         writeln!(f, "arrival: {}", self.arrival)?;
         writeln!(
             f,
@@ -341,7 +365,20 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     if options.threads == 0 {
         return Err(Error::config("--threads", "need at least one poll loop"));
     }
+    let calls = options.shard.calls_of(options.calls);
+    if calls == 0 {
+        return Err(Error::config(
+            "--shard",
+            format!(
+                "shard {} of {} calls has none",
+                options.shard, options.calls
+            ),
+        ));
+    }
     let agent = options.dial.agent()?;
+    if let Some(at) = &options.start_at {
+        at.wait().map_err(|e| Error::config("--start-at", e))?;
+    }
     let started = Instant::now();
     let sampler = options
         .pid
@@ -377,7 +414,8 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
 
     let mut report = LoadReport {
         arrival: options.arrival,
-        attempted: options.calls as u64,
+        shard: options.shard,
+        attempted: calls as u64,
         connected: outcomes.len() as u64,
         failed: std::mem::take(&mut *lock(&tally.failed)),
         answer_retried: tally.answer_retried.load(Ordering::Relaxed) as u64,
@@ -525,8 +563,9 @@ fn start_dialers(
     plans: &[mpsc::SyncSender<Plan>],
     events: &mpsc::Sender<QueuedEvent>,
 ) -> Result<Vec<thread::JoinHandle<()>>> {
+    // The next of the shard's calls to dial, counted within the shard.
     let next_call = Arc::new(AtomicUsize::new(0));
-    let count = DIALERS.min(options.calls);
+    let count = DIALERS.min(options.shard.calls_of(options.calls));
     let mut dialers = Vec::with_capacity(count);
     let call_events = options.dial.event_target()?;
     for d in 0..count {
@@ -541,7 +580,7 @@ fn start_dialers(
             .name(format!("dialer-{d}"))
             .stack_size(DIALER_STACK)
             .spawn(move || loop {
-                let i = next_call.fetch_add(1, Ordering::Relaxed);
+                let i = opts.shard.call(next_call.fetch_add(1, Ordering::Relaxed));
                 if i >= opts.calls {
                     return;
                 }
@@ -758,7 +797,8 @@ fn add_timings(
 ) -> (u128, u128) {
     let ramp_end = lock(&tally.ramp_end).saturating_duration_since(started);
     report.ramp_seconds = ramp_end.as_secs_f64();
-    report.planned_ramp_seconds = options.calls.saturating_sub(1) as f64 / options.ramp;
+    let last_call = options.shard.last_call_of(options.calls).unwrap_or(0);
+    report.planned_ramp_seconds = last_call as f64 / options.ramp;
     // Every call is up from the last dial until the first call, started at the epoch at the
     // earliest, ends.
     let ramp_end = ramp_end.as_millis();

@@ -10,7 +10,8 @@
 //! call, [`urls`] points an NCCO's public URLs at a local application, and [`dial`] makes
 //! the blocking steps of setup, the socket's handshake among them. One call's socket then runs in `session`, tick by tick; a
 //! load's calls stream in `engine`, a `mio` poll loop where one thread paces and checks
-//! many calls.
+//! many calls. A load may be one [`shard`] of a larger one, begun at a [`start`] time that
+//! its other shards share.
 
 pub mod answer;
 pub mod arrival;
@@ -27,6 +28,8 @@ pub mod playback;
 mod report;
 pub mod script;
 mod session;
+pub mod shard;
+pub mod start;
 mod stats;
 mod tape;
 mod tls;
@@ -38,6 +41,8 @@ pub use caller::{read_wav, wav_spec, Voice};
 pub use dial::{AnswerMethod, Dial, Method, DEFAULT_TALK_RATE};
 pub use events::EVENT_TIMEOUT;
 pub use session::Expect;
+pub use shard::Shard;
+pub use start::StartAt;
 
 pub(crate) use dial::{answer_call, attempt_findings, open_leg, tcp, Dialed, Failed, SetupTimes};
 pub(crate) use stats::{ms, percentile};
