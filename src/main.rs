@@ -244,15 +244,20 @@ struct LoadArgs {
     /// core this process may run on, as taskset leaves them].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
-    /// Dial only the K-th of N slices of the load (calls K-1, K-1+N, ..., each at its time
-    /// on the whole load's ramp), so N generators together play the whole load; merge their
-    /// --json reports with `vonage-echo merge`.
+    /// Dial only slice K of N of the load, K from 0 as a Kubernetes Indexed Job's
+    /// completion index (calls K, K+N, K+2N, ..., each at its time on the whole load's ramp),
+    /// so N generators together play the whole load; merge their --json reports with
+    /// `vonage-echo merge`.
     #[arg(long, value_name = "K/N")]
     shard: Option<Shard>,
     /// Start the load's ramp at this time (Unix seconds, or RFC 3339 such as
     /// 2026-01-01T12:00:00Z) rather than at once, so shards started apart ramp together.
     #[arg(long, value_name = "TIME")]
     start_at: Option<StartAt>,
+    /// Serve the load's live counters in Prometheus' text format at http://ADDR/metrics
+    /// while it runs, e.g. 0.0.0.0:9464.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
+    metrics_addr: Option<SocketAddr>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -611,7 +616,8 @@ fn place_load(args: &LoadArgs) -> ExitCode {
         .arrival(args.arrival.arrival())
         .threads(args.threads.map_or_else(load::default_threads, usize::from))
         .shard(args.shard.unwrap_or_default())
-        .start_at(args.start_at);
+        .start_at(args.start_at)
+        .metrics_addr(args.metrics_addr);
     let report = load::run(&options);
     let shown = |r: load::LoadReport| {
         if args.json {

@@ -436,7 +436,7 @@ fn a_shard_dials_its_slice_of_the_load_at_the_whole_load_s_times() {
     let report = load::run(
         &LoadOptions::new(answer_url(&server), 7, Duration::from_secs(1))
             .ramp(100.0)
-            .shard("2/3".parse().unwrap()),
+            .shard("1/3".parse().unwrap()),
     )
     .unwrap();
     assert!(report.passed(), "{report}");
@@ -448,11 +448,11 @@ fn a_shard_dials_its_slice_of_the_load_at_the_whole_load_s_times() {
         "{report}"
     );
     assert!(
-        report.to_string().contains("shard 2/3 of the load"),
+        report.to_string().contains("shard 1/3 of the load"),
         "{report}"
     );
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
-    assert_eq!(json["shard"], "2/3");
+    assert_eq!(json["shard"], "1/3");
 }
 
 #[test]
@@ -481,4 +481,70 @@ fn a_load_started_at_a_time_dials_nothing_before_it() {
     // The two clocks are read a moment apart: a millisecond of slack.
     let waited = answers[0].at.duration_since(asked);
     assert!(waited >= Duration::from_millis(999), "{waited:?}");
+}
+
+/// A sample's value in Prometheus text: the number after `name{labels} `.
+fn sample(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+#[test]
+fn a_load_serves_its_live_counters_to_prometheus_while_it_runs() {
+    let server = server();
+    // A free port, taken back at once, for the load to listen on.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = answer_url(&server);
+    let load = thread::spawn(move || {
+        load::run(
+            &LoadOptions::new(url, 4, Duration::from_secs(2))
+                .ramp(100.0)
+                .shard("0/1".parse().unwrap())
+                .metrics_addr(Some(addr)),
+        )
+        .unwrap()
+    });
+    let mut mid_call = None;
+    eventually("frames counted while the calls stream", || {
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return false;
+        };
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let answer = read_answer(&mut stream);
+        let sent = sample(&answer.body, "vonage_echo_load_frames_sent_total");
+        let streaming = sample(&answer.body, "vonage_echo_load_calls_streaming");
+        let live = sent.is_some_and(|n| n > 0) && streaming.is_some_and(|n| n > 0);
+        mid_call = live.then_some(answer);
+        live
+    });
+    let answer = mid_call.unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer
+            .header("Content-Type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "{}",
+        answer.head
+    );
+    assert_eq!(
+        sample(&answer.body, "vonage_echo_load_calls_planned"),
+        Some(4)
+    );
+    assert!(answer
+        .body
+        .contains("# TYPE vonage_echo_load_frames_echoed_total counter"));
+    assert!(answer.body.contains("{shard=\"0/1\"}"), "{}", answer.body);
+    assert_eq!(http(addr, "GET", "/other", "", "").status, 404);
+    let report = load.join().unwrap();
+    assert!(report.passed(), "{report}");
+    // Once the report is out, nothing listens there any more.
+    assert!(std::net::TcpStream::connect(addr).is_err());
 }

@@ -6,6 +6,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     fmt, io,
+    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc, Arc, Mutex,
@@ -23,6 +24,8 @@ use super::{
     course::{Course, Next},
     engine::{self, Plan},
     events::{self, Event, EventTarget, HungUp, Leg, Status},
+    exporter::{Exporter, Source},
+    live::Counters,
     ms, open_leg, percentile, Dial, Failed, SetupTimes, Shard, StartAt,
 };
 use crate::{
@@ -72,6 +75,8 @@ pub struct LoadOptions {
     pub shard: Shard,
     /// When the load starts (its first call's time on the ramp), when not at once.
     pub start_at: Option<StartAt>,
+    /// Where to serve the live counters to Prometheus (`GET /metrics`) while the load runs.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The poll loops a load runs unless told otherwise: one for each core the process may run
@@ -94,6 +99,7 @@ impl LoadOptions {
             threads: default_threads(),
             shard: Shard::WHOLE,
             start_at: None,
+            metrics_addr: None,
         }
     }
 
@@ -136,6 +142,12 @@ impl LoadOptions {
     /// Sets [`LoadOptions::start_at`].
     pub fn start_at(mut self, start_at: Option<StartAt>) -> Self {
         self.start_at = start_at;
+        self
+    }
+
+    /// Sets [`LoadOptions::metrics_addr`].
+    pub fn metrics_addr(mut self, addr: Option<SocketAddr>) -> Self {
+        self.metrics_addr = addr;
         self
     }
 }
@@ -202,7 +214,7 @@ pub struct LoadReport {
     /// How the calls' frames were spread over time: `arrival` and `seed` in JSON.
     #[serde(flatten)]
     pub arrival: Arrival,
-    /// The slice of the load this report is of, `"K/N"` (`"1/1"` for a whole load).
+    /// The slice of the load this report is of, `"K/N"` from 0 (`"0/1"` for a whole load).
     pub shard: Shard,
     /// Calls dialed.
     pub attempted: u64,
@@ -376,6 +388,22 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         ));
     }
     let agent = options.dial.agent()?;
+    let calls_live = Arc::new(Counters::default());
+    let loops_live: Vec<Arc<Counters>> = (0..options.threads).map(|_| Arc::default()).collect();
+    let exporter = options
+        .metrics_addr
+        .map(|addr| {
+            let mut counters = vec![Arc::clone(&calls_live)];
+            counters.extend(loops_live.iter().cloned());
+            let source = Source {
+                shard: options.shard,
+                planned: calls as u64,
+                counters,
+            };
+            Exporter::start(addr, source)
+                .map_err(|e| Error::io(format!("serving --metrics-addr {addr}"), e))
+        })
+        .transpose()?;
     if let Some(at) = &options.start_at {
         at.wait().map_err(|e| Error::config("--start-at", e))?;
     }
@@ -385,7 +413,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         .map(|pid| Sampler::start(pid, started))
         .transpose()
         .map_err(|e| Error::io("starting the server's sampler", e))?;
-    let tally = Arc::new(DialTally::new(started));
+    let tally = Arc::new(DialTally::new(started, calls_live));
     let (plans_tx, plans_rx): (Vec<_>, Vec<_>) = (0..options.threads)
         .map(|_| mpsc::sync_channel::<Plan>(1024))
         .unzip();
@@ -394,7 +422,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     drop(plans_tx);
     let (done_tx, finisher) = start_finisher(events_tx, &tally)?;
 
-    let streamed = stream(started, plans_rx, &done_tx);
+    let streamed = stream(started, plans_rx, loops_live, &done_tx);
     drop(done_tx);
     let dialers_died = dialers
         .into_iter()
@@ -445,6 +473,9 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         usage
     });
     report.elapsed_seconds = started.elapsed().as_secs_f64();
+    if let Some(exporter) = exporter {
+        exporter.stop();
+    }
     Ok(report)
 }
 
@@ -453,18 +484,20 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
 fn stream(
     started: Instant,
     plans: Vec<mpsc::Receiver<Plan>>,
+    live: Vec<Arc<Counters>>,
     done: &mpsc::Sender<engine::Outcome>,
 ) -> io::Result<()> {
     let loops = plans
         .into_iter()
+        .zip(live)
         .enumerate()
-        .map(|(n, plans)| {
+        .map(|(n, (plans, live))| {
             let done = done.clone();
             // Poll loops keep the process's priority: they pace the frames.
             thread::Builder::new()
                 .name(format!("engine-{n}"))
                 .spawn(move || {
-                    engine::run(started, plans, |o| {
+                    engine::run(started, plans, live, |o| {
                         let _ = done.send(o);
                     })
                 })
@@ -499,10 +532,12 @@ struct DialTally {
     event_failures: Mutex<BTreeMap<String, u64>>,
     /// Each streaming call's two legs, by its uuid, for the events of its end.
     legs: Mutex<HashMap<CallId, (Leg, Leg)>>,
+    /// The calls as they go, for the live counters.
+    live: Arc<Counters>,
 }
 
 impl DialTally {
-    fn new(started: Instant) -> DialTally {
+    fn new(started: Instant, live: Arc<Counters>) -> DialTally {
         DialTally {
             failed: Mutex::default(),
             ramp_end: Mutex::new(started),
@@ -510,6 +545,7 @@ impl DialTally {
             answer_retried: AtomicUsize::new(0),
             event_failures: Mutex::default(),
             legs: Mutex::default(),
+            live,
         }
     }
 }
@@ -619,6 +655,7 @@ fn dial_one(
             let _ = events.send((target.clone(), event));
         }
     };
+    Counters::bump(&tally.live.calls_dialed);
     let dialed = setup(&mut call, opts, agent, tally, &mut post);
     {
         let mut end = lock(&tally.ramp_end);
@@ -626,6 +663,7 @@ fn dial_one(
     }
     match dialed {
         Ok((dialed, socket, answer)) => {
+            Counters::bump(&tally.live.calls_connected);
             lock(&tally.setups).push(SetupTimes {
                 answer,
                 handshake: dialed.handshake,
@@ -640,6 +678,7 @@ fn dial_one(
             })
         }
         Err(e) => {
+            Counters::bump(&tally.live.calls_failed);
             let reason = format!("dial: {}", reason_of(&e.error));
             *lock(&tally.failed).entry(reason).or_default() += 1;
             None
@@ -721,6 +760,10 @@ fn start_finisher(
     let finisher = spawn_helper("finisher".into(), move || {
         let mut outcomes = Vec::new();
         for o in done_rx {
+            Counters::bump(&tally.live.calls_ended);
+            if o.error.is_some() {
+                Counters::bump(&tally.live.calls_failed);
+            }
             let legs = o.id.as_ref().and_then(|id| lock(&tally.legs).remove(id));
             if let Some((call, socket)) = legs {
                 let post = |leg: &Leg, event: Event| {

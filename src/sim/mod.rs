@@ -11,7 +11,7 @@
 //! the blocking steps of setup, the socket's handshake among them. One call's socket then runs in `session`, tick by tick; a
 //! load's calls stream in `engine`, a `mio` poll loop where one thread paces and checks
 //! many calls. A load may be one [`shard`] of a larger one, begun at a [`start`] time that
-//! its other shards share.
+//! its other shards share, and its `live` counters served to Prometheus by `exporter`.
 
 pub mod answer;
 pub mod arrival;
@@ -21,7 +21,9 @@ mod course;
 pub mod dial;
 mod engine;
 pub mod events;
+mod exporter;
 pub mod findings;
+mod live;
 pub mod load;
 mod ncco;
 pub mod playback;

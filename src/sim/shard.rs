@@ -1,15 +1,16 @@
 //! One slice of a load, so that a load too large for one machine runs on several: shard K
-//! of N dials calls K-1, K-1+N, K-1+2N, ... of the whole load, each at the time the whole
-//! load's ramp gives it, with its own call number's phase and arrival. The N shards
-//! together are the unsharded load, call for call, and their reports merge into its report.
-//! Shards are numbered from 1, as `--shard 1/3` reads (and as Playwright and others number
-//! theirs); a Kubernetes Indexed Job's completion index is one less.
+//! of N dials calls K, K+N, K+2N, ... of the whole load, each at the time the whole load's
+//! ramp gives it, with its own call number's phase and arrival. The N shards together are
+//! the unsharded load, call for call, and their reports merge into its report. Shards are
+//! numbered from 0, as a Kubernetes Indexed Job numbers its pods (`JOB_COMPLETION_INDEX`)
+//! and Bazel its test shards, so an orchestrator's index is the shard as it is, with no
+//! shell to add one.
 
 use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The `index`-th of `count` slices of a load (1-based).
+/// The `index`-th of `count` slices of a load, from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Shard {
     index: u32,
@@ -17,20 +18,20 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// The whole load, unsharded: 1/1.
-    pub const WHOLE: Shard = Shard { index: 1, count: 1 };
+    /// The whole load, unsharded: 0/1.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
 
     /// Shard `index` of `count`, or why there is none.
     pub fn new(index: u32, count: u32) -> Result<Shard, String> {
-        if count == 0 || index == 0 || index > count {
+        if index >= count {
             return Err(format!(
-                "shard {index}/{count}: shards are numbered 1 to N, N at least 1"
+                "shard {index}/{count}: shards are numbered 0 to N-1, N at least 1"
             ));
         }
         Ok(Shard { index, count })
     }
 
-    /// Which shard this is, from 1.
+    /// Which shard this is, from 0.
     pub fn index(&self) -> u32 {
         self.index
     }
@@ -43,13 +44,13 @@ impl Shard {
     /// The number, in the whole load, of this shard's `nth` call (from 0); may pass the
     /// load's end.
     pub fn call(&self, nth: usize) -> usize {
-        nth * self.count as usize + (self.index - 1) as usize
+        nth * self.count as usize + self.index as usize
     }
 
     /// How many of a load of `calls` calls are this shard's.
     pub fn calls_of(&self, calls: usize) -> usize {
         calls
-            .saturating_sub((self.index - 1) as usize)
+            .saturating_sub(self.index as usize)
             .div_ceil(self.count as usize)
     }
 
@@ -74,7 +75,7 @@ impl fmt::Display for Shard {
 impl FromStr for Shard {
     type Err = String;
 
-    /// `K/N`, e.g. `2/3`.
+    /// `K/N`, e.g. `2/3`, the last of three.
     fn from_str(s: &str) -> Result<Shard, String> {
         let number = |n: &str| n.trim().parse::<u32>().ok();
         match s.split_once('/').map(|(k, n)| (number(k), number(n))) {
@@ -111,7 +112,7 @@ mod tests {
     fn the_shards_of_a_load_are_disjoint_and_together_the_whole_load() {
         for count in 1..=5 {
             for total in [0, 1, 4, 5, 6, 17] {
-                let mut all: Vec<usize> = (1..=count)
+                let mut all: Vec<usize> = (0..count)
                     .flat_map(|k| calls(Shard::new(k, count).unwrap(), total))
                     .collect();
                 all.sort_unstable();
@@ -122,7 +123,7 @@ mod tests {
 
     #[test]
     fn a_shard_s_last_call_is_the_last_of_its_slice() {
-        let second = Shard::new(2, 3).unwrap();
+        let second = Shard::new(1, 3).unwrap();
         assert_eq!(calls(second, 7), [1, 4]);
         assert_eq!(second.last_call_of(7), Some(4));
         assert_eq!(second.last_call_of(1), None);
@@ -139,7 +140,7 @@ mod tests {
 
     #[test]
     fn a_shard_outside_1_to_n_or_not_k_of_n_is_refused() {
-        for bad in ["0/3", "4/3", "1/0", "2", "a/b", "-1/2", ""] {
+        for bad in ["3/3", "4/3", "0/0", "2", "a/b", "-1/2", ""] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
     }
