@@ -68,3 +68,9 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use ncco::Ncco;
 pub use server::Server;
+
+/// The README's Rust examples, compiled (and run where they can be) by `cargo test`, so an
+/// example that drifts from the code fails.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

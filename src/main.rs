@@ -1,7 +1,11 @@
 //! The `vonage-echo` binary: the echo server by default, and the Vonage side of a call
 //! (`call`, `load`) for trying and measuring it.
 
+// What only the binary uses lives beside it, in a folder of its own, not among the
+// library's modules.
+#[path = "main/logging.rs"]
 mod logging;
+#[path = "main/origin.rs"]
 mod origin;
 
 use std::{
@@ -87,6 +91,10 @@ struct DialArgs {
     /// from its text); 0 speaks it in no time.
     #[arg(long, default_value_t = sim::DEFAULT_TALK_RATE)]
     talk_rate: f64,
+    /// Seconds the caller listens to the NCCO's talks and waits, between socket legs,
+    /// before it hangs up (a talk with loop 0 plays until then).
+    #[arg(long, default_value_t = Seconds(sim::DEFAULT_PATIENCE), value_parser = seconds_arg)]
+    patience: Seconds,
     /// PEM certificates to trust for https:// and wss:// (a private or test CA).
     #[arg(long)]
     ca_file: Option<PathBuf>,
@@ -123,6 +131,7 @@ impl DialArgs {
             .ws_url(self.ws_url.clone())
             .rewrites(self.rewrite.clone())
             .talk_rate(self.talk_rate)
+            .patience(self.patience.0)
             .event_timeout(self.event_timeout.0)
             .signature_secret(self.signature_secret.clone().map(Secret::new))
             .ca_file(self.ca_file.clone())

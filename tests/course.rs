@@ -253,6 +253,90 @@ fn every_call_event_carries_vonages_fields() {
         );
     }
     assert_eq!(completed["disconnected_by"], "user", "the caller hung up");
+    let socket: Vec<&Value> = events
+        .iter()
+        .map(|e| &e.fields)
+        .filter(|f| f["direction"] == "outbound")
+        .collect();
+    let statuses: Vec<&str> = socket
+        .iter()
+        .map(|f| f["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["started", "answered", "completed"]);
+    for field in ["start_time", "rate", "network"] {
+        assert!(
+            socket[1][field].is_string(),
+            "the socket leg's answered {field}"
+        );
+    }
+    for field in ["start_time", "end_time", "duration", "price", "network"] {
+        assert!(
+            socket[2][field].is_string(),
+            "the socket leg's completed {field}"
+        );
+    }
+    assert_eq!(
+        socket[2]["disconnected_by"], "platform",
+        "the caller's hang-up ended the socket leg"
+    );
+    assert_eq!(socket[0]["headers"], serde_json::json!({"caller": "x"}));
+}
+
+#[test]
+fn an_event_webhook_that_refuses_connections_is_a_warning_and_the_call_goes_on() {
+    let app = start_mock(Plan::new(|uri, _| ncco(uri, "", "")), listens);
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/events", listener.local_addr().unwrap())
+    };
+    let options = protocol_call(&app.answer_url, Duration::from_millis(300));
+    let options = options
+        .clone()
+        .dial(options.dial.event_url(Some(closed.clone())));
+    let report = call::run(&options).unwrap();
+    assert!(report.passed(), "{report}");
+    assert!(report.sent > 0, "{report}");
+    assert!(
+        warned(&report, Check::Events, &[&closed, "connection refused"]),
+        "{report}"
+    );
+    assert!(
+        report
+            .events
+            .iter()
+            .all(|d| d.http_status.is_none() && d.error.is_some()),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_socket_legs_event_url_that_answers_404_is_a_warning_of_its_own() {
+    let mut plan = Plan::new(|uri, base| {
+        ncco(
+            uri,
+            &format!(r#","eventUrl":["{base}/webhooks/events/leg"]"#),
+            "",
+        )
+    });
+    plan.event_status = 404;
+    let app = start_mock(plan, listens);
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_millis(300))).unwrap();
+    assert!(report.passed(), "{report}");
+    assert!(
+        warned(
+            &report,
+            Check::SocketEvents,
+            &["/webhooks/events/leg", "of the socket leg", "answered 404"]
+        ),
+        "{report}"
+    );
+    assert!(
+        !report
+            .warnings
+            .iter()
+            .any(|w| w.check == Check::SocketEvents && w.text.contains("of the call leg")),
+        "the call's own events are warned of under the event webhook: {report}"
+    );
 }
 
 #[test]
@@ -338,6 +422,43 @@ fn a_talk_is_spoken_before_the_socket_opens() {
 }
 
 #[test]
+fn a_talk_that_loops_for_ever_plays_until_the_caller_hangs_up() {
+    let app = start_mock(
+        Plan::new(|uri, _| {
+            ncco(uri, "", "").replacen(
+                '[',
+                r#"[{"action":"talk","text":"Please hold","loop":0},"#,
+                1,
+            )
+        }),
+        listens,
+    );
+    let options = protocol_call(&app.answer_url, Duration::from_millis(200));
+    let options = options
+        .clone()
+        .dial(options.dial.patience(Duration::from_millis(400)));
+    let report = call::run(&options).unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(
+        action_names(&report),
+        ["talk"],
+        "connect is never reached: {report}"
+    );
+    let talk = &report.ncco_actions[0];
+    assert!(
+        talk.end - talk.start >= Duration::from_millis(390),
+        "the caller listened 400 ms: {report}"
+    );
+    assert!(talk.note.contains("hung up"), "{report}");
+    assert!(app.sockets.lock().unwrap().is_empty());
+    let completed = app
+        .events()
+        .into_iter()
+        .rfind(|e| e.fields["status"] == "completed");
+    assert_eq!(completed.unwrap().fields["disconnected_by"], "user");
+}
+
+#[test]
 fn the_actions_after_connect_run_once_the_application_closes_its_socket() {
     let app = start_mock(
         Plan::new(|uri, _| {
@@ -378,7 +499,7 @@ fn a_synchronous_disconnected_answer_replaces_the_rest_of_the_ncco() {
             r#",{"action":"talk","text":"Never said"}"#,
         )
     });
-    plan.on_disconnected = r#"[{"action":"talk","text":"Said instead"}]"#.into();
+    plan.on_disconnected = Box::new(|_, _| r#"[{"action":"talk","text":"Said instead"}]"#.into());
     let app = start_mock(plan, closes_soon);
     let report = call::run(&protocol_call(&app.answer_url, Duration::from_secs(3))).unwrap();
     assert!(report.passed(), "{report}");
@@ -390,10 +511,52 @@ fn a_synchronous_disconnected_answer_replaces_the_rest_of_the_ncco() {
         .collect();
     assert_eq!(talks.len(), 1, "{report}");
     assert!(talks[0].contains("Said instead"), "{report}");
+    let leg = app.events();
+    let leg: Vec<&Request> = leg
+        .iter()
+        .filter(|r| r.target.starts_with("/leg"))
+        .collect();
+    let statuses: Vec<&str> = leg
+        .iter()
+        .map(|r| r.fields["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["started", "answered", "disconnected", "completed"]
+    );
     assert!(
-        statuses_at(&app.events(), "/leg").contains(&"disconnected".to_owned()),
+        leg.iter()
+            .all(|r| r.fields["uuid"] == leg[0].fields["uuid"]),
+        "every event of the leg carries its one uuid: {leg:?}"
+    );
+}
+
+#[test]
+fn an_ncco_that_reconnects_whenever_its_socket_closes_is_stopped_and_named() {
+    let again = |uri: &str, base: &str| {
+        ncco(
+            uri,
+            &format!(r#","eventType":"synchronous","eventUrl":["{base}/leg"]"#),
+            "",
+        )
+    };
+    let mut plan = Plan::new(again);
+    plan.on_disconnected = Box::new(again);
+    let app = start_mock(plan, |mut ws: WebSocket<TcpStream>| {
+        let _ = ws.close(None);
+        drain(&mut ws);
+    });
+    let report = call::run(&protocol_call(&app.answer_url, Duration::from_secs(2))).unwrap();
+    assert!(
+        faulted(
+            &report,
+            Check::NccoActions,
+            &["a connect 33 times", "hangs up"]
+        ),
         "{report}"
     );
+    let sockets = app.sockets.lock().unwrap().len();
+    assert!(sockets <= 32, "{sockets} sockets opened");
 }
 
 #[test]
@@ -599,11 +762,7 @@ fn load_posts_both_legs_events_with_vonages_fields() {
         .dial(Dial::new(app.answer_url.clone()).talk_rate(100.0));
     let report = load::run(&options).unwrap();
     assert!(report.passed(), "{report}");
-    // The finisher posts the last events beside the end of the run: wait for them.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while app.events().len() < 14 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The run returns once its posters have posted every event.
     let events = app.events();
     assert_eq!(events.len(), 14, "7 events a call: {:?}", app.statuses());
     for completed in events.iter().filter(|e| e.fields["status"] == "completed") {

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use super::{Dial, Method};
+use super::{
+    findings::{Check, Finding},
+    Dial, Method,
+};
 use crate::error::{Error, Result};
 
 /// How long Vonage waits for the answer webhook's connection, by default (the
@@ -61,6 +64,26 @@ impl Attempt {
             self.took.as_secs_f64() * 1000.0
         )
     }
+}
+
+/// Findings of the answer webhook's attempts: a warning for each that failed before one
+/// gave an NCCO.
+pub(crate) fn attempt_findings(attempts: &[Attempt], method: Method) -> Vec<Finding> {
+    let Some((_, failed)) = attempts.split_last() else {
+        return Vec::new();
+    };
+    failed
+        .iter()
+        .map(|a| {
+            Finding::warning(
+                Check::AnswerWebhook,
+                format!(
+                    "{}: Vonage asked again, and a later request gave the NCCO",
+                    a.summary(method)
+                ),
+            )
+        })
+        .collect()
 }
 
 /// What asking the answer webhook came to: every attempt, and the NCCO's body if one
@@ -123,7 +146,9 @@ pub(crate) fn ask(dial: &Dial, agent: &ureq::Agent, params: &[(&str, String)]) -
                 };
             }
             Outcome::Again(reason) => {
-                attempt.error = status.is_none().then(|| reason.clone());
+                // A busy status says it all; a transport failure after a status does not.
+                let busy = status.is_some_and(|s| RETRIED_STATUSES.contains(&s));
+                attempt.error = (!busy).then(|| reason.clone());
                 attempts.push(attempt);
                 first_reason.get_or_insert_with(|| reason.clone());
                 last = reason;
@@ -164,46 +189,12 @@ fn once(
     params: &[(&str, String)],
     extra: Option<Vec<(&'static str, Value)>>,
 ) -> (Outcome, Option<u16>) {
-    let response = match dial.method {
-        Method::Get => {
-            let mut pairs: Vec<(&str, String)> = params.to_vec();
-            for (k, v) in extra.into_iter().flatten() {
-                let v = match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                pairs.push((k, v));
-            }
-            let mut request = agent.get(url).query_pairs(pairs);
-            if let Some(signed) = dial.signed(None) {
-                request = request.header("Authorization", signed);
-            }
-            request
-                .config()
-                .timeout_connect(Some(dial.connect_timeout))
-                .timeout_global(Some(dial.answer_timeout))
-                .build()
-                .call()
-        }
-        Method::Post => {
-            let mut body: Map<String, Value> = params
-                .iter()
-                .map(|(k, v)| ((*k).into(), v.clone().into()))
-                .collect();
-            body.extend(extra.into_iter().flatten().map(|(k, v)| (k.into(), v)));
-            let body = Value::Object(body).to_string();
-            let mut request = agent.post(url).header("Content-Type", "application/json");
-            if let Some(signed) = dial.signed(Some(body.as_bytes())) {
-                request = request.header("Authorization", signed);
-            }
-            request
-                .config()
-                .timeout_connect(Some(dial.connect_timeout))
-                .timeout_global(Some(dial.answer_timeout))
-                .build()
-                .send(body)
-        }
-    };
+    let mut fields: Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| ((*k).into(), v.clone().into()))
+        .collect();
+    fields.extend(extra.into_iter().flatten().map(|(k, v)| (k.into(), v)));
+    let response = dial.webhook(agent, dial.method, url, &fields, dial.answer_timeout);
     let mut response = match response {
         Ok(response) => response,
         Err(e) if is_unreachable(&e) => {

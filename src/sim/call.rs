@@ -177,8 +177,7 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
     let mut report = CallReport::new(id.clone(), options.expect);
     report.arrival = options.arrival;
     report.answer_method = dial.method;
-    let poster = Poster::start(agent.clone(), dial.clone())
-        .map_err(|e| Error::io("starting the call's event poster", e))?;
+    let poster = Poster::start(agent.clone(), dial.clone());
     let mut call = Leg::call(dial, id, dial.event_target()?);
     let origin = Instant::now();
     let answered = match answer_call(dial, &agent, &mut call, &mut |leg, e| poster.send(leg, e)) {
@@ -198,28 +197,38 @@ pub fn run(options: &CallOptions) -> Result<CallReport> {
     report.talks = answered.reading.talks();
     report.add(answered.reading.findings);
     report.checks = SETUP.to_vec();
-    let mut course = Course::new(origin, answered.reading.steps);
+    let mut course = Course::new(origin, answered.reading.steps, dial.patience);
     let mut legs = Legs {
         options,
         agent: &agent,
         poster: &poster,
         call: &mut call,
-        caller: None,
+        said: 0,
+        streamed: false,
         tape: None,
         sync: Vec::new(),
         rtts: Vec::new(),
-        connected_any: false,
+        legs_opened: 0,
     };
-    let hung_up = legs.play(&mut course, &mut report)?;
-    if !legs.connected_any {
+    let played = legs.play(&mut course, &mut report);
+    if legs.legs_opened == 0 {
         no_socket(&mut report);
     }
     let Legs { sync, .. } = legs;
-    poster.send(&call, call.event(Status::Completed(hung_up)));
+    // The call ends whatever ended it, an error on this side included.
+    poster.send(
+        &call,
+        call.event(Status::Completed(*played.as_ref().unwrap_or(&HungUp::User))),
+    );
+    if let Err(e) = played {
+        let _ = poster.finish();
+        return Err(e);
+    }
     report.add(course.findings);
     report.ncco_actions = course.ran;
     let mut deliveries = poster.finish();
     deliveries.extend(sync);
+    deliveries.sort_by_key(|d| d.at);
     add_deliveries(&mut report, deliveries);
     Ok(report)
 }
@@ -237,6 +246,10 @@ fn add_deliveries(report: &mut CallReport, deliveries: Vec<Delivery>) {
     }
     report.events = deliveries;
 }
+
+/// The most socket legs one call opens: an NCCO that reconnects each time its socket
+/// closes would otherwise keep the emulated caller on the line for ever.
+const MAX_SOCKET_LEGS: usize = 32;
 
 /// How a socket leg ended.
 enum LegEnd {
@@ -257,15 +270,18 @@ struct Legs<'a> {
     agent: &'a ureq::Agent,
     poster: &'a Poster,
     call: &'a mut Leg,
-    /// What the caller has still to say; made at the first socket, in its format.
-    caller: Option<Caller>,
+    /// Frames the caller has said on the legs so far.
+    said: u64,
+    /// Whether a socket leg has streamed yet.
+    streamed: bool,
+    /// The recording, until the first leg takes it.
     tape: Option<Tape>,
     /// Deliveries of synchronous events, posted inline.
     sync: Vec<Delivery>,
     /// Round trips of every leg's echoed frames, in microseconds.
     rtts: Vec<u32>,
-    /// Whether the NCCO reached a `connect` at all.
-    connected_any: bool,
+    /// How many `connect` actions the NCCO has reached.
+    legs_opened: usize,
 }
 
 impl Legs<'_> {
@@ -276,18 +292,54 @@ impl Legs<'_> {
                 Next::End(by) => return Ok(by),
                 Next::Connect(connect) => connect,
             };
+            self.legs_opened += 1;
+            if self.legs_opened > MAX_SOCKET_LEGS {
+                report.add([Finding::fault(
+                    Check::NccoActions,
+                    format!(
+                        "the NCCO reached a connect {} times in one call: the caller hangs up there \
+                         (an answer to disconnected that connects again, and again, keeps a caller forever)",
+                        self.legs_opened
+                    ),
+                )]);
+                return Ok(HungUp::User);
+            }
             let start = course.now();
-            self.connected_any = true;
-            let (end, note) = self.socket_leg(&connect, report)?;
+            let (end, note, leg) = self.socket_leg(&connect, report)?;
             course.record("connect", start, note);
-            match end {
-                LegEnd::CallerHungUp => return Ok(HungUp::User),
-                LegEnd::Application if connect.synchronous => {
-                    self.disconnected_sync(&connect, course, report)
-                }
-                LegEnd::Application | LegEnd::Platform | LegEnd::Failed => {}
+            course.listen_again();
+            if let Some(leg) = leg {
+                self.end_leg(&leg, &end, connect.synchronous, course, report);
+            }
+            if matches!(end, LegEnd::CallerHungUp) {
+                return Ok(HungUp::User);
             }
         }
+    }
+
+    /// The events of a socket leg's end: `disconnected` when the application ended it
+    /// (posted and waited for inline when the connect asked for synchronous events), then
+    /// `completed`.
+    fn end_leg(
+        &mut self,
+        leg: &Leg,
+        end: &LegEnd,
+        synchronous: bool,
+        course: &mut Course,
+        report: &mut CallReport,
+    ) {
+        if matches!(end, LegEnd::Application) {
+            if synchronous {
+                self.disconnected_sync(leg, course, report);
+            } else {
+                self.poster.send(leg, leg.event(Status::Disconnected));
+            }
+        }
+        let by = match end {
+            LegEnd::Application => HungUp::User,
+            _ => HungUp::Platform,
+        };
+        self.poster.send(leg, leg.event(Status::Completed(by)));
     }
 
     /// One socket leg, from its handshake to its end: how it ended, in a few words.
@@ -295,15 +347,9 @@ impl Legs<'_> {
         &mut self,
         connect: &Connect,
         report: &mut CallReport,
-    ) -> Result<(LegEnd, String)> {
+    ) -> Result<(LegEnd, String, Option<Leg>)> {
         let dial = &self.options.dial;
-        let target = dial.socket_event_target(connect, self.call);
-        let mut leg = self.call.socket(
-            &connect.endpoint.uri,
-            connect.from.as_deref(),
-            connect.endpoint.headers.clone(),
-            target,
-        );
+        let mut leg = dial.socket_leg(connect, self.call);
         let poster = self.poster;
         let id = self.call.uuid.clone();
         let dialed = match open_leg(dial, &id, connect, &mut leg, &mut |l, e| poster.send(l, e)) {
@@ -311,41 +357,35 @@ impl Legs<'_> {
             Err(Failed { check, error }) => {
                 let note = format!("the socket did not open: {error}");
                 report.add([Finding::fault(check, error.to_string())]);
-                return Ok((LegEnd::Failed, note));
+                return Ok((LegEnd::Failed, note, None));
             }
         };
-        let first = self.caller.is_none();
-        if first {
-            describe_socket(report, &dialed);
-            match prepare(self.options, dialed.format) {
-                Ok((caller, tape)) => {
-                    self.caller = Some(caller);
-                    self.tape = tape;
-                }
-                Err(e) => {
-                    // The call cannot go on (a WAV at another rate, a recording that cannot
-                    // be made): the caller hangs up at once rather than drop the socket.
-                    let mut ws = dialed.ws;
-                    let _ = ws.close(None);
-                    let _ = ws.flush();
-                    return Err(e);
-                }
+        let first = !self.streamed;
+        let caller = match self.caller_for(&dialed, report) {
+            Ok(caller) => caller,
+            Err(e) => {
+                // The call cannot go on (a WAV at another rate, a recording that cannot be
+                // made): the caller hangs up at once rather than drop the socket.
+                let mut ws = dialed.ws;
+                let _ = ws.close(None);
+                let _ = ws.flush();
+                return Err(e);
             }
-        }
-        let caller = self.caller.take().unwrap_or_default();
+        };
+        self.streamed = true;
         let steps = caller.steps.clone();
         let opened = Instant::now();
         let played = Session::new(
             dialed,
-            caller.clone(),
+            caller,
             self.options.arrival,
             self.options.expect,
             self.options.buffer_frames,
-            if first { self.tape.take() } else { None },
+            self.tape.take(),
         )
         .map_err(|e| Error::io("setting up the call's socket", e))?
         .run();
-        self.caller = Some(caller.rest(played.tally.sent));
+        self.said += played.tally.sent;
         if first {
             report.checks = streamed_checks(self.options.expect);
             if let Some(scenario) = &self.options.script {
@@ -354,37 +394,32 @@ impl Legs<'_> {
         }
         let (end, why) = ending(&played, opened.elapsed());
         fill(report, played, &mut self.rtts);
-        if matches!(end, LegEnd::Application) {
-            self.poster.send(&leg, leg.event(Status::Disconnected));
+        Ok((end, why, Some(leg)))
+    }
+
+    /// What the caller says on this leg, in the leg's format: the rest of what it has to
+    /// say, from where the last leg left it. The first leg describes the socket in the
+    /// report and starts the recording, which holds that leg.
+    fn caller_for(&mut self, dialed: &super::Dialed, report: &mut CallReport) -> Result<Caller> {
+        if !self.streamed {
+            describe_socket(report, dialed);
+            self.tape = match &self.options.record {
+                Some(path) => Some(Tape::create(path, dialed.format)?),
+                None => None,
+            };
         }
-        let by = match end {
-            LegEnd::Application => HungUp::User,
-            _ => HungUp::Platform,
-        };
-        self.poster.send(&leg, leg.event(Status::Completed(by)));
-        Ok((end, why))
+        Ok(caller_of(self.options, dialed.format)?.rest(self.said))
     }
 
     /// With `eventType: "synchronous"`, the answer to `disconnected` may be an NCCO, which
     /// replaces what is left of the call's; it is posted, and waited for, inline.
-    fn disconnected_sync(
-        &mut self,
-        connect: &Connect,
-        course: &mut Course,
-        report: &mut CallReport,
-    ) {
+    fn disconnected_sync(&mut self, leg: &Leg, course: &mut Course, report: &mut CallReport) {
         let dial = &self.options.dial;
-        let Some(target) = dial.socket_event_target(connect, self.call) else {
+        let Some(target) = &leg.target else {
             return;
         };
-        let leg = self.call.socket(
-            &connect.endpoint.uri,
-            connect.from.as_deref(),
-            connect.endpoint.headers.clone(),
-            Some(target.clone()),
-        );
         let (delivery, body) =
-            events::post(self.agent, dial, &target, &leg.event(Status::Disconnected));
+            events::post(self.agent, dial, target, &leg.event(Status::Disconnected));
         let ok = delivery.ok();
         self.sync.push(delivery);
         let Some(body) = body.filter(|b| ok && b.trim_ascii_start().starts_with(b"[")) else {
@@ -402,10 +437,7 @@ impl Legs<'_> {
                 );
             }
             Err(reason) => {
-                self.poster.send(
-                    self.call,
-                    self.call.error(&format!("Syntax error in NCCO: {reason}")),
-                );
+                self.poster.send(self.call, self.call.ncco_error(&reason));
                 report.add([Finding::fault(
                     Check::NccoActions,
                     format!("the NCCO answering disconnected: {reason}; Vonage ends the call"),
@@ -456,19 +488,6 @@ fn ending(played: &Played, lasted: Duration) -> (LegEnd, String) {
             format!("the application {how} after {secs:.1} s"),
         )
     }
-}
-
-/// What the caller will do, and where the call is recorded.
-fn prepare(
-    options: &CallOptions,
-    format: crate::protocol::audio::AudioFormat,
-) -> Result<(Caller, Option<Tape>)> {
-    let caller = caller_of(options, format)?;
-    let tape = match &options.record {
-        Some(path) => Some(Tape::create(path, format)?),
-        None => None,
-    };
-    Ok((caller, tape))
 }
 
 /// The checks of the scenario's expectations, if there is a scenario.

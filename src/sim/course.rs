@@ -46,17 +46,64 @@ pub(crate) struct Course {
     pub(crate) steps: VecDeque<Step>,
     pub(crate) ran: Vec<ActionRun>,
     pub(crate) findings: Vec<Finding>,
+    /// How long the caller listens between socket legs before it hangs up, so a talk that
+    /// loops for ever, or a long wait, ends with the caller.
+    patience: Duration,
+    /// Since when the caller has been listening.
+    listening_since: Instant,
+}
+
+/// How long Vonage takes to speak `text` `loops` times at `rate` characters a second:
+/// `None` for a talk that loops for ever (`loop: 0`); no time at all at rate 0.
+pub(crate) fn talk_time(text: &str, loops: u32, rate: f64) -> Option<Duration> {
+    if loops == 0 {
+        return None;
+    }
+    if rate <= 0.0 || !rate.is_finite() {
+        return Some(Duration::ZERO);
+    }
+    let chars = text.chars().count() as f64 * f64::from(loops);
+    Some(Duration::try_from_secs_f64(chars / rate).unwrap_or(Duration::MAX))
 }
 
 impl Course {
-    /// A course of `steps`, timed from `origin`.
-    pub(crate) fn new(origin: Instant, steps: Vec<Step>) -> Course {
+    /// A course of `steps`, timed from `origin`, for a caller who listens `patience` long
+    /// between socket legs before it hangs up.
+    pub(crate) fn new(origin: Instant, steps: Vec<Step>, patience: Duration) -> Course {
         Course {
             origin,
             steps: steps.into(),
             ran: Vec::new(),
             findings: Vec::new(),
+            patience,
+            listening_since: origin,
         }
+    }
+
+    /// The caller has just left a socket leg: it listens afresh from now.
+    pub(crate) fn listen_again(&mut self) {
+        self.listening_since = Instant::now();
+    }
+
+    /// Waits `time`, or until the caller's patience runs out: whether it ran out.
+    fn wait(&self, time: Duration) -> bool {
+        let gives_up = self.listening_since + self.patience;
+        let (until, gave_up) = match Instant::now().checked_add(time) {
+            Some(end) if end <= gives_up => (end, false),
+            _ => (gives_up, true),
+        };
+        thread::sleep(until.saturating_duration_since(Instant::now()));
+        gave_up
+    }
+
+    /// The caller hangs up during the action that began at `start`.
+    fn hang_up(&mut self, action: &str, start: Duration, what: &str) -> Next {
+        let note = format!(
+            "{what}; the caller hung up after listening {:.1} s",
+            self.patience.as_secs_f64()
+        );
+        self.record(action, start, note);
+        Next::End(HungUp::User)
     }
 
     /// Now, from the call's start.
@@ -85,28 +132,32 @@ impl Course {
             let start = self.now();
             match step {
                 Step::Connect(connect) => return Next::Connect(connect),
-                Step::Talk { loops: 0, text } => {
-                    let note = format!(
-                        "{:?}, loop 0: spoken until the caller hangs up",
-                        crate::text::cut(&text, 60)
-                    );
-                    self.record("talk", start, note);
-                    return Next::End(HungUp::User);
-                }
                 Step::Talk { text, loops } => {
-                    let time = dial.talk_time(&text, loops);
-                    thread::sleep(time);
-                    let note = format!(
-                        "{:?}, {} characters x {loops}: an estimated {} ms at {} characters a second",
+                    let time = talk_time(&text, loops, dial.talk_rate);
+                    let said = format!(
+                        "{:?}, {} characters x {}: an estimated {} at {} characters a second",
                         crate::text::cut(&text, 60),
                         text.chars().count(),
-                        time.as_millis(),
+                        if loops == 0 {
+                            "for ever".to_owned()
+                        } else {
+                            loops.to_string()
+                        },
+                        time.map_or("endless time".to_owned(), |t| format!(
+                            "{} ms",
+                            t.as_millis()
+                        )),
                         dial.talk_rate
                     );
-                    self.record("talk", start, note);
+                    if self.wait(time.unwrap_or(Duration::MAX)) {
+                        return self.hang_up("talk", start, &said);
+                    }
+                    self.record("talk", start, said);
                 }
                 Step::Wait(time) => {
-                    thread::sleep(time);
+                    if self.wait(time) {
+                        return self.hang_up("wait", start, "waiting");
+                    }
                     self.record("wait", start, "");
                 }
                 Step::Unplayed(what) => {

@@ -9,12 +9,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use serde_json::{Map, Value};
 use tungstenite::{client::IntoClientRequest, http, stream::MaybeTlsStream, WebSocket};
 
 use super::{
     answer::{self, Attempt, DEFAULT_ANSWER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT},
     events::{self, EventTarget, HungUp, Leg, Status, EVENT_TIMEOUT},
-    findings::{Check, Finding},
+    findings::Check,
     ncco::{self, Connect, Reading},
     tls,
     urls::{Origin, Rewrite, Urls},
@@ -33,6 +34,10 @@ use crate::{
 /// minute of English, the pace of its text-to-speech voices. The emulator cannot hear its
 /// own speech, so it estimates a talk's time from its text.
 pub const DEFAULT_TALK_RATE: f64 = 15.0;
+
+/// How long a caller listens to an NCCO's talks and waits, between socket legs, before it
+/// hangs up, by default: a minute, longer than any greeting, short of hold music.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);
 
 /// How a webhook is requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,6 +93,9 @@ pub struct Dial {
     /// How fast a `talk` is spoken, in characters a second; 0 speaks it in no time
     /// (default: [`DEFAULT_TALK_RATE`]).
     pub talk_rate: f64,
+    /// How long the caller listens to the NCCO's talks and waits, between socket legs,
+    /// before it hangs up (default: [`DEFAULT_PATIENCE`]).
+    pub patience: Duration,
     /// Vonage's signature secret: with it, every webhook request and a `vonage`-authorized
     /// handshake carry a signed JWT, as Vonage sends them (default: none).
     pub signature_secret: Option<Secret>,
@@ -112,6 +120,7 @@ impl Dial {
             answer_timeout: DEFAULT_ANSWER_TIMEOUT,
             event_timeout: EVENT_TIMEOUT,
             talk_rate: DEFAULT_TALK_RATE,
+            patience: DEFAULT_PATIENCE,
             signature_secret: None,
             ca_file: None,
         }
@@ -187,6 +196,12 @@ impl Dial {
         self
     }
 
+    /// Sets [`Dial::patience`].
+    pub fn patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
     /// Sets [`Dial::talk_rate`].
     pub fn talk_rate(mut self, chars_per_second: f64) -> Self {
         self.talk_rate = chars_per_second;
@@ -199,15 +214,6 @@ impl Dial {
         self
     }
 
-    /// How long Vonage takes to speak `text` `loops` times.
-    pub(crate) fn talk_time(&self, text: &str, loops: u32) -> Duration {
-        if self.talk_rate <= 0.0 || !self.talk_rate.is_finite() {
-            return Duration::ZERO;
-        }
-        let chars = text.chars().count() as f64 * f64::from(loops.max(1));
-        Duration::from_secs_f64(chars / self.talk_rate)
-    }
-
     /// The certificates of `ca_file`, PEM.
     pub(crate) fn ca_pem(&self) -> Result<Option<Vec<u8>>> {
         let Some(path) = &self.ca_file else {
@@ -216,6 +222,45 @@ impl Dial {
         std::fs::read(path)
             .map(Some)
             .map_err(|e| Error::io(format!("reading --ca-file {}", path.display()), e))
+    }
+
+    /// Requests a webhook as Vonage does: GET with `fields` in the query string (strings
+    /// as they are, anything else as JSON), or POST with them as a JSON body; signed when
+    /// Vonage signs; connected within `connect_timeout` and answered within `whole`.
+    pub(crate) fn webhook(
+        &self,
+        agent: &ureq::Agent,
+        method: Method,
+        url: &str,
+        fields: &Map<String, Value>,
+        whole: Duration,
+    ) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        match method {
+            Method::Get => {
+                let pairs = fields.iter().map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.as_str(), v)
+                });
+                let mut request = agent.get(url).query_pairs(pairs);
+                if let Some(signed) = self.signed(None) {
+                    request = request.header("Authorization", signed);
+                }
+                let request = request.config().timeout_connect(Some(self.connect_timeout));
+                request.timeout_global(Some(whole)).build().call()
+            }
+            Method::Post => {
+                let body = Value::Object(fields.clone()).to_string();
+                let mut request = agent.post(url).header("Content-Type", "application/json");
+                if let Some(signed) = self.signed(Some(body.as_bytes())) {
+                    request = request.header("Authorization", signed);
+                }
+                let request = request.config().timeout_connect(Some(self.connect_timeout));
+                request.timeout_global(Some(whole)).build().send(body)
+            }
+        }
     }
 
     /// The HTTP client; each request sets the timeouts Vonage gives its webhook.
@@ -250,6 +295,18 @@ impl Dial {
             url,
             method: Method::Post,
         }))
+    }
+
+    /// The socket leg `connect` opens in `call`: to the uri as the NCCO wrote it, its
+    /// caller id, its headers, and its events going where [`Dial::socket_event_target`]
+    /// says.
+    pub(crate) fn socket_leg(&self, connect: &Connect, call: &Leg) -> Leg {
+        call.socket(
+            &connect.endpoint.uri,
+            connect.from.as_deref(),
+            connect.endpoint.headers.clone(),
+            self.socket_event_target(connect, call),
+        )
     }
 
     /// Where a socket leg's events go: `connect`'s `eventUrl` (rewritten to a local
@@ -362,7 +419,7 @@ pub(crate) fn answer_call(
     let reading = match ncco::read(&body) {
         Ok(reading) => reading,
         Err(reason) => {
-            post(leg, leg.error(&format!("Syntax error in NCCO: {reason}")));
+            post(leg, leg.ncco_error(&reason));
             let fail = failed(Check::Ncco, Error::Ncco(reason), leg, post);
             return Err((fail, asked.attempts));
         }
@@ -388,16 +445,16 @@ pub(crate) fn open_leg(
     post(leg, leg.event(Status::Started));
     let endpoint = &connect.endpoint;
     let socket_uri = dial.urls.socket(&endpoint.uri);
-    let opened =
-        socket_request(dial, &socket_uri, endpoint.authorization.as_ref()).and_then(|request| {
-            let connecting = Instant::now();
-            let ws = open_socket(dial, &socket_uri, request, connect.timeout)?;
-            Ok((ws, connecting.elapsed()))
-        });
-    let (mut ws, handshake) = match opened {
-        Ok(opened) => opened,
+    let connecting = Instant::now();
+    let deadline = connecting + connect.timeout;
+    let opened = socket_request(dial, &socket_uri, endpoint.authorization.as_ref())
+        .and_then(|request| open_socket(dial, &socket_uri, request, deadline));
+    let mut ws = match opened {
+        Ok(ws) => ws,
         Err(error) => {
-            let status = if error.to_string().contains("timed out") {
+            // A socket still not open at the connect's timeout did not answer; one that
+            // failed sooner was not there to answer.
+            let status = if Instant::now() >= deadline {
                 Status::Unanswered("timeout")
             } else {
                 Status::Failed("unavailable")
@@ -409,14 +466,17 @@ pub(crate) fn open_leg(
             });
         }
     };
+    let handshake = connecting.elapsed();
     leg.answer();
     post(leg, leg.event(Status::Answered));
     let connected = messages::connected(endpoint.content_type, &endpoint.headers);
-    ws.send(tungstenite::Message::text(connected.clone()))
-        .map_err(|e| Failed {
+    if let Err(e) = ws.send(tungstenite::Message::text(connected.clone())) {
+        post(leg, leg.event(Status::Completed(HungUp::Platform)));
+        return Err(Failed {
             check: Check::Handshake,
             error: Error::from(e),
-        })?;
+        });
+    }
     Ok(Dialed {
         id: id.clone(),
         format: endpoint.content_type,
@@ -426,26 +486,6 @@ pub(crate) fn open_leg(
         handshake,
         ends_at: Instant::now() + connect.limit,
     })
-}
-
-/// Findings of the answer webhook's attempts: a warning for each that failed before one
-/// gave an NCCO.
-pub(crate) fn attempt_findings(attempts: &[Attempt], method: Method) -> Vec<Finding> {
-    let Some((_, failed)) = attempts.split_last() else {
-        return Vec::new();
-    };
-    failed
-        .iter()
-        .map(|a| {
-            Finding::warning(
-                Check::AnswerWebhook,
-                format!(
-                    "{}: Vonage asked again, and a later request gave the NCCO",
-                    a.summary(method)
-                ),
-            )
-        })
-        .collect()
 }
 
 /// The handshake request for the NCCO's socket, with the endpoint's authorization.
@@ -488,9 +528,9 @@ fn open_socket(
     dial: &Dial,
     uri: &str,
     request: tungstenite::handshake::client::Request,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<WebSocket<MaybeTlsStream<TcpStream>>> {
-    let stream = connect(request.uri(), timeout)?;
+    let stream = connect(request.uri(), deadline)?;
     let config = limits::websocket_config(limits::DEFAULT_MAX_MESSAGE_BYTES);
     let connector = match request.uri().scheme_str() {
         Some("wss") => Some(dial.tls_connector()?),
@@ -513,7 +553,7 @@ fn open_socket(
                 Error::Http(format!("socket handshake at {uri}: {e}"))
             }
             tungstenite::HandshakeError::Interrupted(_) => Error::Http(format!(
-                "socket handshake at {uri} timed out after {timeout:?} (the connect action's timeout)"
+                "socket handshake at {uri} timed out (the connect action's timeout)"
             )),
         })?;
     Ok(ws)
@@ -529,8 +569,11 @@ pub(crate) fn tcp(stream: &MaybeTlsStream<TcpStream>) -> &TcpStream {
     }
 }
 
-/// Opens the TCP connection for a `ws://` or `wss://` uri.
-fn connect(uri: &http::Uri, timeout: Duration) -> Result<TcpStream> {
+/// Opens the TCP connection for a `ws://` or `wss://` uri by `deadline`, and gives each of
+/// its reads and writes what is then left: a handshake that stalls ends at the connect's
+/// timeout. (A server that trickles its answer a byte at a time can outlast it, each read
+/// waiting up to that much again.)
+fn connect(uri: &http::Uri, deadline: Instant) -> Result<TcpStream> {
     let default_port = match uri.scheme_str() {
         Some("ws") => 80,
         Some("wss") => 443,
@@ -546,12 +589,20 @@ fn connect(uri: &http::Uri, timeout: Duration) -> Result<TcpStream> {
         .map_err(|e| Error::io(format!("resolving {host}"), e))?;
     let mut last = None;
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            last = Some(std::io::ErrorKind::TimedOut.into());
+            break;
+        }
+        match TcpStream::connect_timeout(&addr, left) {
             Ok(stream) => {
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
                 stream
                     .set_nodelay(true)
-                    .and_then(|()| stream.set_read_timeout(Some(timeout)))
-                    .and_then(|()| stream.set_write_timeout(Some(timeout)))
+                    .and_then(|()| stream.set_read_timeout(Some(left)))
+                    .and_then(|()| stream.set_write_timeout(Some(left)))
                     .map_err(|e| Error::io("setting up the socket", e))?;
                 return Ok(stream);
             }

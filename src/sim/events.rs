@@ -7,7 +7,7 @@
 use std::{
     sync::mpsc,
     thread,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use serde_json::{Map, Value};
@@ -18,6 +18,9 @@ use crate::protocol::call_id::CallId;
 /// How long Vonage waits for the event webhook (the application's `socket_timeout` for
 /// events, by default).
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest answer read from an event webhook (a synchronous one may answer an NCCO).
+const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
 
 /// The most characters of a failing webhook's answer kept for its warning.
 const ANSWER_EXCERPT: usize = 120;
@@ -124,7 +127,10 @@ impl Leg {
                     .answered
                     .and_then(|a| now.duration_since(a).ok())
                     .map_or(0, |d| d.as_secs());
-                body.insert("start_time".into(), answered.into());
+                // A leg that never answered has no start time: the field is left out.
+                if let Some(answered) = answered {
+                    body.insert("start_time".into(), answered.into());
+                }
                 body.insert("end_time".into(), timestamp(now).into());
                 body.insert("duration".into(), seconds.to_string().into());
                 body.insert("rate".into(), RATE.into());
@@ -141,7 +147,13 @@ impl Leg {
             leg: self.kind,
             status: status.name(),
             body,
+            at: Instant::now(),
         }
+    }
+
+    /// The event for an NCCO Vonage cannot run, and why.
+    pub(crate) fn ncco_error(&self, why: &str) -> Event {
+        self.error(&format!("Syntax error in NCCO: {why}"))
     }
 
     /// The event Vonage posts for an NCCO it cannot run: a `reason`, with the
@@ -155,6 +167,7 @@ impl Leg {
             leg: self.kind,
             status: "error",
             body,
+            at: Instant::now(),
         }
     }
 
@@ -235,6 +248,8 @@ pub(crate) struct Event {
     /// Its status, or `error` for an NCCO Vonage cannot run.
     pub(crate) status: &'static str,
     pub(crate) body: Map<String, Value>,
+    /// When it happened.
+    pub(crate) at: Instant,
 }
 
 /// How one event's delivery went.
@@ -252,12 +267,14 @@ pub struct Delivery {
     pub error: Option<String>,
     /// The start of the webhook's answer when it was not 2xx.
     pub answer: Option<String>,
+    /// When the event happened, which orders the report's deliveries.
+    pub(crate) at: Instant,
 }
 
 impl Delivery {
-    /// Whether the webhook took it (2xx).
+    /// Whether the webhook took it: 2xx, answered whole in time.
     pub fn ok(&self) -> bool {
-        self.http_status.is_some_and(|s| (200..300).contains(&s))
+        self.error.is_none() && self.http_status.is_some_and(|s| (200..300).contains(&s))
     }
 
     /// What went wrong, as a sentence, when something did.
@@ -272,7 +289,11 @@ impl Delivery {
             self.leg.name()
         );
         Some(match (&self.http_status, &self.error) {
-            (Some(code), _) => format!(
+            (Some(code), Some(e)) => format!(
+                "{what} answered {code} to {:?} but not whole: {e}; Vonage goes on with the call",
+                self.status
+            ),
+            (Some(code), None) => format!(
                 "{what} answered {code} to {:?}: {:?}; Vonage goes on with the call",
                 self.status,
                 self.answer.as_deref().unwrap_or("")
@@ -301,51 +322,32 @@ pub(crate) fn post(
         http_status: None,
         error: None,
         answer: None,
+        at: event.at,
     };
-    let response = match target.method {
-        Method::Post => {
-            let body = Value::Object(event.body.clone()).to_string();
-            let mut request = agent
-                .post(&target.url)
-                .header("Content-Type", "application/json");
-            if let Some(signed) = dial.signed(Some(body.as_bytes())) {
-                request = request.header("Authorization", signed);
-            }
-            request
-                .config()
-                .timeout_connect(Some(dial.connect_timeout))
-                .timeout_global(Some(dial.event_timeout))
-                .build()
-                .send(body)
-        }
-        Method::Get => {
-            let pairs: Vec<(String, String)> = event
-                .body
-                .iter()
-                .map(|(k, v)| (k.clone(), query_value(v)))
-                .collect();
-            let mut request = agent.get(&target.url).query_pairs(pairs);
-            if let Some(signed) = dial.signed(None) {
-                request = request.header("Authorization", signed);
-            }
-            request
-                .config()
-                .timeout_connect(Some(dial.connect_timeout))
-                .timeout_global(Some(dial.event_timeout))
-                .build()
-                .call()
-        }
-    };
+    let response = dial.webhook(
+        agent,
+        target.method,
+        &target.url,
+        &event.body,
+        dial.event_timeout,
+    );
     match response {
         Ok(mut response) => {
             let code = response.status().as_u16();
-            let body = response
+            delivery.http_status = Some(code);
+            let body = match response
                 .body_mut()
                 .with_config()
-                .limit(1024 * 1024)
+                .limit(MAX_ANSWER_BYTES)
                 .read_to_vec()
-                .ok();
-            delivery.http_status = Some(code);
+            {
+                Ok(body) => Some(body),
+                Err(e) => {
+                    let (connect, whole) = (dial.connect_timeout, dial.event_timeout);
+                    delivery.error = Some(super::answer::describe(&e, connect, whole));
+                    None
+                }
+            };
             if !delivery.ok() {
                 let text = body.as_deref().map(String::from_utf8_lossy);
                 delivery.answer = text.map(|t| crate::text::cut(&t, ANSWER_EXCERPT).to_owned());
@@ -363,54 +365,74 @@ pub(crate) fn post(
     }
 }
 
-/// A field as a query parameter: strings as they are, anything else as JSON.
-fn query_value(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Posts one call's events on a thread of its own, in order, so the call never waits on
-/// its event webhook; [`Poster::finish`] gives back how each delivery went.
+/// Posts one call's events beside it, in order, on a thread of its own, so the call never
+/// waits on its event webhook; [`Poster::finish`] gives back how each delivery went.
 pub(crate) struct Poster {
-    events: Option<mpsc::Sender<(EventTarget, Event)>>,
-    thread: Option<thread::JoinHandle<Vec<Delivery>>>,
+    queue: Option<mpsc::Sender<(EventTarget, Event)>>,
+    delivered: mpsc::Receiver<Delivery>,
+    /// Each event queued, as it would read had it not been delivered.
+    queued: std::cell::RefCell<Vec<Delivery>>,
+    /// How long a delivery may take: the wait for the last ones is bounded by it.
+    timeout: Duration,
 }
 
 impl Poster {
     /// A poster for one call.
-    pub(crate) fn start(agent: ureq::Agent, dial: Dial) -> std::io::Result<Poster> {
-        let (events, queue) = mpsc::channel::<(EventTarget, Event)>();
-        let thread = thread::Builder::new()
+    pub(crate) fn start(agent: ureq::Agent, dial: Dial) -> Poster {
+        let (queue, events) = mpsc::channel::<(EventTarget, Event)>();
+        let (done, delivered) = mpsc::channel();
+        let timeout = dial.connect_timeout + dial.event_timeout;
+        let spawned = thread::Builder::new()
             .name("call-events".into())
             .spawn(move || {
-                queue
-                    .into_iter()
-                    .map(|(target, event)| post(&agent, &dial, &target, &event).0)
-                    .collect()
-            })?;
-        Ok(Poster {
-            events: Some(events),
-            thread: Some(thread),
-        })
-    }
-
-    /// Queues `leg`'s event `status`, when the leg's events are posted at all.
-    pub(crate) fn send(&self, leg: &Leg, event: Event) {
-        if let (Some(target), Some(events)) = (&leg.target, &self.events) {
-            let _ = events.send((target.clone(), event));
+                for (target, event) in events {
+                    let _ = done.send(post(&agent, &dial, &target, &event).0);
+                }
+            });
+        Poster {
+            // Without its thread nothing is posted, and every event says so.
+            queue: spawned.is_ok().then_some(queue),
+            delivered,
+            queued: Default::default(),
+            timeout,
         }
     }
 
-    /// Waits until every event queued is delivered, at most `EVENT_TIMEOUT` each, and
-    /// returns how each went, in order.
+    /// Queues `leg`'s `event`, when the leg's events are posted at all.
+    pub(crate) fn send(&self, leg: &Leg, event: Event) {
+        let Some(target) = leg.target.clone() else {
+            return;
+        };
+        self.queued.borrow_mut().push(Delivery {
+            status: event.status.to_owned(),
+            leg: event.leg,
+            target: target.clone(),
+            http_status: None,
+            error: Some("not taken before the call's report was written".into()),
+            answer: None,
+            at: event.at,
+        });
+        if let Some(queue) = &self.queue {
+            let _ = queue.send((target, event));
+        }
+    }
+
+    /// How each delivery went, in the order the events happened. A webhook that takes its
+    /// whole timeout for every event delays the report by one timeout, not one for each:
+    /// what it has not taken by then is reported as such, and is still posted.
     pub(crate) fn finish(mut self) -> Vec<Delivery> {
-        self.events.take();
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default()
+        self.queue.take();
+        let mut deliveries = self.queued.take();
+        let deadline = Instant::now() + self.timeout;
+        for slot in deliveries.iter_mut() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.delivered.recv_timeout(left) {
+                Ok(delivery) => *slot = delivery,
+                Err(_) => break,
+            }
+        }
+        deliveries.sort_by_key(|d| d.at);
+        deliveries
     }
 }
 

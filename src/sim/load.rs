@@ -433,6 +433,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         Ok(outcomes) => (outcomes, false),
         Err(_) => (Vec::new(), true),
     };
+    *lock(&tally.posting_ends) = Some(Instant::now() + options.dial.event_timeout);
     let posters_died = posters
         .into_iter()
         .map(|p| p.join())
@@ -532,6 +533,9 @@ struct DialTally {
     event_failures: Mutex<BTreeMap<String, u64>>,
     /// Each streaming call's two legs, by its uuid, for the events of its end.
     legs: Mutex<HashMap<CallId, (Leg, Leg)>>,
+    /// When the posters stop posting what is still queued: an event timeout after the
+    /// run's last event was queued.
+    posting_ends: Mutex<Option<Instant>>,
     /// The calls as they go, for the live counters.
     live: Arc<Counters>,
 }
@@ -545,6 +549,7 @@ impl DialTally {
             answer_retried: AtomicUsize::new(0),
             event_failures: Mutex::default(),
             legs: Mutex::default(),
+            posting_ends: Mutex::default(),
             live,
         }
     }
@@ -574,10 +579,21 @@ fn start_posters(
             let Ok(Ok((target, event))) = next else {
                 return;
             };
-            let (delivery, _) = events::post(&agent, &dial, &target, &event);
-            if let Some(failure) = delivery.failure() {
+            // Once the run is over, a slow webhook has an event timeout to catch up, not
+            // one for each event still queued.
+            let ended = *lock(&tally.posting_ends);
+            let failure = if ended.is_some_and(|end| Instant::now() >= end) {
+                Some(format!(
+                    "{} {} was not posted: the run ended, and the event webhook had not taken the events before it",
+                    target.method.name(),
+                    target.url
+                ))
+            } else {
+                events::post(&agent, &dial, &target, &event).0.failure()
+            };
+            if let Some(failure) = failure {
                 *lock(&tally.event_failures)
-                    .entry(reason_of_text(&failure))
+                    .entry(event_reason(&failure))
                     .or_default() += 1;
             }
         })
@@ -585,6 +601,15 @@ fn start_posters(
         posters.push(spawned);
     }
     Ok((events_tx, posters))
+}
+
+/// Hands a leg's event to the posters, when the leg's events are posted at all.
+fn queue(events: &mpsc::Sender<QueuedEvent>) -> impl FnMut(&Leg, Event) + '_ {
+    move |leg, event| {
+        if let Some(target) = &leg.target {
+            let _ = events.send((target.clone(), event));
+        }
+    }
 }
 
 /// Starts the dialers: each takes the next call due, dials it at its time on the ramp, and
@@ -650,11 +675,7 @@ fn dial_one(
     tally: &DialTally,
     events: &mpsc::Sender<QueuedEvent>,
 ) -> Option<Plan> {
-    let mut post = |leg: &Leg, event: Event| {
-        if let Some(target) = &leg.target {
-            let _ = events.send((target.clone(), event));
-        }
-    };
+    let mut post = queue(events);
     Counters::bump(&tally.live.calls_dialed);
     let dialed = setup(&mut call, opts, agent, tally, &mut post);
     {
@@ -716,7 +737,7 @@ fn setup(
             },
         ));
     }
-    let mut course = Course::new(Instant::now(), answered.reading.steps);
+    let mut course = Course::new(Instant::now(), answered.reading.steps, dial.patience);
     let connect = match course.run_to_connect(dial) {
         Next::Connect(connect) => connect,
         Next::End(_) => {
@@ -731,13 +752,7 @@ fn setup(
             ));
         }
     };
-    let target = dial.socket_event_target(&connect, call);
-    let mut socket = call.socket(
-        &connect.endpoint.uri,
-        connect.from.as_deref(),
-        connect.endpoint.headers.clone(),
-        target,
-    );
+    let mut socket = dial.socket_leg(&connect, call);
     let id = call.uuid.clone();
     match open_leg(dial, &id, &connect, &mut socket, post) {
         Ok(dialed) => Ok((dialed, socket, answer)),
@@ -766,11 +781,7 @@ fn start_finisher(
             }
             let legs = o.id.as_ref().and_then(|id| lock(&tally.legs).remove(id));
             if let Some((call, socket)) = legs {
-                let post = |leg: &Leg, event: Event| {
-                    if let Some(target) = &leg.target {
-                        let _ = events.send((target.clone(), event));
-                    }
-                };
+                let mut post = queue(&events);
                 // The server closed first: the application ended the socket leg.
                 let by_server = o.error.is_some() && o.server_close.is_some();
                 if by_server {
@@ -894,6 +905,29 @@ fn latency_of(durations: impl Iterator<Item = Duration>) -> Percentiles {
 /// group.
 fn reason_of(e: &Error) -> String {
     reason_of_text(&e.to_string())
+}
+
+/// An event webhook's failure without the parts that differ per call (uuids, a URL's
+/// query), so failures group; the URL itself stays, which the warning must name.
+fn event_reason(text: &str) -> String {
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .map(|w| match w.split_once('?') {
+            Some((url, _)) if url.contains("://") => url,
+            _ => w,
+        })
+        .collect();
+    let words: Vec<String> = words
+        .iter()
+        .map(|w| {
+            if w.chars().filter(char::is_ascii_digit).count() > 6 && !w.contains("://") {
+                "…".to_owned()
+            } else {
+                (*w).to_owned()
+            }
+        })
+        .collect();
+    crate::text::cut(&words.join(" "), 200).to_owned()
 }
 
 fn reason_of_text(text: &str) -> String {
@@ -1039,6 +1073,16 @@ mod tests {
         let trace = [(0, 0.0), (1000, 1.0), (2000, 2.5)];
         let rtts = [(1500, 1)];
         assert_eq!(steady_cpu_us_per_frame(&trace, &rtts, (900, 1900)), None);
+    }
+
+    #[test]
+    fn event_failures_group_by_url_without_its_query() {
+        assert_eq!(
+            event_reason(
+                "POST http://127.0.0.1:9/leg?call=1 of the socket leg answered 404 to \"started\""
+            ),
+            "POST http://127.0.0.1:9/leg of the socket leg answered 404 to \"started\""
+        );
     }
 
     #[test]

@@ -2,6 +2,17 @@
 //! about to wait for more audio, then leave in one write: one frame in, one write out when
 //! the server keeps up, and one write for several frames when it falls behind, so a loaded
 //! server spends less per frame exactly when it needs to.
+//!
+//! Input is read ahead into a buffer of the call's own and handed to tungstenite one frame
+//! at a time. tungstenite reserves room for a frame's whole payload once it has read the
+//! frame's header, even when the payload is already in its buffer, so a read that brought
+//! more than one frame grew its buffer (from 2 to 4 KiB at 16 kHz): an allocation under the
+//! allocator's lock, made by a call thread that already runs below call setup, which a
+//! setup thread wanting the same lock then waited behind thousands of calls for (answers of
+//! 0.3 to 1.8 s at 2,000 calls, in about one run in four). A model of tungstenite's buffer
+//! arithmetic found the growth in most calls that fell behind and none when a read takes at
+//! most one frame, at each of the three rates. The read-ahead buffer is allocated before
+//! the call goes below setup, and held echoes have a buffer that never grows.
 
 use std::{
     io::{self, ErrorKind, Read, Write},

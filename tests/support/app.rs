@@ -99,8 +99,9 @@ pub struct Plan {
     pub answer_failures: Vec<u16>,
     /// What `/webhooks/events` answers.
     pub event_status: u16,
-    /// What any other event path answers `disconnected` with (a synchronous event's NCCO).
-    pub on_disconnected: String,
+    /// What any other event path answers `disconnected` with (a synchronous event's NCCO),
+    /// given the socket's uri and the HTTP base.
+    pub on_disconnected: Box<WriteNcco>,
 }
 
 impl Plan {
@@ -111,7 +112,7 @@ impl Plan {
             delay: Duration::ZERO,
             answer_failures: Vec::new(),
             event_status: 200,
-            on_disconnected: String::new(),
+            on_disconnected: Box::new(|_, _| String::new()),
         }
     }
 }
@@ -162,7 +163,8 @@ pub fn start_mock(
     let requests = Arc::new(Mutex::new(Vec::new()));
     let kept = Arc::clone(&requests);
     let body = (plan.ncco)(&uri, &base);
-    let plan = Arc::new((plan, Mutex::new(0usize)));
+    let on_disconnected = (plan.on_disconnected)(&uri, &base);
+    let plan = Arc::new((plan, Mutex::new(0usize), on_disconnected));
     thread::spawn(move || {
         for stream in http.incoming() {
             let Ok(stream) = stream else { return };
@@ -183,7 +185,7 @@ pub fn start_mock(
 fn serve_webhook(
     mut stream: TcpStream,
     ncco: &str,
-    plan: &(Plan, Mutex<usize>),
+    plan: &(Plan, Mutex<usize>, String),
     requests: &Mutex<Vec<Request>>,
 ) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
@@ -192,7 +194,7 @@ fn serve_webhook(
     };
     let target = request.target.clone();
     requests.lock().unwrap().push(request.clone());
-    let (plan, asked) = plan;
+    let (plan, asked, on_disconnected) = plan;
     let (status, body) = if target.starts_with("/webhooks/answer") {
         let n = {
             let mut asked = asked.lock().unwrap();
@@ -210,7 +212,7 @@ fn serve_webhook(
     } else if target.starts_with("/webhooks/events") {
         (plan.event_status, String::new())
     } else if request.fields["status"] == "disconnected" {
-        (200, plan.on_disconnected.clone())
+        (200, on_disconnected.clone())
     } else {
         (200, String::new())
     };
