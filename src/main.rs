@@ -57,6 +57,8 @@ enum Command {
     Call(CallArgs),
     /// Play many concurrent calls and measure the server.
     Load(LoadArgs),
+    /// Merge the --json reports of one load's shards into the load's report.
+    Merge(MergeArgs),
 }
 
 /// Where and how the simulator places calls.
@@ -270,6 +272,19 @@ struct LoadArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The shards' reports, as `load --json` wrote them.
+    #[arg(required = true, value_name = "REPORT.json")]
+    reports: Vec<PathBuf>,
+    /// Print the merged report as one JSON object (which merges again).
+    #[arg(long)]
+    json: bool,
+    /// Also write the merged report as JUnit XML to this file.
+    #[arg(long)]
+    junit: Option<PathBuf>,
 }
 
 /// The server's settings; each has an environment-variable twin.
@@ -535,6 +550,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(&args, &from_env),
         Some(Command::Call(args)) => place_call(&args),
         Some(Command::Load(args)) => place_load(&args),
+        Some(Command::Merge(args)) => merge_reports(&args),
     };
     // Lines still queued are printed before the process ends.
     log::logger().flush();
@@ -636,6 +652,36 @@ fn place_load(args: &LoadArgs) -> ExitCode {
         }
     };
     verdict("load", report.map(|r| (r.passed(), shown(r))))
+}
+
+/// Merges the shards' reports, writes the JUnit file if asked, and prints the load's report.
+fn merge_reports(args: &MergeArgs) -> ExitCode {
+    let reports = args
+        .reports
+        .iter()
+        .map(|path| sim::merge::read(path).map(|r| (path.display().to_string(), r)))
+        .collect::<Result<Vec<_>, _>>();
+    let merged = reports.and_then(|reports| sim::merge::merge(&reports));
+    let junit = match (&merged, &args.junit) {
+        (Ok(report), Some(path)) => std::fs::write(path, report.to_junit())
+            .map_err(|e| format!("cannot write --junit {}: {e}", path.display())),
+        _ => Ok(()),
+    };
+    let shown = |r: load::LoadReport| {
+        if args.json {
+            r.to_json()
+        } else {
+            r.to_string()
+        }
+    };
+    let status = verdict("merge", merged.map(|r| (r.passed(), shown(r))));
+    match junit {
+        Ok(()) => status,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Prints a simulator's report, and exits non-zero unless it passed.

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::findings::Check;
 use super::{
@@ -25,6 +25,7 @@ use super::{
     engine::{self, Plan},
     events::{self, Event, EventTarget, HungUp, Leg, Status},
     exporter::{Exporter, Source},
+    histogram::{Histogram, RELATIVE_PRECISION},
     live::Counters,
     ms, open_leg, percentile, Dial, Failed, SetupTimes, Shard, StartAt,
 };
@@ -153,7 +154,7 @@ impl LoadOptions {
 }
 
 /// Percentiles of a latency (a frame's round trip, a step of call setup), in milliseconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Median.
     pub p50_ms: f64,
@@ -190,8 +191,47 @@ impl fmt::Display for Percentiles {
     }
 }
 
+/// The load a report is of, as its options gave it: reports merge only when it is the same.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadPlan {
+    /// The whole load's calls, of every shard.
+    pub calls: u64,
+    /// Calls started per second, over the whole load.
+    pub ramp: f64,
+    /// How long each call streams, in seconds.
+    pub duration_seconds: f64,
+}
+
+impl LoadPlan {
+    /// The load `options` make.
+    fn of(options: &LoadOptions) -> LoadPlan {
+        LoadPlan {
+            calls: options.calls as u64,
+            ramp: options.ramp,
+            duration_seconds: options.duration.as_secs_f64(),
+        }
+    }
+}
+
+/// Every latency of a run counted in a histogram, so that the reports of a load's shards
+/// merge into the load's percentiles (which percentiles of their own cannot).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Latencies {
+    /// The most a percentile read off these histograms differs from the true value,
+    /// relative to it.
+    pub relative_precision: f64,
+    /// [`LoadReport::answer_webhook`]'s, in microseconds.
+    pub answer_webhook: Histogram,
+    /// [`LoadReport::handshake`]'s, in microseconds.
+    pub handshake: Histogram,
+    /// [`LoadReport::round_trip`]'s, in microseconds.
+    pub round_trip: Histogram,
+    /// [`LoadReport::steady_round_trip`]'s, in microseconds (empty when it is absent).
+    pub steady_round_trip: Histogram,
+}
+
 /// The server's use of the machine during the run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServerUsage {
     /// User and system CPU seconds spent during the run.
     pub cpu_seconds: f64,
@@ -208,7 +248,7 @@ pub struct ServerUsage {
 }
 
 /// What a load run saw.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct LoadReport {
     /// How the calls' frames were spread over time: `arrival` and `seed` in JSON.
@@ -216,6 +256,11 @@ pub struct LoadReport {
     pub arrival: Arrival,
     /// The slice of the load this report is of, `"K/N"` from 0 (`"0/1"` for a whole load).
     pub shard: Shard,
+    /// The shards a merged report was merged from (empty for one run's report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<Shard>,
+    /// The load this is a report of.
+    pub load: LoadPlan,
     /// Calls dialed.
     pub attempted: u64,
     /// Calls whose socket opened.
@@ -256,6 +301,8 @@ pub struct LoadReport {
     /// Round trips of the frames sent while every call was up and none was being set up
     /// or ended (absent when the ramp outlasts a call).
     pub steady_round_trip: Option<Percentiles>,
+    /// Every latency above as a histogram, which merges.
+    pub histograms: Latencies,
     /// The server's CPU and memory, with [`LoadOptions::pid`].
     pub server: Option<ServerUsage>,
     /// The load's own threads that ended abnormally (a dialer, an event poster, the
@@ -298,6 +345,19 @@ impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.shard != Shard::WHOLE {
             writeln!(f, "shard {} of the load", self.shard)?;
+        }
+        if !self.merged_from.is_empty() {
+            let shards: Vec<String> = self.merged_from.iter().map(Shard::to_string).collect();
+            write!(f, "merged from shards {}", shards.join(", "))?;
+            let of = self.merged_from[0].count() as usize;
+            if self.merged_from.len() < of {
+                write!(
+                    f,
+                    " ({} of {of} missing: the counts are not the whole load's)",
+                    of - self.merged_from.len()
+                )?;
+            }
+            writeln!(f)?;
         }
         writeln!(f, "arrival: {}", self.arrival)?;
         writeln!(
@@ -368,42 +428,11 @@ impl fmt::Display for LoadReport {
 
 /// Runs the load and reports. An `Err` means the run itself could not start.
 pub fn run(options: &LoadOptions) -> Result<LoadReport> {
-    if options.calls == 0 || options.ramp.is_nan() || options.ramp <= 0.0 {
-        return Err(Error::config(
-            "--calls/--ramp",
-            "need at least one call and a positive ramp",
-        ));
-    }
-    if options.threads == 0 {
-        return Err(Error::config("--threads", "need at least one poll loop"));
-    }
-    let calls = options.shard.calls_of(options.calls);
-    if calls == 0 {
-        return Err(Error::config(
-            "--shard",
-            format!(
-                "shard {} of {} calls has none",
-                options.shard, options.calls
-            ),
-        ));
-    }
+    let calls = calls_to_dial(options)?;
     let agent = options.dial.agent()?;
     let calls_live = Arc::new(Counters::default());
     let loops_live: Vec<Arc<Counters>> = (0..options.threads).map(|_| Arc::default()).collect();
-    let exporter = options
-        .metrics_addr
-        .map(|addr| {
-            let mut counters = vec![Arc::clone(&calls_live)];
-            counters.extend(loops_live.iter().cloned());
-            let source = Source {
-                shard: options.shard,
-                planned: calls as u64,
-                counters,
-            };
-            Exporter::start(addr, source)
-                .map_err(|e| Error::io(format!("serving --metrics-addr {addr}"), e))
-        })
-        .transpose()?;
+    let exporter = start_exporter(options, calls, &calls_live, &loops_live)?;
     if let Some(at) = &options.start_at {
         at.wait().map_err(|e| Error::config("--start-at", e))?;
     }
@@ -444,6 +473,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     let mut report = LoadReport {
         arrival: options.arrival,
         shard: options.shard,
+        load: LoadPlan::of(options),
         attempted: calls as u64,
         connected: outcomes.len() as u64,
         failed: std::mem::take(&mut *lock(&tally.failed)),
@@ -478,6 +508,52 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         exporter.stop();
     }
     Ok(report)
+}
+
+/// How many calls this run dials (its shard's), once the options are known to make a load.
+fn calls_to_dial(options: &LoadOptions) -> Result<usize> {
+    if options.calls == 0 || options.ramp.is_nan() || options.ramp <= 0.0 {
+        return Err(Error::config(
+            "--calls/--ramp",
+            "need at least one call and a positive ramp",
+        ));
+    }
+    if options.threads == 0 {
+        return Err(Error::config("--threads", "need at least one poll loop"));
+    }
+    match options.shard.calls_of(options.calls) {
+        0 => Err(Error::config(
+            "--shard",
+            format!(
+                "shard {} of {} calls has none",
+                options.shard, options.calls
+            ),
+        )),
+        calls => Ok(calls),
+    }
+}
+
+/// Serves the live counters (the dialers' and every poll loop's) on
+/// [`LoadOptions::metrics_addr`], when there is one.
+fn start_exporter(
+    options: &LoadOptions,
+    calls: usize,
+    calls_live: &Arc<Counters>,
+    loops_live: &[Arc<Counters>],
+) -> Result<Option<Exporter>> {
+    let Some(addr) = options.metrics_addr else {
+        return Ok(None);
+    };
+    let mut counters = vec![Arc::clone(calls_live)];
+    counters.extend(loops_live.iter().cloned());
+    let source = Source {
+        shard: options.shard,
+        planned: calls as u64,
+        counters,
+    };
+    Exporter::start(addr, source)
+        .map(Some)
+        .map_err(|e| Error::io(format!("serving --metrics-addr {addr}"), e))
 }
 
 /// Runs a poll loop for each receiver of plans, each on a thread of its own, until every
@@ -870,6 +946,14 @@ fn add_timings(
     report.handshake = latency_of(setups.iter().map(|s| s.handshake));
     report.round_trip = Percentiles::of(&all);
     report.steady_round_trip = (!steady.is_empty()).then(|| Percentiles::of(&steady));
+    let micros = |d: &Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    report.histograms = Latencies {
+        relative_precision: RELATIVE_PRECISION,
+        answer_webhook: histogram(setups.iter().map(|s| micros(&s.answer))),
+        handshake: histogram(setups.iter().map(|s| micros(&s.handshake))),
+        round_trip: histogram(all.iter().map(|&rtt| u64::from(rtt))),
+        steady_round_trip: histogram(steady.iter().map(|&rtt| u64::from(rtt))),
+    };
     (ramp_end, first_end)
 }
 
@@ -890,6 +974,15 @@ fn steady_cpu_us_per_frame(
         .filter(|&&(left, _)| (start_ms..end_ms).contains(&u128::from(left)))
         .count();
     (frames > 0).then(|| (end_cpu - start_cpu).max(0.0) * 1e6 / frames as f64)
+}
+
+/// A histogram of latencies in microseconds.
+fn histogram(micros: impl Iterator<Item = u64>) -> Histogram {
+    let mut h = Histogram::new();
+    for m in micros {
+        h.record(m);
+    }
+    h
 }
 
 /// Percentiles of a set of durations.

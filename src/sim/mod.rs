@@ -11,7 +11,9 @@
 //! the blocking steps of setup, the socket's handshake among them. One call's socket then runs in `session`, tick by tick; a
 //! load's calls stream in `engine`, a `mio` poll loop where one thread paces and checks
 //! many calls. A load may be one [`shard`] of a larger one, begun at a [`start`] time that
-//! its other shards share, and its `live` counters served to Prometheus by `exporter`.
+//! its other shards share, and its `live` counters served to Prometheus by `exporter`; its
+//! report carries every latency as a [`histogram`], so that [`merge`] makes the reports of
+//! a load's shards into the load's.
 
 pub mod answer;
 pub mod arrival;
@@ -26,6 +28,8 @@ pub mod findings;
 pub mod histogram;
 mod live;
 pub mod load;
+mod load_junit;
+pub mod merge;
 mod ncco;
 pub mod playback;
 mod report;
