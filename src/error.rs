@@ -42,6 +42,9 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// Load reports that cannot be merged: one is unreadable, or they are of different
+    /// loads, or two are of the same shard (simulator).
+    Merge(String),
 }
 
 impl Error {
@@ -89,6 +92,7 @@ impl fmt::Display for Error {
             Error::Http(reason) => write!(f, "HTTP: {reason}"),
             Error::WebSocket(e) => write!(f, "WebSocket: {e}"),
             Error::Wav { path, reason } => write!(f, "WAV file {path}: {reason}"),
+            Error::Merge(reason) => write!(f, "cannot merge: {reason}"),
         }
     }
 }

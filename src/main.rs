@@ -31,7 +31,7 @@ use vonage_echo::{
         script::Scenario,
         thresholds::Threshold,
         urls::{Origin, Rewrite},
-        Arrival, Dial, Expect, Method, Voice,
+        Arrival, Dial, Expect, Method, Shard, StartAt, Voice,
     },
     AudioFormat, Config, Server,
 };
@@ -58,6 +58,8 @@ enum Command {
     Call(CallArgs),
     /// Play many concurrent calls and measure the server.
     Load(LoadArgs),
+    /// Merge the --json reports of one load's shards into the load's report.
+    Merge(MergeArgs),
 }
 
 /// Where and how the simulator places calls.
@@ -265,7 +267,7 @@ struct LoadArgs {
     arrival: ArrivalArgs,
     #[command(flatten)]
     progress: ProgressArgs,
-    /// Concurrent calls.
+    /// Concurrent calls: the whole load's, of which --shard dials a slice.
     #[arg(long, default_value_t = 100)]
     calls: usize,
     /// Seconds each call streams.
@@ -277,6 +279,24 @@ struct LoadArgs {
     /// The server's pid, to report its CPU time and peak memory.
     #[arg(long)]
     pid: Option<u32>,
+    /// Poll loops that stream the calls, each on a thread of its own [default: one for each
+    /// core this process may run on, as taskset leaves them].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// Dial only slice K of N of the load, K from 0 as a Kubernetes Indexed Job's
+    /// completion index (calls K, K+N, K+2N, ..., each at its time on the whole load's ramp),
+    /// so N generators together play the whole load; merge their --json reports with
+    /// `vonage-echo merge`.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
+    /// Start the load's ramp at this time (Unix seconds, or RFC 3339 such as
+    /// 2026-01-01T12:00:00Z) rather than at once, so shards started apart ramp together.
+    #[arg(long, value_name = "TIME")]
+    start_at: Option<StartAt>,
+    /// Serve the load's live counters in Prometheus' text format at http://ADDR/metrics
+    /// while it runs, e.g. 0.0.0.0:9464.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
+    metrics_addr: Option<SocketAddr>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -377,6 +397,19 @@ impl ThresholdArgs {
         .flatten()
         .collect()
     }
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The shards' reports, as `load --json` wrote them.
+    #[arg(required = true, value_name = "REPORT.json")]
+    reports: Vec<PathBuf>,
+    /// Print the merged report as one JSON object (which merges again).
+    #[arg(long)]
+    json: bool,
+    /// Also write the merged report as JUnit XML to this file.
+    #[arg(long)]
+    junit: Option<PathBuf>,
 }
 
 /// The server's settings; each has an environment-variable twin.
@@ -622,6 +655,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(&args, &from_env),
         Some(Command::Call(args)) => place_call(&args),
         Some(Command::Load(args)) => place_load(&args),
+        Some(Command::Merge(args)) => merge_reports(&args),
     };
     // Lines still queued are printed before the process ends.
     log::logger().flush();
@@ -734,7 +768,11 @@ fn place_load(args: &LoadArgs) -> ExitCode {
         .ramp(args.ramp)
         .pid(args.pid)
         .arrival(args.arrival.arrival())
-        .progress(args.progress.shown());
+        .progress(args.progress.shown())
+        .threads(args.threads.map_or_else(load::default_threads, usize::from))
+        .shard(args.shard.unwrap_or_default())
+        .start_at(args.start_at)
+        .metrics_addr(args.metrics_addr);
     for (flag, path) in [("--html", &args.html), ("--junit", &args.junit)] {
         let Some(path) = path else { continue };
         if let Err(e) = writable(path) {
@@ -806,6 +844,36 @@ fn load_judge(args: &LoadArgs) -> Result<Option<CallOptions>, vonage_echo::Error
             .arrival(args.arrival.arrival())
             .buffer_frames(j.buffer_frames),
     ))
+}
+
+/// Merges the shards' reports, writes the JUnit file if asked, and prints the load's report.
+fn merge_reports(args: &MergeArgs) -> ExitCode {
+    let reports = args
+        .reports
+        .iter()
+        .map(|path| sim::merge::read(path).map(|r| (path.display().to_string(), r)))
+        .collect::<Result<Vec<_>, _>>();
+    let merged = reports.and_then(|reports| sim::merge::merge(&reports));
+    let junit = match (&merged, &args.junit) {
+        (Ok(report), Some(path)) => std::fs::write(path, report.to_junit())
+            .map_err(|e| format!("cannot write --junit {}: {e}", path.display())),
+        _ => Ok(()),
+    };
+    let shown = |r: load::LoadReport| {
+        if args.json {
+            r.to_json()
+        } else {
+            r.to_string()
+        }
+    };
+    let status = verdict("merge", merged.map(|r| (r.passed(), shown(r))));
+    match junit {
+        Ok(()) => status,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Prints a simulator's report, and exits non-zero unless it passed.

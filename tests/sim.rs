@@ -355,18 +355,15 @@ fn load_reports_its_ramp_as_run() {
 }
 
 #[test]
-fn load_helpers_leave_the_core_to_the_thread_that_paces_frames() {
+fn load_helpers_leave_the_core_to_the_threads_that_pace_frames() {
     const SCHED_OTHER: u32 = 0;
     const SCHED_IDLE: u32 = 5;
     let server = server();
     let url = answer_url(&server);
     let pid = std::process::id();
-    let load = thread::Builder::new()
-        .name("pacer".into())
-        .spawn(move || {
-            load::run(&LoadOptions::new(url, 2, Duration::from_secs(1)).pid(Some(pid))).unwrap()
-        })
-        .unwrap();
+    let load = thread::spawn(move || {
+        load::run(&LoadOptions::new(url, 2, Duration::from_secs(1)).pid(Some(pid))).unwrap()
+    });
     // Mid-call: the dials are done, the event posters and the sampler wait for work.
     thread::sleep(Duration::from_millis(500));
     let threads = thread_scheduling();
@@ -381,8 +378,52 @@ fn load_helpers_leave_the_core_to_the_thread_that_paces_frames() {
         helpers.iter().all(|(_, p, ..)| *p == SCHED_IDLE),
         "{threads:?}"
     );
-    let pacer = threads.iter().find(|(name, ..)| name == "pacer");
-    assert_eq!(pacer.map(|(_, p, ..)| *p), Some(SCHED_OTHER), "{threads:?}");
+    let pacers: Vec<_> = threads
+        .iter()
+        .filter(|(name, ..)| name.starts_with("engine-"))
+        .collect();
+    assert!(!pacers.is_empty(), "{threads:?}");
+    assert!(
+        pacers.iter().all(|(_, p, ..)| *p == SCHED_OTHER),
+        "{threads:?}"
+    );
+}
+
+#[test]
+fn load_streams_its_calls_on_as_many_poll_loops_as_it_has_threads() {
+    // The binary, so that only this load's threads are counted.
+    let server = server();
+    let load = std::process::Command::new(env!("CARGO_BIN_EXE_vonage-echo"))
+        .args(["load", "--answer-url", &answer_url(&server)])
+        .args([
+            "--calls",
+            "6",
+            "--duration",
+            "1.5",
+            "--ramp",
+            "100",
+            "--threads",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-call: every call has been dialed and handed to its loop.
+    thread::sleep(Duration::from_millis(700));
+    let loops = std::fs::read_dir(format!("/proc/{}/task", load.id()))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("engine-"))
+        .count();
+    let out = load.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert_eq!(loops, 3, "{report}");
+    assert!(
+        report.contains("calls: 6 attempted, 6 connected, 0 failed"),
+        "{report}"
+    );
+    assert!(report.contains("frames: 450 sent, 450 echoed"), "{report}");
 }
 
 #[test]
@@ -403,4 +444,123 @@ fn load_with_bursty_arrival_echoes_every_frame_and_names_its_seed() {
         (&json["arrival"], &json["seed"]),
         (&"bursty".into(), &19.into())
     );
+}
+
+#[test]
+fn a_shard_dials_its_slice_of_the_load_at_the_whole_load_s_times() {
+    let server = server();
+    let report = load::run(
+        &LoadOptions::new(answer_url(&server), 7, Duration::from_secs(1))
+            .ramp(100.0)
+            .shard("1/3".parse().unwrap()),
+    )
+    .unwrap();
+    assert!(report.passed(), "{report}");
+    // Calls 1 and 4 of 0 to 6: the last due 40 ms into the whole load's ramp.
+    assert_eq!((report.attempted, report.connected), (2, 2), "{report}");
+    assert_eq!(report.frames_sent, 2 * 50, "{report}");
+    assert!(
+        (report.planned_ramp_seconds - 0.04).abs() < 1e-9,
+        "{report}"
+    );
+    assert!(
+        report.to_string().contains("shard 1/3 of the load"),
+        "{report}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["shard"], "1/3");
+}
+
+#[test]
+fn a_load_started_at_a_time_dials_nothing_before_it() {
+    let app = support::app::start_app(
+        support::app::ncco_8k,
+        Duration::ZERO,
+        |mut ws: tungstenite::WebSocket<std::net::TcpStream>| {
+            while let Ok(message) = ws.read() {
+                if (message.is_binary() || message.is_text()) && ws.send(message).is_err() {
+                    return;
+                }
+            }
+        },
+    );
+    let asked = std::time::Instant::now();
+    let at = std::time::SystemTime::now() + Duration::from_secs(1);
+    let report = load::run(
+        &LoadOptions::new(app.answer_url.clone(), 1, Duration::from_millis(200))
+            .start_at(Some(at.into())),
+    )
+    .unwrap();
+    assert!(report.passed(), "{report}");
+    let answers = app.answers();
+    assert_eq!(answers.len(), 1);
+    // The two clocks are read a moment apart: a millisecond of slack.
+    let waited = answers[0].at.duration_since(asked);
+    assert!(waited >= Duration::from_millis(999), "{waited:?}");
+}
+
+/// A sample's value in Prometheus text: the number after `name{labels} `.
+fn sample(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+#[test]
+fn a_load_serves_its_live_counters_to_prometheus_while_it_runs() {
+    let server = server();
+    // A free port, taken back at once, for the load to listen on.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = answer_url(&server);
+    let load = thread::spawn(move || {
+        load::run(
+            &LoadOptions::new(url, 4, Duration::from_secs(2))
+                .ramp(100.0)
+                .shard("0/1".parse().unwrap())
+                .metrics_addr(Some(addr)),
+        )
+        .unwrap()
+    });
+    let mut mid_call = None;
+    eventually("frames counted while the calls stream", || {
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return false;
+        };
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let answer = read_answer(&mut stream);
+        let sent = sample(&answer.body, "vonage_echo_load_frames_sent_total");
+        let streaming = sample(&answer.body, "vonage_echo_load_calls_streaming");
+        let live = sent.is_some_and(|n| n > 0) && streaming.is_some_and(|n| n > 0);
+        mid_call = live.then_some(answer);
+        live
+    });
+    let answer = mid_call.unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer
+            .header("Content-Type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "{}",
+        answer.head
+    );
+    assert_eq!(
+        sample(&answer.body, "vonage_echo_load_calls_planned"),
+        Some(4)
+    );
+    assert!(answer
+        .body
+        .contains("# TYPE vonage_echo_load_frames_echoed_total counter"));
+    assert!(answer.body.contains("{shard=\"0/1\"}"), "{}", answer.body);
+    assert_eq!(http(addr, "GET", "/other", "", "").status, 404);
+    let report = load.join().unwrap();
+    assert!(report.passed(), "{report}");
+    // Once the report is out, nothing listens there any more.
+    assert!(std::net::TcpStream::connect(addr).is_err());
 }

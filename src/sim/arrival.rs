@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use serde::{ser::SerializeMap, Serialize, Serializer};
+use serde::{ser::SerializeMap, Deserialize, Deserializer, Serialize, Serializer};
 
 /// The fewest frames in a burst.
 const BURST_MIN: u64 = 6;
@@ -77,6 +77,26 @@ impl Serialize for Arrival {
         map.serialize_entry("arrival", self.name())?;
         map.serialize_entry("seed", &self.seed())?;
         map.end()
+    }
+}
+
+/// From the two fields it serializes to, so that a report read back (to merge it) keeps
+/// its arrival.
+impl<'de> Deserialize<'de> for Arrival {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Fields {
+            arrival: String,
+            seed: Option<u64>,
+        }
+        let fields = Fields::deserialize(deserializer)?;
+        match (fields.arrival.as_str(), fields.seed) {
+            ("steady", _) => Ok(Arrival::Steady),
+            ("bursty", Some(seed)) => Ok(Arrival::Bursty { seed }),
+            (other, seed) => Err(serde::de::Error::custom(format!(
+                "arrival {other:?} with seed {seed:?} is neither steady nor bursty with a seed"
+            ))),
+        }
     }
 }
 
@@ -268,6 +288,15 @@ mod tests {
             serde_json::to_value(Arrival::Steady).unwrap(),
             serde_json::json!({"arrival": "steady", "seed": null})
         );
+    }
+
+    #[test]
+    fn an_arrival_reads_back_as_it_was_written() {
+        for arrival in [BURSTY, Arrival::Steady] {
+            let json = serde_json::to_string(&arrival).unwrap();
+            assert_eq!(serde_json::from_str::<Arrival>(&json).unwrap(), arrival);
+        }
+        assert!(serde_json::from_str::<Arrival>(r#"{"arrival":"bursty","seed":null}"#).is_err());
     }
 
     #[test]

@@ -20,7 +20,11 @@ use tungstenite::{
     Bytes, Error as WsError, Message, WebSocket,
 };
 
-use super::{arrival::Schedule, Dialed};
+use super::{
+    arrival::Schedule,
+    live::{Counters, Frames},
+    Dialed,
+};
 use crate::{
     protocol::audio::{AudioFormat, FRAME_DURATION},
     protocol::call_id::CallId,
@@ -84,6 +88,19 @@ pub(crate) struct Outcome {
     pub(crate) judged: Option<Box<super::judged::Judgement>>,
 }
 
+impl Outcome {
+    /// Its frame counts as they stand.
+    fn frames(&self) -> Frames {
+        Frames {
+            sent: self.sent,
+            echoed: self.echoed,
+            lost: self.lost,
+            corrupted: self.corrupted,
+            late: self.late,
+        }
+    }
+}
+
 enum Phase {
     Streaming,
     /// Every frame sent; waiting for the last echoes until `wake_at`.
@@ -144,13 +161,14 @@ struct Leg {
 }
 
 /// Runs every plan that arrives on `plans` until the sender hangs up and every call ended.
-/// `on_done` receives each call's outcome as it ends.
+/// `on_done` receives each call's outcome as it ends; `live` counts the frames as they go.
 pub(crate) fn run(
     epoch: Instant,
     plans: mpsc::Receiver<Plan>,
+    live: Arc<Counters>,
     mut on_done: impl FnMut(Outcome),
 ) -> io::Result<()> {
-    let mut engine = Engine::new(epoch)?;
+    let mut engine = Engine::new(epoch, live)?;
     let mut events = Events::with_capacity(READ_BATCH);
     let mut dialer_done = false;
     while !(dialer_done && engine.live == 0) {
@@ -177,10 +195,12 @@ struct Engine {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     live: usize,
     tones: Vec<Arc<Vec<Bytes>>>,
+    /// This loop's own frame counts, which only it writes.
+    counters: Arc<Counters>,
 }
 
 impl Engine {
-    fn new(epoch: Instant) -> io::Result<Engine> {
+    fn new(epoch: Instant, counters: Arc<Counters>) -> io::Result<Engine> {
         Ok(Engine {
             poll: Poll::new()?,
             epoch,
@@ -192,6 +212,7 @@ impl Engine {
                 .iter()
                 .map(|f| Arc::new(super::caller::tone(*f)))
                 .collect(),
+            counters,
         })
     }
 
@@ -209,7 +230,9 @@ impl Engine {
             if leg.wake_at != at {
                 continue; // superseded
             }
+            let before = leg.out.frames();
             leg.on_timer(now);
+            self.counters.add_frames(before, leg.out.frames());
             if leg.finished() {
                 self.finish(idx, on_done);
             } else {
@@ -261,7 +284,9 @@ impl Engine {
                 leg.ws.get_mut().ending = true;
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
+                let before = leg.out.frames();
                 leg.on_readable();
+                self.counters.add_frames(before, leg.out.frames());
             }
             if leg.finished() {
                 self.finish(idx, on_done);
@@ -285,7 +310,9 @@ impl Engine {
         if let Some(mut leg) = self.legs[idx].take() {
             let fd = super::tcp(&leg.ws.get_ref().socket).as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            let before = leg.out.frames();
             leg.out.lost += leg.inflight.len() as u64;
+            self.counters.add_frames(before, leg.out.frames());
             leg.out.streamed = leg.t0.elapsed();
             on_done(leg.out);
             self.free.push(idx);

@@ -1,10 +1,12 @@
-//! Many calls at once: dialed by a few threads at a steady ramp, streamed by one `mio`
-//! poll loop, and summed into one report (with the server's CPU and memory when its pid is
+//! Many calls at once: dialed by a few threads at a steady ramp, streamed by `mio` poll
+//! loops (one a core by default, each on a thread of its own, the calls dealt among them in
+//! turn), and summed into one report (with the server's CPU and memory when its pid is
 //! known).
 
 use std::{
     collections::{BTreeMap, HashMap},
     fmt, io,
+    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc, Arc, Mutex,
@@ -13,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::findings::Check;
 use super::{
@@ -23,12 +25,13 @@ use super::{
     course::{Course, Next},
     engine::{self, Plan},
     events::{self, Event, EventTarget, HungUp, Leg, Status},
-    histogram::Histogram,
-    html::escape,
+    exporter::{Exporter, Source},
+    histogram::{Histogram, RELATIVE_PRECISION},
     judged::{self, JudgedLoad},
+    live::Counters,
     ms, open_leg, percentile, progress,
     thresholds::{Threshold, Verdict},
-    Dial, Failed, SetupTimes,
+    Dial, Failed, SetupTimes, Shard, StartAt,
 };
 use crate::{
     error::{Error, Result},
@@ -48,7 +51,8 @@ pub const DEFAULT_RAMP: f64 = 200.0;
 /// The share of frames sent late from which the report says the generator fell behind.
 const GENERATOR_BEHIND: f64 = 0.1;
 
-/// Threads that post call events: about ten a call, posted beside the call as Vonage does.
+/// Threads that post call events for each poll loop: about ten a call, posted beside the
+/// call as Vonage does, so the posters grow with the calls a load can stream.
 const POSTERS: usize = 4;
 
 /// What a load run does.
@@ -57,7 +61,8 @@ const POSTERS: usize = 4;
 pub struct LoadOptions {
     /// Where calls are placed.
     pub dial: Dial,
-    /// How many calls, all held at once once ramped up.
+    /// How many calls, all held at once once ramped up: the whole load's, of which
+    /// [`LoadOptions::shard`] dials its slice.
     pub calls: usize,
     /// How long each call streams.
     pub duration: Duration,
@@ -75,6 +80,22 @@ pub struct LoadOptions {
     pub judge: Option<CallOptions>,
     /// What the load must achieve; when any is given, they decide whether it passed.
     pub thresholds: Vec<Threshold>,
+    /// How many poll loops stream the calls, each on a thread of its own: one loop keeps
+    /// about 2,000 calls on time on a fast core, so a larger load needs more.
+    pub threads: usize,
+    /// The slice of the load this run dials: all of it unless sharded.
+    pub shard: Shard,
+    /// When the load starts (its first call's time on the ramp), when not at once.
+    pub start_at: Option<StartAt>,
+    /// Where to serve the live counters to Prometheus (`GET /metrics`) while the load runs.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// The poll loops a load runs unless told otherwise: one for each core the process may run
+/// on (`available_parallelism` honours `taskset`), so a generator pinned to one core runs
+/// one loop, as before.
+pub fn default_threads() -> usize {
+    thread::available_parallelism().map_or(1, usize::from)
 }
 
 impl LoadOptions {
@@ -90,6 +111,10 @@ impl LoadOptions {
             progress: false,
             judge: None,
             thresholds: Vec::new(),
+            threads: default_threads(),
+            shard: Shard::WHOLE,
+            start_at: None,
+            metrics_addr: None,
         }
     }
 
@@ -134,10 +159,34 @@ impl LoadOptions {
         self.progress = shown;
         self
     }
+
+    /// Sets [`LoadOptions::threads`].
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Sets [`LoadOptions::shard`].
+    pub fn shard(mut self, shard: Shard) -> Self {
+        self.shard = shard;
+        self
+    }
+
+    /// Sets [`LoadOptions::start_at`].
+    pub fn start_at(mut self, start_at: Option<StartAt>) -> Self {
+        self.start_at = start_at;
+        self
+    }
+
+    /// Sets [`LoadOptions::metrics_addr`].
+    pub fn metrics_addr(mut self, addr: Option<SocketAddr>) -> Self {
+        self.metrics_addr = addr;
+        self
+    }
 }
 
 /// Percentiles of a latency (a frame's round trip, a step of call setup), in milliseconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Median.
     pub p50_ms: f64,
@@ -174,8 +223,30 @@ impl fmt::Display for Percentiles {
     }
 }
 
+/// The load a report is of, as its options gave it: reports merge only when it is the same.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadPlan {
+    /// The whole load's calls, of every shard.
+    pub calls: u64,
+    /// Calls started per second, over the whole load.
+    pub ramp: f64,
+    /// How long each call streams, in seconds.
+    pub duration_seconds: f64,
+}
+
+impl LoadPlan {
+    /// The load `options` make.
+    fn of(options: &LoadOptions) -> LoadPlan {
+        LoadPlan {
+            calls: options.calls as u64,
+            ramp: options.ramp,
+            duration_seconds: options.duration.as_secs_f64(),
+        }
+    }
+}
+
 /// The server's use of the machine during the run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServerUsage {
     /// User and system CPU seconds spent during the run.
     pub cpu_seconds: f64,
@@ -192,12 +263,19 @@ pub struct ServerUsage {
 }
 
 /// What a load run saw.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct LoadReport {
     /// How the calls' frames were spread over time: `arrival` and `seed` in JSON.
     #[serde(flatten)]
     pub arrival: Arrival,
+    /// The slice of the load this report is of, `"K/N"` from 0 (`"0/1"` for a whole load).
+    pub shard: Shard,
+    /// The shards a merged report was merged from (empty for one run's report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<Shard>,
+    /// The load this is a report of.
+    pub load: LoadPlan,
     /// Calls dialed.
     pub attempted: u64,
     /// Calls whose socket opened.
@@ -248,25 +326,38 @@ pub struct LoadReport {
     /// Every latency measured, whole: the percentiles above are read off these, and a
     /// plot or another run's histograms can be made or merged from them.
     pub histograms: LoadHistograms,
-    /// Each second of the run: calls up, frames late.
+    /// Each second of the run: calls up, frames late. (Not read back by `merge`: seconds
+    /// of shards started apart do not line up.)
+    #[serde(skip_deserializing)]
     pub over_time: Vec<progress::LoadSecond>,
     /// How the calls were judged, when they were judged as `call` judges one
-    /// ([`LoadOptions::judge`]).
+    /// ([`LoadOptions::judge`]). (Not read back by `merge`, which merges echo loads.)
+    #[serde(skip_deserializing)]
     pub judged: Option<JudgedLoad>,
-    /// Each threshold, and whether it was met.
+    /// Each threshold, and whether it was met. (Not read back by `merge`.)
+    #[serde(skip_deserializing)]
     pub thresholds: Vec<Verdict>,
 }
 
-/// A load's latencies, each a histogram of microseconds.
-#[derive(Debug, Clone, Default, Serialize)]
+/// A load's latencies, each a histogram of microseconds: the percentiles above are read
+/// off them, and the reports of a load's shards merge into the load's percentiles through
+/// them (which percentiles of their own cannot).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct LoadHistograms {
+    /// The most a percentile read off these histograms differs from the true value,
+    /// relative to it.
+    pub relative_precision: f64,
     /// The answer webhook's, of the calls that got one.
     pub answer_webhook: Histogram,
     /// The socket handshake's.
     pub handshake: Histogram,
     /// Every echoed frame's round trip.
     pub round_trip: Histogram,
+    /// The round trips of the frames sent while every call was up (empty when no window
+    /// had every call up).
+    pub steady_round_trip: Histogram,
     /// Every answered turn's reply, when the calls were judged.
     pub reply: Histogram,
     /// Every barge-in's time to the application's clear, when the calls were judged.
@@ -326,6 +417,22 @@ impl LoadReport {
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.shard != Shard::WHOLE {
+            writeln!(f, "shard {} of the load", self.shard)?;
+        }
+        if !self.merged_from.is_empty() {
+            let shards: Vec<String> = self.merged_from.iter().map(Shard::to_string).collect();
+            write!(f, "merged from shards {}", shards.join(", "))?;
+            let of = self.merged_from[0].count() as usize;
+            if self.merged_from.len() < of {
+                write!(
+                    f,
+                    " ({} of {of} missing: the counts are not the whole load's)",
+                    of - self.merged_from.len()
+                )?;
+            }
+            writeln!(f)?;
+        }
         writeln!(f, "arrival: {}", self.arrival)?;
         writeln!(
             f,
@@ -438,83 +545,37 @@ impl LoadReport {
         }
         Ok(())
     }
-
-    /// The report as JUnit XML: a testcase for the calls' setup and streaming, one for
-    /// each rule the judged calls broke (with how many and an example), and one for each
-    /// threshold.
-    pub fn to_junit(&self) -> String {
-        let mut cases = Vec::new();
-        let failed: Vec<String> = self
-            .failed
-            .iter()
-            .map(|(r, n)| format!("{n} x {r}"))
-            .collect();
-        cases.push((
-            "calls",
-            "connected and streamed".to_owned(),
-            failed.first().cloned(),
-            failed.join("\n"),
-        ));
-        if let Some(j) = &self.judged {
-            for (rule, b) in &j.rules {
-                let text = format!(
-                    "{} of {} calls broke it, e.g. {}",
-                    b.calls, j.calls, b.example
-                );
-                cases.push(("rules", rule.clone(), Some(text.clone()), text));
-            }
-        }
-        for v in &self.thresholds {
-            let text = format!("measured {}", v.measured);
-            let failure = (!v.met).then(|| text.clone());
-            cases.push(("thresholds", v.threshold.clone(), failure, text));
-        }
-        let failures = cases.iter().filter(|c| c.2.is_some()).count();
-        let mut xml = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"vonage-echo load\" tests=\"{}\" failures=\"{failures}\" errors=\"0\">\n",
-            cases.len()
-        );
-        for (class, name, failure, out) in &cases {
-            xml.push_str(&format!(
-                "<testcase classname=\"{class}\" name=\"{}\">",
-                escape(name)
-            ));
-            if let Some(message) = failure {
-                xml.push_str(&format!(
-                    "<failure message=\"{}\">{}</failure>",
-                    escape(message),
-                    escape(out)
-                ));
-            } else if !out.is_empty() {
-                xml.push_str(&format!("<system-out>{}</system-out>", escape(out)));
-            }
-            xml.push_str("</testcase>\n");
-        }
-        xml.push_str("</testsuite>\n</testsuites>\n");
-        xml
-    }
 }
 
 /// Runs the load and reports. An `Err` means the run itself could not start.
 pub fn run(options: &LoadOptions) -> Result<LoadReport> {
-    if options.calls == 0 || options.ramp.is_nan() || options.ramp <= 0.0 {
-        return Err(Error::config(
-            "--calls/--ramp",
-            "need at least one call and a positive ramp",
-        ));
-    }
+    let calls = calls_to_dial(options)?;
     if let Some(call) = &options.judge {
         super::call::check_options(call)?;
     }
     let agent = options.dial.agent()?;
+    let calls_live = Arc::new(Counters::default());
+    // A judged load's sessions run on one loop: the judging is `call`'s, single-threaded.
+    let threads = if options.judge.is_some() {
+        1
+    } else {
+        options.threads
+    };
+    let loops_live: Vec<Arc<Counters>> = (0..threads).map(|_| Arc::default()).collect();
+    let exporter = start_exporter(options, calls, &calls_live, &loops_live)?;
+    if let Some(at) = &options.start_at {
+        at.wait().map_err(|e| Error::config("--start-at", e))?;
+    }
     let started = Instant::now();
     let sampler = options
         .pid
         .map(|pid| Sampler::start(pid, started))
         .transpose()
         .map_err(|e| Error::io("starting the server's sampler", e))?;
-    let tally = Arc::new(DialTally::new(started));
-    let (plans_tx, plans_rx) = mpsc::sync_channel::<Plan>(1024);
+    let tally = Arc::new(DialTally::new(started, calls_live));
+    let (plans_tx, plans_rx): (Vec<_>, Vec<_>) = (0..threads)
+        .map(|_| mpsc::sync_channel::<Plan>(1024))
+        .unzip();
     let (events_tx, posters) = start_posters(options, &agent, &tally)?;
     let dialers = start_dialers(options, &agent, started, &tally, &plans_tx, &events_tx)?;
     drop(plans_tx);
@@ -522,13 +583,16 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     let live = Arc::new(progress::Live::default());
     let seconds = start_progress(started, &live, options.progress, &tally)?;
 
-    let on_done = |o: engine::Outcome| {
-        live.call_done(o.late, o.rtts.iter().map(|(_, rtt)| *rtt));
-        let _ = done_tx.send(o);
-    };
     let streamed = match &options.judge {
-        None => engine::run(started, plans_rx, on_done),
-        Some(call) => judged::run(plans_rx, call, on_done),
+        None => stream(started, plans_rx, loops_live, &done_tx, &live),
+        Some(call) => {
+            // A judged load runs its sessions on one loop (see LoadOptions::judge).
+            let plans = plans_rx.into_iter().next().expect("one loop at least");
+            judged::run(plans, call, |o| {
+                live.call_done(o.late, o.rtts.iter().map(|(_, rtt)| *rtt));
+                let _ = done_tx.send(o);
+            })
+        }
     };
     drop(done_tx);
     progress::stop(&live);
@@ -552,7 +616,9 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
 
     let mut report = LoadReport {
         arrival: options.arrival,
-        attempted: options.calls as u64,
+        shard: options.shard,
+        load: LoadPlan::of(options),
+        attempted: calls as u64,
         connected: outcomes.len() as u64,
         failed: std::mem::take(&mut *lock(&tally.failed)),
         answer_retried: tally.answer_retried.load(Ordering::Relaxed) as u64,
@@ -594,6 +660,9 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
         .map(|t| t.judge(&report))
         .collect();
     report.elapsed_seconds = started.elapsed().as_secs_f64();
+    if let Some(exporter) = exporter {
+        exporter.stop();
+    }
     Ok(report)
 }
 
@@ -621,6 +690,90 @@ fn start_progress(
     .map_err(|e| Error::io("starting the progress line", e))
 }
 
+/// How many calls this run dials (its shard's), once the options are known to make a load.
+fn calls_to_dial(options: &LoadOptions) -> Result<usize> {
+    if options.calls == 0 || options.ramp.is_nan() || options.ramp <= 0.0 {
+        return Err(Error::config(
+            "--calls/--ramp",
+            "need at least one call and a positive ramp",
+        ));
+    }
+    if options.threads == 0 {
+        return Err(Error::config("--threads", "need at least one poll loop"));
+    }
+    match options.shard.calls_of(options.calls) {
+        0 => Err(Error::config(
+            "--shard",
+            format!(
+                "shard {} of {} calls has none",
+                options.shard, options.calls
+            ),
+        )),
+        calls => Ok(calls),
+    }
+}
+
+/// Serves the live counters (the dialers' and every poll loop's) on
+/// [`LoadOptions::metrics_addr`], when there is one.
+fn start_exporter(
+    options: &LoadOptions,
+    calls: usize,
+    calls_live: &Arc<Counters>,
+    loops_live: &[Arc<Counters>],
+) -> Result<Option<Exporter>> {
+    let Some(addr) = options.metrics_addr else {
+        return Ok(None);
+    };
+    let mut counters = vec![Arc::clone(calls_live)];
+    counters.extend(loops_live.iter().cloned());
+    let source = Source {
+        shard: options.shard,
+        planned: calls as u64,
+        counters,
+    };
+    Exporter::start(addr, source)
+        .map(Some)
+        .map_err(|e| Error::io(format!("serving --metrics-addr {addr}"), e))
+}
+
+/// Runs a poll loop for each receiver of plans, each on a thread of its own, until every
+/// call has ended; each call's outcome goes to `done`. The first loop that failed says why.
+fn stream(
+    started: Instant,
+    plans: Vec<mpsc::Receiver<Plan>>,
+    live: Vec<Arc<Counters>>,
+    done: &mpsc::Sender<engine::Outcome>,
+    progress: &Arc<progress::Live>,
+) -> io::Result<()> {
+    let loops = plans
+        .into_iter()
+        .zip(live)
+        .enumerate()
+        .map(|(n, (plans, live))| {
+            let (done, progress) = (done.clone(), Arc::clone(progress));
+            // Poll loops keep the process's priority: they pace the frames.
+            thread::Builder::new()
+                .name(format!("engine-{n}"))
+                .spawn(move || {
+                    engine::run(started, plans, live, |o| {
+                        progress.call_done(o.late, o.rtts.iter().map(|(_, rtt)| *rtt));
+                        let _ = done.send(o);
+                    })
+                })
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut first_error = Ok(());
+    for handle in loops {
+        let ended = handle
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("a poll loop panicked")));
+        if first_error.is_ok() {
+            first_error = ended;
+        }
+    }
+    first_error
+}
+
 /// A call event for the posters, and where it goes.
 type QueuedEvent = (EventTarget, Event);
 
@@ -641,10 +794,12 @@ struct DialTally {
     /// When the posters stop posting what is still queued: an event timeout after the
     /// run's last event was queued.
     posting_ends: Mutex<Option<Instant>>,
+    /// The calls as they go, for the live counters.
+    live: Arc<Counters>,
 }
 
 impl DialTally {
-    fn new(started: Instant) -> DialTally {
+    fn new(started: Instant, live: Arc<Counters>) -> DialTally {
         DialTally {
             failed: Mutex::default(),
             ramp_end: Mutex::new(started),
@@ -653,6 +808,7 @@ impl DialTally {
             event_failures: Mutex::default(),
             legs: Mutex::default(),
             posting_ends: Mutex::default(),
+            live,
         }
     }
 }
@@ -670,8 +826,9 @@ fn start_posters(
 ) -> Result<(mpsc::Sender<QueuedEvent>, Vec<thread::JoinHandle<()>>)> {
     let (events_tx, events_rx) = mpsc::channel::<QueuedEvent>();
     let events_rx = Arc::new(Mutex::new(events_rx));
-    let mut posters = Vec::with_capacity(POSTERS);
-    for p in 0..POSTERS {
+    let count = POSTERS * options.threads.max(1);
+    let mut posters = Vec::with_capacity(count);
+    for p in 0..count {
         let (dial, agent) = (options.dial.clone(), agent.clone());
         let (events_rx, tally) = (Arc::clone(&events_rx), Arc::clone(tally));
         let spawned = spawn_helper(format!("events-{p}"), move || loop {
@@ -714,24 +871,27 @@ fn queue(events: &mpsc::Sender<QueuedEvent>) -> impl FnMut(&Leg, Event) + '_ {
 }
 
 /// Starts the dialers: each takes the next call due, dials it at its time on the ramp, and
-/// hands it to the poll loop.
+/// hands it to a poll loop, call `i` to loop `i mod loops`, so the loops share the calls
+/// evenly whatever order the dials end in. Their number does not grow with the loops: it is
+/// what the ramp needs while a dial waits.
 fn start_dialers(
     options: &LoadOptions,
     agent: &ureq::Agent,
     started: Instant,
     tally: &Arc<DialTally>,
-    plans: &mpsc::SyncSender<Plan>,
+    plans: &[mpsc::SyncSender<Plan>],
     events: &mpsc::Sender<QueuedEvent>,
 ) -> Result<Vec<thread::JoinHandle<()>>> {
+    // The next of the shard's calls to dial, counted within the shard.
     let next_call = Arc::new(AtomicUsize::new(0));
-    let count = DIALERS.min(options.calls);
+    let count = DIALERS.min(options.shard.calls_of(options.calls));
     let mut dialers = Vec::with_capacity(count);
     let call_events = options.dial.event_target()?;
     for d in 0..count {
         let next_call = Arc::clone(&next_call);
         let tally = Arc::clone(tally);
         let agent = agent.clone();
-        let (opts, plans, events) = (options.clone(), plans.clone(), events.clone());
+        let (opts, plans, events) = (options.clone(), plans.to_vec(), events.clone());
         let call_events = call_events.clone();
         // Dialers keep the process's priority: they time call setup, as Vonage's side sees
         // it, and a thread in the core's idle time would add its own wait to every figure.
@@ -739,7 +899,7 @@ fn start_dialers(
             .name(format!("dialer-{d}"))
             .stack_size(DIALER_STACK)
             .spawn(move || loop {
-                let i = next_call.fetch_add(1, Ordering::Relaxed);
+                let i = opts.shard.call(next_call.fetch_add(1, Ordering::Relaxed));
                 if i >= opts.calls {
                     return;
                 }
@@ -749,7 +909,7 @@ fn start_dialers(
                 let Some(plan) = dial_one(i, call, &opts, &agent, &tally, &events) else {
                     continue;
                 };
-                if plans.send(plan).is_err() {
+                if plans[i % plans.len()].send(plan).is_err() {
                     return;
                 }
             });
@@ -774,6 +934,7 @@ fn dial_one(
     events: &mpsc::Sender<QueuedEvent>,
 ) -> Option<Plan> {
     let mut post = queue(events);
+    Counters::bump(&tally.live.calls_dialed);
     let dialed = setup(&mut call, opts, agent, tally, &mut post);
     {
         let mut end = lock(&tally.ramp_end);
@@ -781,6 +942,7 @@ fn dial_one(
     }
     match dialed {
         Ok((dialed, socket, answer)) => {
+            Counters::bump(&tally.live.calls_connected);
             lock(&tally.setups).push(SetupTimes {
                 answer,
                 handshake: dialed.handshake,
@@ -795,6 +957,7 @@ fn dial_one(
             })
         }
         Err(e) => {
+            Counters::bump(&tally.live.calls_failed);
             let reason = format!("dial: {}", reason_of(&e.error));
             *lock(&tally.failed).entry(reason).or_default() += 1;
             None
@@ -870,6 +1033,10 @@ fn start_finisher(
     let finisher = spawn_helper("finisher".into(), move || {
         let mut outcomes = Vec::new();
         for o in done_rx {
+            Counters::bump(&tally.live.calls_ended);
+            if o.error.is_some() {
+                Counters::bump(&tally.live.calls_failed);
+            }
             let legs = o.id.as_ref().and_then(|id| lock(&tally.legs).remove(id));
             if let Some((call, socket)) = legs {
                 let mut post = queue(&events);
@@ -942,7 +1109,8 @@ fn add_timings(
 ) -> (u128, u128) {
     let ramp_end = lock(&tally.ramp_end).saturating_duration_since(started);
     report.ramp_seconds = ramp_end.as_secs_f64();
-    report.planned_ramp_seconds = options.calls.saturating_sub(1) as f64 / options.ramp;
+    let last_call = options.shard.last_call_of(options.calls).unwrap_or(0);
+    report.planned_ramp_seconds = last_call as f64 / options.ramp;
     // Every call is up from the last dial until the first call, started at the epoch at the
     // earliest, ends.
     let ramp_end = ramp_end.as_millis();
@@ -959,8 +1127,16 @@ fn add_timings(
     report.answer_webhook = latency_of(setups.iter().map(|s| s.answer));
     report.handshake = latency_of(setups.iter().map(|s| s.handshake));
     report.round_trip = Percentiles::of(&all);
-    report.histograms = histograms_of(&setups, &all);
     report.steady_round_trip = (!steady.is_empty()).then(|| Percentiles::of(&steady));
+    let micros = |d: &Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    report.histograms = LoadHistograms {
+        relative_precision: RELATIVE_PRECISION,
+        answer_webhook: histogram(setups.iter().map(|s| micros(&s.answer))),
+        handshake: histogram(setups.iter().map(|s| micros(&s.handshake))),
+        round_trip: histogram(all.iter().map(|&rtt| u64::from(rtt))),
+        steady_round_trip: histogram(steady.iter().map(|&rtt| u64::from(rtt))),
+        ..LoadHistograms::default()
+    };
     (ramp_end, first_end)
 }
 
@@ -983,20 +1159,13 @@ fn steady_cpu_us_per_frame(
     (frames > 0).then(|| (end_cpu - start_cpu).max(0.0) * 1e6 / frames as f64)
 }
 
-/// The histograms of call setup's latencies and of the round trips (microseconds).
-fn histograms_of(setups: &[SetupTimes], round_trips: &[u32]) -> LoadHistograms {
-    let of = |values: &mut dyn Iterator<Item = u64>| {
-        let mut h = Histogram::new();
-        values.for_each(|v| h.record(v));
-        h
-    };
-    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-    LoadHistograms {
-        answer_webhook: of(&mut setups.iter().map(|s| micros(s.answer))),
-        handshake: of(&mut setups.iter().map(|s| micros(s.handshake))),
-        round_trip: of(&mut round_trips.iter().map(|r| u64::from(*r))),
-        ..LoadHistograms::default()
+/// A histogram of latencies in microseconds.
+fn histogram(micros: impl Iterator<Item = u64>) -> Histogram {
+    let mut h = Histogram::new();
+    for m in micros {
+        h.record(m);
     }
+    h
 }
 
 /// Percentiles of a set of durations.

@@ -482,7 +482,7 @@ fn all_checks(report: &CallReport) -> Vec<Check> {
 }
 
 /// Text made safe for an XML attribute or element.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
