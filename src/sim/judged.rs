@@ -1,4 +1,4 @@
-//! A load's calls judged as `call` judges one: each call's socket is a [`Session`] (the
+//! A load's calls judged as `call` judges one: each call's socket is a `Session` (the
 //! caller's audio and keys, the playback buffer, every rule, turn timing), and one `mio`
 //! poll loop drives them all, so a load of voice-bot calls needs no thread per call. The
 //! echo-only streaming of `engine` stays as it is, lean, for measuring an echo server.

@@ -148,7 +148,7 @@ pub struct CallReport {
     pub expectations: Vec<MeasuredExpectation>,
     /// What the caller heard and the application did, in time, on the first socket.
     pub timeline: Timeline,
-    /// Round trips of echoed frames in microseconds, sorted (at most [`MAX_KEPT`]).
+    /// Round trips of echoed frames in microseconds, sorted (at most `MAX_KEPT`).
     pub round_trips: Vec<u32>,
     /// Every rule judged, in order; those after a failed setup step were not reached.
     pub checks: Vec<Check>,
