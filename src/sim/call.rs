@@ -98,69 +98,32 @@ impl CallOptions {
         }
     }
 
-    /// Sets [`CallOptions::dial`].
-    pub fn dial(mut self, dial: Dial) -> Self {
-        self.dial = dial;
-        self
-    }
-
-    /// Sets [`CallOptions::duration`].
-    pub fn duration(mut self, duration: Duration) -> Self {
-        self.duration = duration;
-        self
-    }
-
-    /// Sets [`CallOptions::voice`].
-    pub fn voice(mut self, voice: Voice) -> Self {
-        self.voice = voice;
-        self
-    }
-
-    /// Sets [`CallOptions::wav`].
-    pub fn wav(mut self, path: Option<PathBuf>) -> Self {
-        self.wav = path;
-        self
+    setters! {
+        /// Sets [`CallOptions::dial`].
+        dial: Dial,
+        /// Sets [`CallOptions::duration`].
+        duration: Duration,
+        /// Sets [`CallOptions::voice`].
+        voice: Voice,
+        /// Sets [`CallOptions::wav`].
+        wav: Option<PathBuf>,
+        /// Sets [`CallOptions::script`].
+        script: Option<Scenario>,
+        /// Sets [`CallOptions::expect`].
+        expect: Expect,
+        /// Sets [`CallOptions::arrival`].
+        arrival: Arrival,
+        /// Sets [`CallOptions::buffer_frames`].
+        buffer_frames: usize,
+        /// Sets [`CallOptions::record`].
+        record: Option<PathBuf>,
+        /// Sets [`CallOptions::progress`].
+        progress: bool,
     }
 
     /// Sets [`CallOptions::dtmf`].
     pub fn dtmf(mut self, digits: impl Into<String>) -> Self {
         self.dtmf = digits.into();
-        self
-    }
-
-    /// Sets [`CallOptions::script`].
-    pub fn script(mut self, scenario: Option<Scenario>) -> Self {
-        self.script = scenario;
-        self
-    }
-
-    /// Sets [`CallOptions::expect`].
-    pub fn expect(mut self, expect: Expect) -> Self {
-        self.expect = expect;
-        self
-    }
-
-    /// Sets [`CallOptions::arrival`].
-    pub fn arrival(mut self, arrival: Arrival) -> Self {
-        self.arrival = arrival;
-        self
-    }
-
-    /// Sets [`CallOptions::buffer_frames`].
-    pub fn buffer_frames(mut self, frames: usize) -> Self {
-        self.buffer_frames = frames;
-        self
-    }
-
-    /// Sets [`CallOptions::record`].
-    pub fn record(mut self, path: Option<PathBuf>) -> Self {
-        self.record = path;
-        self
-    }
-
-    /// Sets [`CallOptions::progress`].
-    pub fn progress(mut self, shown: bool) -> Self {
-        self.progress = shown;
         self
     }
 }

@@ -118,70 +118,29 @@ impl LoadOptions {
         }
     }
 
-    /// Sets [`LoadOptions::dial`].
-    pub fn dial(mut self, dial: Dial) -> Self {
-        self.dial = dial;
-        self
-    }
-
-    /// Sets [`LoadOptions::ramp`].
-    pub fn ramp(mut self, per_second: f64) -> Self {
-        self.ramp = per_second;
-        self
-    }
-
-    /// Sets [`LoadOptions::pid`].
-    pub fn pid(mut self, pid: Option<u32>) -> Self {
-        self.pid = pid;
-        self
-    }
-
-    /// Sets [`LoadOptions::arrival`].
-    pub fn arrival(mut self, arrival: Arrival) -> Self {
-        self.arrival = arrival;
-        self
-    }
-
-    /// Sets [`LoadOptions::judge`].
-    pub fn judge(mut self, call: Option<CallOptions>) -> Self {
-        self.judge = call;
-        self
-    }
-
-    /// Sets [`LoadOptions::thresholds`].
-    pub fn thresholds(mut self, thresholds: Vec<Threshold>) -> Self {
-        self.thresholds = thresholds;
-        self
-    }
-
-    /// Sets [`LoadOptions::progress`].
-    pub fn progress(mut self, shown: bool) -> Self {
-        self.progress = shown;
-        self
-    }
-
-    /// Sets [`LoadOptions::threads`].
-    pub fn threads(mut self, threads: usize) -> Self {
-        self.threads = threads;
-        self
-    }
-
-    /// Sets [`LoadOptions::shard`].
-    pub fn shard(mut self, shard: Shard) -> Self {
-        self.shard = shard;
-        self
-    }
-
-    /// Sets [`LoadOptions::start_at`].
-    pub fn start_at(mut self, start_at: Option<StartAt>) -> Self {
-        self.start_at = start_at;
-        self
-    }
-
-    /// Sets [`LoadOptions::metrics_addr`].
-    pub fn metrics_addr(mut self, addr: Option<SocketAddr>) -> Self {
-        self.metrics_addr = addr;
-        self
+    setters! {
+        /// Sets [`LoadOptions::dial`].
+        dial: Dial,
+        /// Sets [`LoadOptions::ramp`].
+        ramp: f64,
+        /// Sets [`LoadOptions::pid`].
+        pid: Option<u32>,
+        /// Sets [`LoadOptions::arrival`].
+        arrival: Arrival,
+        /// Sets [`LoadOptions::judge`].
+        judge: Option<CallOptions>,
+        /// Sets [`LoadOptions::thresholds`].
+        thresholds: Vec<Threshold>,
+        /// Sets [`LoadOptions::progress`].
+        progress: bool,
+        /// Sets [`LoadOptions::threads`].
+        threads: usize,
+        /// Sets [`LoadOptions::shard`].
+        shard: Shard,
+        /// Sets [`LoadOptions::start_at`].
+        start_at: Option<StartAt>,
+        /// Sets [`LoadOptions::metrics_addr`].
+        metrics_addr: Option<SocketAddr>,
     }
 }
 

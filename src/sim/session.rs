@@ -885,8 +885,9 @@ impl Session {
     }
 }
 
+/// Whether the socket's error is only its timeout running out.
 fn is_timeout(e: &WsError) -> bool {
-    matches!(e, WsError::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+    matches!(e, WsError::Io(io) if crate::error::is_timeout(io))
 }
 
 /// How many of `frames` have been sent once their first run of speech has ended.
