@@ -10,6 +10,7 @@ use super::{
     load::LoadReport,
     ms,
     progress::LoadSecond,
+    report::escape,
     report::CallReport,
     turns::{BargeIn, Turn},
 };
@@ -664,22 +665,6 @@ fn event_table(report: &CallReport) -> String {
         );
     }
     out.push_str("</table>");
-    out
-}
-
-/// Text made safe for HTML.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
     out
 }
 
