@@ -249,21 +249,7 @@ impl Config {
     /// Checks that the settings can run a server; the error names the setting at fault.
     pub fn validate(&self) -> Result<(), Error> {
         if let Some(url) = &self.ws_url {
-            let rest = url
-                .strip_prefix("wss://")
-                .or_else(|| url.strip_prefix("ws://"))
-                .ok_or_else(|| {
-                    Error::config("--ws-url", format!("{url:?} is not a ws:// or wss:// URL"))
-                })?;
-            if rest.is_empty() || rest.starts_with('/') {
-                return Err(Error::config("--ws-url", format!("{url:?} has no host")));
-            }
-            if url.contains(char::is_whitespace) || url.contains('#') {
-                return Err(Error::config(
-                    "--ws-url",
-                    format!("{url:?} holds white space or a fragment"),
-                ));
-            }
+            validate_ws_url(url)?;
         }
         let greeting_chars = self.greeting.chars().count();
         if greeting_chars == 0 || greeting_chars > MAX_GREETING_CHARS {
@@ -297,6 +283,12 @@ impl Config {
                 format!("must be 1 to 99, not {priority}"),
             ));
         }
+        self.validate_limits()
+    }
+
+    /// The limits and timeouts: none may be zero, nor a timeout so short that no peer could
+    /// meet it.
+    fn validate_limits(&self) -> Result<(), Error> {
         let positive = [
             ("--max-calls", self.max_calls),
             ("--max-pending-handshakes", self.max_pending_handshakes),
@@ -326,6 +318,26 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `--ws-url`: a ws:// or wss:// URL with a host, as Vonage will dial it.
+fn validate_ws_url(url: &str) -> Result<(), Error> {
+    let rest = url
+        .strip_prefix("wss://")
+        .or_else(|| url.strip_prefix("ws://"))
+        .ok_or_else(|| {
+            Error::config("--ws-url", format!("{url:?} is not a ws:// or wss:// URL"))
+        })?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(Error::config("--ws-url", format!("{url:?} has no host")));
+    }
+    if url.contains(char::is_whitespace) || url.contains('#') {
+        return Err(Error::config(
+            "--ws-url",
+            format!("{url:?} holds white space or a fragment"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -205,17 +205,7 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
                     log::warn!(call = id.as_str(); "call {id}: first message is audio, not websocket:connected");
                     first = false;
                 }
-                if tally.frames_in == 0 {
-                    // Never below Vonage's smallest frame: a peer's tiny first message
-                    // must not make every later frame take dozens of reads.
-                    let smallest = AudioFormat::L16Rate8000.frame_bytes();
-                    ws.get_mut()
-                        .limit_reads(client_frame_len(audio.len().max(smallest)));
-                }
-                tally.frames_in += 1;
-                tally.bytes_in += audio.len() as u64;
-                shared.metrics.frame_in(audio.len());
-                record(&audio, id, tally, shared);
+                take_audio(ws, &audio, id, tally, shared);
                 let len = audio.len() as u64;
                 ws.send(Message::Binary(audio)).map(|()| Some(len))
             }
@@ -229,17 +219,7 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         };
         match sent {
-            // Audio counts as frames and bytes; a text echoed counts as a text.
-            Ok(Some(len)) => {
-                tally.frames_out += 1;
-                tally.bytes_out += len;
-                shared.metrics.frame_out(len as usize);
-                if !settled {
-                    settled = true;
-                    settle(id, shared);
-                }
-            }
-            Ok(None) => shared.metrics.text_out(),
+            Ok(len) => count_sent(len, &mut settled, id, tally, shared),
             Err(WsError::Io(e)) if is_timeout(&e) => {
                 return End::Vanished(format!(
                     "the caller stopped reading ({:?} write timeout)",
@@ -248,6 +228,50 @@ fn echo(ws: &mut WebSocket<CallStream>, id: &CallId, shared: &Shared, tally: &mu
             }
             Err(e) => return ended_by(ws, e),
         }
+    }
+}
+
+/// A frame of the caller's audio has come in: counted, recorded, and, when it is the
+/// first, the size the socket reads in from now on.
+fn take_audio(
+    ws: &mut WebSocket<CallStream>,
+    audio: &[u8],
+    id: &CallId,
+    tally: &mut Tally,
+    shared: &Shared,
+) {
+    if tally.frames_in == 0 {
+        // Never below Vonage's smallest frame: a peer's tiny first message must not make
+        // every later frame take dozens of reads.
+        let smallest = AudioFormat::L16Rate8000.frame_bytes();
+        ws.get_mut()
+            .limit_reads(client_frame_len(audio.len().max(smallest)));
+    }
+    tally.frames_in += 1;
+    tally.bytes_in += audio.len() as u64;
+    shared.metrics.frame_in(audio.len());
+    record(audio, id, tally, shared);
+}
+
+/// A message has gone back: audio (`Some` of its length) counts as a frame and its bytes,
+/// and the first settles the thread in the audio's place; a text counts as a text.
+fn count_sent(
+    audio: Option<u64>,
+    settled: &mut bool,
+    id: &CallId,
+    tally: &mut Tally,
+    shared: &Shared,
+) {
+    let Some(len) = audio else {
+        shared.metrics.text_out();
+        return;
+    };
+    tally.frames_out += 1;
+    tally.bytes_out += len;
+    shared.metrics.frame_out(len as usize);
+    if !*settled {
+        *settled = true;
+        settle(id, shared);
     }
 }
 
