@@ -66,97 +66,131 @@ pub(crate) fn run(
     options: &CallOptions,
     mut on_done: impl FnMut(Outcome),
 ) -> io::Result<()> {
-    let mut poll = Poll::new()?;
+    let mut judged = Loop {
+        poll: Poll::new()?,
+        calls: Vec::new(),
+        free: Vec::new(),
+        timers: BinaryHeap::new(),
+        callers: HashMap::new(),
+        admitted: 0,
+        options,
+    };
     let mut events = Events::with_capacity(1024);
-    let mut calls: Vec<Option<Streaming>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
-    let mut callers: HashMap<AudioFormat, Caller> = HashMap::new();
-    let mut admitted = 0u64;
     let mut open = true;
     loop {
         while open {
             match plans.try_recv() {
-                Ok(plan) => {
-                    let caller = match caller_for(&mut callers, options, plan.dialed.format) {
-                        Ok(caller) => caller,
-                        Err(e) => {
-                            on_done(failed(plan.dialed.id.clone(), e.to_string()));
-                            continue;
-                        }
-                    };
-                    let schedule =
-                        Schedule::new(options.arrival, admitted, caller.frames.len() as u64);
-                    admitted += 1;
-                    let idx = free.pop().unwrap_or_else(|| {
-                        calls.push(None);
-                        calls.len() - 1
-                    });
-                    match start(&poll, idx, plan, caller, schedule, options) {
-                        Ok(call) => {
-                            timers.push(Reverse((call.queued_at, idx)));
-                            calls[idx] = Some(call);
-                        }
-                        Err((id, e)) => {
-                            free.push(idx);
-                            on_done(failed(id, format!("cannot stream: {e}")));
-                        }
-                    }
-                }
+                Ok(plan) => judged.admit(plan, &mut on_done),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => open = false,
             }
         }
-        if !open && calls.iter().all(Option::is_none) {
+        if !open && judged.calls.iter().all(Option::is_none) {
             return Ok(());
         }
-        let now = Instant::now();
-        while let Some(&Reverse((at, idx))) = timers.peek() {
-            if at > now {
-                break;
-            }
-            timers.pop();
-            if let Some(call) = calls[idx].as_mut().filter(|c| c.queued_at == at) {
-                call.session.on_wake();
-                while call.session.wants_read() {
-                    call.session.on_readable();
-                }
-            }
-            settle(
-                &mut calls,
-                &mut free,
-                &mut timers,
-                idx,
-                &poll,
-                options,
-                &mut on_done,
-            );
-        }
-        let wait = timers
+        judged.wake_due(&mut on_done);
+        let wait = judged
+            .timers
             .peek()
             .map_or(TICK, |Reverse((at, _))| {
                 at.saturating_duration_since(Instant::now())
             })
             .min(if open { TICK } else { Duration::from_secs(1) });
-        match poll.poll(&mut events, Some(wait)) {
+        match judged.poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
         for event in &events {
             let idx = event.token().0;
-            if let Some(call) = calls.get_mut(idx).and_then(Option::as_mut) {
+            if let Some(call) = judged.calls.get_mut(idx).and_then(Option::as_mut) {
                 call.session.on_readable();
             }
-            settle(
-                &mut calls,
-                &mut free,
-                &mut timers,
-                idx,
-                &poll,
-                options,
-                &mut on_done,
-            );
+            judged.settle(idx, &mut on_done);
+        }
+    }
+}
+
+/// The judged load's poll loop: its calls by token, the tokens free for new ones, and
+/// each call's next wake-up.
+struct Loop<'a> {
+    poll: Poll,
+    calls: Vec<Option<Streaming>>,
+    free: Vec<usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    callers: HashMap<AudioFormat, Caller>,
+    /// Calls admitted so far: the arrival schedule's call number.
+    admitted: u64,
+    options: &'a CallOptions,
+}
+
+impl Loop<'_> {
+    /// Takes a dialed call into the loop, or reports it failed when it cannot stream.
+    fn admit(&mut self, plan: Plan, on_done: &mut impl FnMut(Outcome)) {
+        let caller = match caller_for(&mut self.callers, self.options, plan.dialed.format) {
+            Ok(caller) => caller,
+            Err(e) => return on_done(failed(plan.dialed.id.clone(), e.to_string())),
+        };
+        let schedule = Schedule::new(
+            self.options.arrival,
+            self.admitted,
+            caller.frames.len() as u64,
+        );
+        self.admitted += 1;
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.calls.push(None);
+            self.calls.len() - 1
+        });
+        match start(&self.poll, idx, plan, caller, schedule, self.options) {
+            Ok(call) => {
+                self.timers.push(Reverse((call.queued_at, idx)));
+                self.calls[idx] = Some(call);
+            }
+            Err((id, e)) => {
+                self.free.push(idx);
+                on_done(failed(id, format!("cannot stream: {e}")));
+            }
+        }
+    }
+
+    /// Wakes every call whose time has come.
+    fn wake_due(&mut self, on_done: &mut impl FnMut(Outcome)) {
+        let now = Instant::now();
+        while let Some(&Reverse((at, idx))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(call) = self.calls[idx].as_mut().filter(|c| c.queued_at == at) {
+                call.session.on_wake();
+                while call.session.wants_read() {
+                    call.session.on_readable();
+                }
+            }
+            self.settle(idx, on_done);
+        }
+    }
+
+    /// After a call was woken or read: ends it if its socket is done, else queues its next
+    /// wake when it moved earlier or the last one was used.
+    fn settle(&mut self, idx: usize, on_done: &mut impl FnMut(Outcome)) {
+        let Some(call) = self.calls.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if call.session.is_done() {
+            let Some(call) = self.calls[idx].take() else {
+                return;
+            };
+            let fd = super::tcp(call.session.socket()).as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            self.free.push(idx);
+            on_done(judge(call, self.options));
+            return;
+        }
+        let due = call.session.wake_at();
+        if due != call.queued_at && (due < call.queued_at || call.queued_at <= Instant::now()) {
+            call.queued_at = due;
+            self.timers.push(Reverse((due, idx)));
         }
     }
 }
@@ -211,37 +245,6 @@ fn start(
         caller,
         started: Instant::now(),
     })
-}
-
-/// After a call was woken or read: ends it if its socket is done, else queues its next
-/// wake when it moved earlier or the last one was used.
-fn settle(
-    calls: &mut [Option<Streaming>],
-    free: &mut Vec<usize>,
-    timers: &mut BinaryHeap<Reverse<(Instant, usize)>>,
-    idx: usize,
-    poll: &Poll,
-    options: &CallOptions,
-    on_done: &mut impl FnMut(Outcome),
-) {
-    let Some(call) = calls.get_mut(idx).and_then(Option::as_mut) else {
-        return;
-    };
-    if call.session.is_done() {
-        let Some(call) = calls[idx].take() else {
-            return;
-        };
-        let fd = super::tcp(call.session.socket()).as_raw_fd();
-        let _ = poll.registry().deregister(&mut SourceFd(&fd));
-        free.push(idx);
-        on_done(judge(call, options));
-        return;
-    }
-    let due = call.session.wake_at();
-    if due != call.queued_at && (due < call.queued_at || call.queued_at <= Instant::now()) {
-        call.queued_at = due;
-        timers.push(Reverse((due, idx)));
-    }
 }
 
 /// A call that could not stream.
