@@ -440,6 +440,28 @@ struct Lane {
     marks: Vec<(f64, String)>,
 }
 
+impl Lane {
+    /// A lane of things that last: each from, to (ms) and its words.
+    fn of_spans(name: &'static str, class: &'static str, spans: Vec<(f64, f64, String)>) -> Lane {
+        Lane {
+            name,
+            class,
+            spans,
+            marks: Vec::new(),
+        }
+    }
+
+    /// A lane of moments: each at (ms) and its words.
+    fn of_marks(name: &'static str, class: &'static str, marks: Vec<(f64, String)>) -> Lane {
+        Lane {
+            name,
+            class,
+            spans: Vec::new(),
+            marks,
+        }
+    }
+}
+
 /// The call in time: the NCCO's actions, the caller's turns and keys, the application's
 /// audio as heard, its clears and notifies, the barge-ins.
 fn call_timeline(report: &CallReport) -> String {
@@ -451,21 +473,22 @@ fn call_timeline(report: &CallReport) -> String {
         .iter()
         .map(|a| (ms(a.start), ms(a.end), format!("{}: {}", a.action, a.note)))
         .collect();
+    let moments = |times: &[Duration], what: &str| {
+        times
+            .iter()
+            .map(|d| (at(*d), format!("{what} at {:.0} ms", ms(*d))))
+            .collect()
+    };
     let (keys, speech): (Vec<&Turn>, Vec<&Turn>) = report
         .turns
         .iter()
         .partition(|t| t.what.starts_with("press"));
     let lanes = vec![
-        Lane {
-            name: "NCCO actions",
-            class: "ncco",
-            spans: ncco,
-            marks: Vec::new(),
-        },
-        Lane {
-            name: "caller speaks",
-            class: "caller",
-            spans: speech
+        Lane::of_spans("NCCO actions", "ncco", ncco),
+        Lane::of_spans(
+            "caller speaks",
+            "caller",
+            speech
                 .iter()
                 .map(|t| {
                     (
@@ -475,57 +498,33 @@ fn call_timeline(report: &CallReport) -> String {
                     )
                 })
                 .collect(),
-            marks: Vec::new(),
-        },
-        Lane {
-            name: "caller presses",
-            class: "caller",
-            spans: Vec::new(),
-            marks: keys
-                .iter()
+        ),
+        Lane::of_marks(
+            "caller presses",
+            "caller",
+            keys.iter()
                 .map(|t| (at(t.started), t.what.clone()))
                 .collect(),
-        },
-        Lane {
-            name: "application heard",
-            class: "app",
-            spans: t
-                .heard
+        ),
+        Lane::of_spans(
+            "application heard",
+            "app",
+            t.heard
                 .iter()
                 .map(|(s, e)| (at(*s), at(*e), format!("{:.0}-{:.0} ms", ms(*s), ms(*e))))
                 .collect(),
-            marks: Vec::new(),
-        },
-        Lane {
-            name: "clear",
-            class: "mark",
-            spans: Vec::new(),
-            marks: t
-                .clears
-                .iter()
-                .map(|c| (at(*c), format!("clear at {:.0} ms", ms(*c))))
-                .collect(),
-        },
-        Lane {
-            name: "notify",
-            class: "note",
-            spans: Vec::new(),
-            marks: t
-                .notifies
-                .iter()
-                .map(|n| (at(*n), format!("notify at {:.0} ms", ms(*n))))
-                .collect(),
-        },
-        Lane {
-            name: "barge-in",
-            class: "mark",
-            spans: Vec::new(),
-            marks: report
+        ),
+        Lane::of_marks("clear", "mark", moments(&t.clears, "clear")),
+        Lane::of_marks("notify", "note", moments(&t.notifies, "notify")),
+        Lane::of_marks(
+            "barge-in",
+            "mark",
+            report
                 .barge_ins
                 .iter()
                 .map(|b| (at(b.at), barge_in_note(b)))
                 .collect(),
-        },
+        ),
     ];
     timeline(&lanes)
 }
