@@ -7,6 +7,7 @@ use std::{fmt::Write as _, time::Duration};
 
 use super::{
     histogram::Histogram,
+    judged::JudgedLoad,
     load::LoadReport,
     ms,
     progress::LoadSecond,
@@ -125,32 +126,7 @@ pub fn call_page(report: &CallReport) -> String {
 /// The page of a load: its verdict, its figures, calls up and frames late over time, and
 /// its latency histograms.
 pub fn load_page(report: &LoadReport) -> String {
-    let mut body = String::new();
-    let verdict = if report.passed() {
-        "<span class=\"verdict passed\">PASSED</span>"
-    } else {
-        "<span class=\"verdict failed\">FAILED</span>"
-    };
-    let _ = write!(
-        body,
-        "<h1>vonage-echo load</h1><p>{verdict} &middot; {}</p>",
-        escape(&report.arrival.to_string())
-    );
-    body.push_str(&figures(&[
-        (report.attempted.to_string(), "calls dialed"),
-        (report.connected.to_string(), "connected"),
-        (report.failed_calls().to_string(), "failed"),
-        (report.frames_sent.to_string(), "frames sent"),
-        (report.frames_late.to_string(), "frames sent late"),
-        (format!("{:.1} s", report.elapsed_seconds), "elapsed"),
-    ]));
-    if !report.failed.is_empty() {
-        body.push_str("<ul>");
-        for (reason, n) in &report.failed {
-            let _ = write!(body, "<li class=\"fault\">{n} x {}</li>", escape(reason));
-        }
-        body.push_str("</ul>");
-    }
+    let mut body = load_summary(report);
     body.push_str("<h2>Over time</h2>");
     body.push_str(&over_time(&report.over_time));
     body.push_str("<h2>Latencies</h2>");
@@ -181,24 +157,61 @@ pub fn load_page(report: &LoadReport) -> String {
             "from the caller's interruption to the application's clear",
             &h.barge_in_clear,
         ));
-        body.push_str("<h2>Rules</h2><ul>");
-        let _ = write!(
-            body,
-            "<li>{} of {} calls passed</li>",
-            judged.passed, judged.calls
-        );
-        for (rule, b) in &judged.rules {
-            let _ = write!(
-                body,
-                "<li class=\"fault\">{}: {} calls, e.g. {}</li>",
-                escape(rule),
-                b.calls,
-                escape(&b.example)
-            );
+        body.push_str(&rules(judged));
+    }
+    page("vonage-echo load", &body)
+}
+
+/// The load's heading: its verdict, its counts, and why calls failed.
+fn load_summary(report: &LoadReport) -> String {
+    let mut body = String::new();
+    let verdict = if report.passed() {
+        "<span class=\"verdict passed\">PASSED</span>"
+    } else {
+        "<span class=\"verdict failed\">FAILED</span>"
+    };
+    let _ = write!(
+        body,
+        "<h1>vonage-echo load</h1><p>{verdict} &middot; {}</p>",
+        escape(&report.arrival.to_string())
+    );
+    body.push_str(&figures(&[
+        (report.attempted.to_string(), "calls dialed"),
+        (report.connected.to_string(), "connected"),
+        (report.failed_calls().to_string(), "failed"),
+        (report.frames_sent.to_string(), "frames sent"),
+        (report.frames_late.to_string(), "frames sent late"),
+        (format!("{:.1} s", report.elapsed_seconds), "elapsed"),
+    ]));
+    if !report.failed.is_empty() {
+        body.push_str("<ul>");
+        for (reason, n) in &report.failed {
+            let _ = write!(body, "<li class=\"fault\">{n} x {}</li>", escape(reason));
         }
         body.push_str("</ul>");
     }
-    page("vonage-echo load", &body)
+    body
+}
+
+/// A judged load's rules: how many calls passed, and each rule broken with an example.
+fn rules(judged: &JudgedLoad) -> String {
+    let mut body = String::from("<h2>Rules</h2><ul>");
+    let _ = write!(
+        body,
+        "<li>{} of {} calls passed</li>",
+        judged.passed, judged.calls
+    );
+    for (rule, b) in &judged.rules {
+        let _ = write!(
+            body,
+            "<li class=\"fault\">{}: {} calls, e.g. {}</li>",
+            escape(rule),
+            b.calls,
+            escape(&b.example)
+        );
+    }
+    body.push_str("</ul>");
+    body
 }
 
 /// A histogram of microseconds, drawn in equal bars of ms up to its largest value, with
@@ -555,45 +568,7 @@ fn timeline(lanes: &[Lane]) -> String {
     let height = LANE * lanes.len() as f64 + 24.0;
     let mut svg = String::new();
     for (i, lane) in lanes.iter().enumerate() {
-        let y = i as f64 * LANE;
-        let _ = write!(
-            svg,
-            "<text x=\"0\" y=\"{:.1}\">{}</text>",
-            y + 16.0,
-            lane.name
-        );
-        for (from, to, title) in &lane.spans {
-            let _ = write!(
-                svg,
-                "<rect class=\"{}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"16\"><title>{}</title></rect>",
-                lane.class,
-                x(*from),
-                y + 4.0,
-                (x(*to) - x(*from)).max(1.5),
-                escape(title)
-            );
-            // The NCCO's actions are named on their bars, where there is room.
-            let name = title.split(':').next().unwrap_or("");
-            if lane.class == "ncco" && x(*to) - x(*from) > 8.0 * name.len() as f64 {
-                let _ = write!(
-                    svg,
-                    "<text x=\"{:.1}\" y=\"{:.1}\" style=\"fill:#fff\">{}</text>",
-                    x(*from) + 4.0,
-                    y + 16.0,
-                    escape(name)
-                );
-            }
-        }
-        for (at, title) in &lane.marks {
-            let _ = write!(
-                svg,
-                "<rect class=\"{}\" x=\"{:.1}\" y=\"{:.1}\" width=\"3\" height=\"20\"><title>{}</title></rect>",
-                lane.class,
-                x(*at) - 1.0,
-                y + 2.0,
-                escape(title)
-            );
-        }
+        draw_lane(&mut svg, lane, i as f64 * LANE, &x);
     }
     let base = LANE * lanes.len() as f64 + 4.0;
     let _ = write!(
@@ -610,6 +585,49 @@ fn timeline(lanes: &[Lane]) -> String {
         "<figure><figcaption>The call <span>from its start; hover for details</span></figcaption>\
          <svg viewBox=\"0 0 {WIDTH} {height}\" role=\"img\">{svg}</svg></figure>"
     )
+}
+
+/// One lane of the timeline at height `y`: its name, its bars and its marks, `x` placing
+/// a time (ms) across the chart.
+fn draw_lane(svg: &mut String, lane: &Lane, y: f64, x: &dyn Fn(f64) -> f64) {
+    let _ = write!(
+        svg,
+        "<text x=\"0\" y=\"{:.1}\">{}</text>",
+        y + 16.0,
+        lane.name
+    );
+    for (from, to, title) in &lane.spans {
+        let _ = write!(
+            svg,
+            "<rect class=\"{}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"16\"><title>{}</title></rect>",
+            lane.class,
+            x(*from),
+            y + 4.0,
+            (x(*to) - x(*from)).max(1.5),
+            escape(title)
+        );
+        // The NCCO's actions are named on their bars, where there is room.
+        let name = title.split(':').next().unwrap_or("");
+        if lane.class == "ncco" && x(*to) - x(*from) > 8.0 * name.len() as f64 {
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" style=\"fill:#fff\">{}</text>",
+                x(*from) + 4.0,
+                y + 16.0,
+                escape(name)
+            );
+        }
+    }
+    for (at, title) in &lane.marks {
+        let _ = write!(
+            svg,
+            "<rect class=\"{}\" x=\"{:.1}\" y=\"{:.1}\" width=\"3\" height=\"20\"><title>{}</title></rect>",
+            lane.class,
+            x(*at) - 1.0,
+            y + 2.0,
+            escape(title)
+        );
+    }
 }
 
 fn turn_table(turns: &[Turn], barge_ins: &[BargeIn]) -> String {
