@@ -11,6 +11,35 @@ impl LoadReport {
     /// The report as JUnit XML: whether every call connected, every frame came back intact,
     /// and the load's own threads held.
     pub fn to_junit(&self) -> String {
+        let cases = self.junit_cases();
+        let failures = cases.iter().filter(|(_, _, f)| f.is_some()).count();
+        let mut xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"vonage-echo load {} calls\" tests=\"{}\" failures=\"{failures}\" skipped=\"0\" errors=\"0\" time=\"{:.3}\">\n",
+            self.load.calls,
+            cases.len(),
+            self.elapsed_seconds
+        );
+        for (class, name, failure) in &cases {
+            xml.push_str(&format!(
+                "<testcase classname=\"{class}\" name=\"{}\">",
+                escape(name)
+            ));
+            if let Some((message, detail)) = failure {
+                xml.push_str(&format!(
+                    "<failure message=\"{}\">{}</failure>",
+                    escape(message),
+                    escape(detail)
+                ));
+            }
+            xml.push_str("</testcase>\n");
+        }
+        xml.push_str("</testsuite>\n</testsuites>\n");
+        xml
+    }
+
+    /// The testcases: the load's own three, then each rule a judged load's calls broke,
+    /// then each threshold.
+    fn junit_cases(&self) -> Vec<Case<'static>> {
         let failed_calls = self.failed_calls();
         let reasons: Vec<String> = self
             .failed
@@ -63,29 +92,7 @@ impl LoadReport {
             let failure = (!verdict.met).then(|| (text.clone(), text));
             cases.push(("thresholds", verdict.threshold.clone(), failure));
         }
-        let failures = cases.iter().filter(|(_, _, f)| f.is_some()).count();
-        let mut xml = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"vonage-echo load {} calls\" tests=\"{}\" failures=\"{failures}\" skipped=\"0\" errors=\"0\" time=\"{:.3}\">\n",
-            self.load.calls,
-            cases.len(),
-            self.elapsed_seconds
-        );
-        for (class, name, failure) in &cases {
-            xml.push_str(&format!(
-                "<testcase classname=\"{class}\" name=\"{}\">",
-                escape(name)
-            ));
-            if let Some((message, detail)) = failure {
-                xml.push_str(&format!(
-                    "<failure message=\"{}\">{}</failure>",
-                    escape(message),
-                    escape(detail)
-                ));
-            }
-            xml.push_str("</testcase>\n");
-        }
-        xml.push_str("</testsuite>\n</testsuites>\n");
-        xml
+        cases
     }
 }
 
