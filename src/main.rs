@@ -662,27 +662,23 @@ fn main() -> ExitCode {
     status
 }
 
-fn place_call(args: &CallArgs) -> ExitCode {
-    init_logging(Some(args.dial.log_level));
-    // Checked before dialing, so that a bad path costs no call.
+/// The call the flags ask for, its report files checked writable before dialing, so
+/// that a bad path costs no call.
+fn call_options(args: &CallArgs) -> Result<CallOptions, String> {
     for (flag, path) in [
         ("--junit", &args.junit),
         ("--record", &args.record),
         ("--html", &args.html),
     ] {
         let Some(path) = path else { continue };
-        if let Err(e) = writable(path) {
-            eprintln!("call failed: cannot write {flag} {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
+        writable(path).map_err(|e| format!("cannot write {flag} {}: {e}", path.display()))?;
     }
-    let script = match args.script.as_deref().map(Scenario::load).transpose() {
-        Ok(script) => script,
-        Err(e) => {
-            eprintln!("call failed: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let script = args
+        .script
+        .as_deref()
+        .map(Scenario::load)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let expect = match args.expect {
         ExpectArg::Echo => Expect::Echo,
         ExpectArg::Protocol => Expect::Protocol,
@@ -692,7 +688,7 @@ fn place_call(args: &CallArgs) -> ExitCode {
     } else {
         Voice::Tone
     };
-    let options = CallOptions::new(args.dial.answer_url.clone())
+    Ok(CallOptions::new(args.dial.answer_url.clone())
         .dial(args.dial.dial())
         .duration(args.duration.0)
         .voice(voice)
@@ -703,7 +699,19 @@ fn place_call(args: &CallArgs) -> ExitCode {
         .arrival(args.arrival.arrival())
         .buffer_frames(args.buffer_frames)
         .record(args.record.clone())
-        .progress(args.progress.shown());
+        .progress(args.progress.shown()))
+}
+
+/// `vonage-echo call`: one call played, its report printed and written where asked.
+fn place_call(args: &CallArgs) -> ExitCode {
+    init_logging(Some(args.dial.log_level));
+    let options = match call_options(args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("call failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let report = call::run(&options);
     let files = match &report {
         Ok(report) => write_files(&[
