@@ -1,5 +1,54 @@
 //! The server's settings, with defaults that run a working echo server and limits sized for
 //! 20 ms audio frames.
+//!
+//! The binary takes each setting as a flag with an environment twin: the field `max_calls`
+//! is `--max-calls` and `VONAGE_ECHO_MAX_CALLS`; `audio` is `--rate` (8000, 16000 or
+//! 24000); the signature secret's variable is Vonage's own `VONAGE_SIGNATURE_SECRET`.
+//! `--drain-timeout`, `--log-level` and `--log-format` are the binary's alone (a library
+//! decides when to call [`Server::shutdown`](crate::Server::shutdown), and logs through the
+//! `log` crate). `vonage-echo --help` lists them all with their defaults. Bad values are
+//! refused at start ([`Config::validate`]), naming the flag and, when the value came from
+//! the environment, the variable.
+//!
+//! Without [`Config::ws_url`] the socket URL put in the NCCO is derived per answer request:
+//! behind a proxy from `X-Forwarded-Host` and `X-Forwarded-Proto`, directly from `Host` and
+//! the socket listener's port.
+//!
+//! # The binary's flags
+//!
+//! Each limit is tested over real sockets (`tests/limits.rs`).
+//!
+//! | flag | environment | default | what it does |
+//! |---|---|---|---|
+//! | `--http-addr` | `VONAGE_ECHO_HTTP_ADDR` | `0.0.0.0:3000` | where the webhooks listen (`host:port`; a host name is resolved at start) |
+//! | `--ws-addr` | `VONAGE_ECHO_WS_ADDR` | `0.0.0.0:3001` | where the WebSocket listens (as `--http-addr`) |
+//! | `--ws-url` | `VONAGE_ECHO_WS_URL` | derived | the public socket URL put in the NCCO (the call's `?uuid=` is added) |
+//! | `--rate` | `VONAGE_ECHO_RATE` | `16000` | audio rate asked for: 8000, 16000 or 24000 |
+//! | `--greeting` | `VONAGE_ECHO_GREETING` | the tutorial's | what the `talk` action says (1 to 1,500 characters) |
+//! | `--from` | `VONAGE_ECHO_FROM` | `NexmoTest` | the `connect` action's caller id |
+//! | `--max-message-bytes` | `VONAGE_ECHO_MAX_MESSAGE_BYTES` | `65536` | largest WebSocket message; larger closes the call with 1009 (text that is not UTF-8: 1007; a protocol violation: 1002) |
+//! | `--max-calls` | `VONAGE_ECHO_MAX_CALLS` | `4000` | calls at once; at it the answer webhook answers 503, and one more handshake gets 503; calls already up are untouched |
+//! | `--idle-ping-after` | `VONAGE_ECHO_IDLE_PING_AFTER` | `60` | seconds of silence before the server pings a call |
+//! | `--idle-close-after` | `VONAGE_ECHO_IDLE_CLOSE_AFTER` | `10` | seconds a pinged silent call has to answer, else it is closed with 1000 and its thread freed |
+//! | `--handshake-timeout` | `VONAGE_ECHO_HANDSHAKE_TIMEOUT` | `5` | seconds a WebSocket handshake may take; then the connection is dropped |
+//! | `--http-request-timeout` | `VONAGE_ECHO_HTTP_REQUEST_TIMEOUT` | `10` | seconds an HTTP request's head and body may take to arrive; else 408 |
+//! | `--http-keep-alive` | `VONAGE_ECHO_HTTP_KEEP_ALIVE` | `5` | seconds a kept HTTP connection may wait for its next request (0: one request a connection) |
+//! | `--write-timeout` | `VONAGE_ECHO_WRITE_TIMEOUT` | `5` | seconds a caller that stopped reading may block a write; then the call is dropped |
+//! | `--max-http-connections` | `VONAGE_ECHO_MAX_HTTP_CONNECTIONS` | `1024` | HTTP connections at once; more get 503 |
+//! | `--max-pending-handshakes` | `VONAGE_ECHO_MAX_PENDING_HANDSHAKES` | `1024` | WebSocket handshakes in progress; more get 503 |
+//! | `--max-header-bytes` | `VONAGE_ECHO_MAX_HEADER_BYTES` | `8192` | largest HTTP request head; larger gets 431 |
+//! | `--max-body-bytes` | `VONAGE_ECHO_MAX_BODY_BYTES` | `65536` | largest HTTP request body; larger gets 413, a chunked body 411 |
+//! | `--signature-secret` | `VONAGE_SIGNATURE_SECRET` | none | verify Vonage's signed webhooks (README, Security) |
+//! | `--signature-tolerance` | `VONAGE_ECHO_SIGNATURE_TOLERANCE` | `300` | seconds a signed token's `iat` may be from now |
+//! | `--socket-auth` | `VONAGE_ECHO_SOCKET_AUTH` | `token` | `token`, `vonage` or `none` (README, Security) |
+//! | `--socket-key` | `VONAGE_ECHO_SOCKET_KEY` | random | key for socket tokens; share it between instances |
+//! | `--record-dir` | `VONAGE_ECHO_RECORD_DIR` | none | record each call's audio and events here (created when missing; refused at start when it cannot be written) |
+//! | `--realtime-priority` | `VONAGE_ECHO_REALTIME_PRIORITY` | none | run call threads under `SCHED_RR` at this priority, 1-99, and call setup one above (README, Benchmarks); needs `CAP_SYS_NICE` or `ulimit -r` of at least one more, else the server refuses to start |
+//! | `--audio-priority` | `VONAGE_ECHO_AUDIO_PRIORITY` | `idle` | where call threads run below call setup under the fair scheduler: `idle` (`SCHED_IDLE`) or `nice` (ten nice steps below, for hosts shared with CPU-bound work; the library's default) |
+//! | `--drain-timeout` | `VONAGE_ECHO_DRAIN_TIMEOUT` | `300` | seconds the calls still up at SIGTERM or SIGINT may go on before they are closed with 1001 (README, Deployment) |
+//! | `--drain-grace` | `VONAGE_ECHO_DRAIN_GRACE` | `15` | seconds after handing out an NCCO that its socket is still accepted during a drain (the greeting plays first; a longer greeting needs more) |
+//! | `--log-level` | `VONAGE_ECHO_LOG_LEVEL` | `info` | error, warn, info, debug, trace (`RUST_LOG`'s level when unset; its `module=level` directives apply either way) |
+//! | `--log-format` | `VONAGE_ECHO_LOG_FORMAT` | `text` | `text`, or `json`: one object a line, for log shippers |
 
 use std::{net::SocketAddr, time::Duration};
 

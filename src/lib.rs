@@ -37,6 +37,20 @@
 //! process's priority, and each call's thread runs below them once its first frame is
 //! echoed ([`config::AudioPriority`]), so new calls are answered on time however busy the
 //! audio is. Call threads are kept between calls.
+//!
+//! # Features
+//!
+//! Both on by default:
+//!
+//! | feature | brings | crates it adds |
+//! |---|---|---|
+//! | (none) | the server library: `Server`, `Config`, the webhooks, the socket, NCCO and event types | tiny_http, tungstenite (no TLS), serde, serde_json, log, httparse, hmac, sha2, base64, uuid, hound, thread-priority, form_urlencoded |
+//! | `sim` | `vonage_echo::sim`: Vonage's side (`call`, `load`), over `https://` and `wss://` too | ureq, rustls (with ring, which needs a C compiler), webpki-roots, mio, time |
+//! | `cli` | the `vonage-echo` binary (needs `sim`) | clap, signal-hook, rlimit |
+//!
+//! A rig that embeds only the server depends on it with `default-features = false` (56
+//! crates against 98). `Server::start` binds both listeners (port 0 picks free ports); many
+//! servers can run in one process; dropping one shuts it down.
 #![forbid(unsafe_code)]
 // The public items are the library's contract: each says what it promises, or the build
 // fails (CI also builds the docs, where a link that does not resolve fails).

@@ -2,6 +2,29 @@
 //! `/metrics` — routing, and the status code and body of every reply. Requests reach it
 //! whole and checked, through the front door and tiny_http (`host`); it reads them and
 //! replies, and knows nothing of either.
+//!
+//! What an operator reads from it:
+//!
+//! - `GET /health` answers 200 with `{"status": "ok", "draining": false, "active_calls": N,
+//!   "uptime_seconds": S}`; `GET /ready` answers 200, or 503 while the server drains. Both
+//!   take `HEAD`, as some balancers probe with it.
+//! - `GET /metrics` serves Prometheus' text format: `vonage_echo_calls_active`,
+//!   `vonage_echo_calls_total`, `vonage_echo_calls_ended_total{code}`,
+//!   `vonage_echo_handshakes_refused_total{reason}`, `vonage_echo_frames_{in,out}_total`
+//!   and `vonage_echo_bytes_{in,out}_total` (audio), `vonage_echo_texts_out_total` (texts
+//!   echoed), `vonage_echo_dtmf_digits_total`,
+//!   `vonage_echo_webhook_requests_total{route,status}`,
+//!   `vonage_echo_call_events_total{status}`, the histogram
+//!   `vonage_echo_call_duration_seconds`, the histogram
+//!   `vonage_echo_webhook_duration_seconds{route}` (from a request read whole to its answer
+//!   written, by route: `answer`, `events`, `health`, `ready`, `metrics`, `other`),
+//!   `vonage_echo_draining` (1 while draining), `vonage_echo_build_info{version}`, and the
+//!   process's own figures under the names of Prometheus' client libraries:
+//!   `process_cpu_seconds_total`, `process_resident_memory_bytes`,
+//!   `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds` and
+//!   `process_start_time_seconds`. Route it through the proxy only if it should be public.
+//! - A wrong request gets a JSON `{"error": "..."}` with 400, 404, 405, 408, 411, 413 or
+//!   431.
 
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method};

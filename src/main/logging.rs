@@ -1,6 +1,8 @@
 //! The binary's logger: lines on standard error (standard output carries only what a
 //! command reports), as text or one JSON object a line, filtered by level and by module,
 //! written by a thread of their own.
+//! At `info` a call logs one line when it ends, and a refused handshake one line with its
+//! peer and reason; `RUST_LOG` takes `level` and `module=level` directives.
 //!
 //! Threads that log never wait on the output: a line is formatted where it is logged, its
 //! time taken then, and queued, and one writer thread prints the queue. A call thread runs

@@ -2,6 +2,13 @@
 //! percentiles are read off the shards' latency histograms added together, so they are the
 //! unsharded load's to within the histograms' stated precision. Reports of different loads,
 //! or two of the same shard, are refused: their sum would describe no load that ran.
+//!
+//! `vonage-echo merge A.json B.json ...` reads the shards' `load --json` reports and writes
+//! the whole load's (text, `--json`, `--junit FILE`): counts summed, percentiles read off
+//! the summed histograms, the latest shard's ramp and elapsed time, and no server figures
+//! (shards may share a server or not). Loads differ when their calls, ramp, duration or
+//! arrival do; shards of different cuts (`1/3` and `1/4`) are refused too. A missing shard
+//! is not refused: the report says its counts are not the whole load's.
 
 use std::{collections::BTreeMap, path::Path};
 

@@ -18,6 +18,21 @@
 //! A barge-in is a turn that begins while the caller hears the application: measured from
 //! then are the application's `clear`, and the first tick at which the caller hears its
 //! audio no longer (cleared, or run out); the talk-over is how long the two spoke at once.
+//!
+//! # How accurate
+//!
+//! A mock application answers 60 turns of one call after delays from 40 to 240 ms and
+//! times itself; the emulator's measurement differs from its own by a p99 of 0.39 ms
+//! (median of three runs, release build, on a 2-core machine shared with other work: 0.20,
+//! 0.39 and 0.41 ms; p50 0.09 to 0.11 ms, worst 0.64 ms). Under a `load` of 500 such calls
+//! (3,000 turns, the application in the same process), where only histograms are kept, the
+//! measured percentiles (p1, p50, p90, p99) differ from the application's own by at most
+//! 1.7 ms (four runs, 0.3 to 1.9 % of frames late). Both benchmarks assert their bound
+//! (2 ms at p99 for one call, 5 ms for the load) and run as a step of `.ci/run`:
+//!
+//! ```sh
+//! cargo test --release --test accuracy -- --ignored --nocapture --test-threads 1
+//! ```
 
 use std::{
     collections::VecDeque,
