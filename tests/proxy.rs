@@ -153,7 +153,7 @@ http {{
             proxy_set_header X-Forwarded-Host $host:$server_port;
             proxy_set_header X-Forwarded-Proto $scheme;
         }}
-        location = /health {{
+        location ~ ^/(health|ready)$ {{
             proxy_pass http://vonage_echo_webhooks;
         }}
         location = /socket {{
