@@ -243,8 +243,10 @@ struct CallArgs {
     /// Vonage's playback buffer, in 20 ms frames.
     #[arg(long, default_value_t = sim::playback::DEFAULT_BUFFER_FRAMES)]
     buffer_frames: usize,
-    /// Play this scenario (steps and expectations; see the README) instead of
-    /// --duration, --wav and --dtmf.
+    /// Play this scenario instead of --duration, --wav and --dtmf: a step a line (`say
+    /// FILE.wav`, `tone 2s`, `silence 1500ms`, `press 12#`, `hangup`) or an expectation
+    /// (`expect speech|clear|notify [within 500ms]`), `#` a comment; tests/scenarios/ has
+    /// examples.
     #[arg(long, conflicts_with_all = ["duration", "wav", "dtmf", "silence"])]
     script: Option<PathBuf>,
     /// Print the report as one JSON object.
