@@ -1,7 +1,7 @@
-//! Many calls at once: dialed by a few threads at a steady ramp, streamed by `mio` poll
-//! loops (one a core by default, each on a thread of its own, the calls dealt among them in
-//! turn), and summed into one report (with the server's CPU and memory when its pid is
-//! known).
+//! Many calls at once: dialed at a steady ramp by as many threads as the calls being set
+//! up at once need, streamed by `mio` poll loops (one a core by default, each on a thread
+//! of its own, the calls dealt among them in turn), and summed into one report (with the
+//! server's CPU and memory when its pid is known).
 //!
 //! # One poll loop a core
 //!
@@ -68,13 +68,6 @@ use crate::{
     error::{Error, Result},
     protocol::call_id::CallId,
 };
-
-/// Threads that dial (HTTP and handshakes block, and a `talk` before `connect` takes its
-/// speaking time); streaming needs only one. Each takes the next call due, so the ramp
-/// holds while a dial takes up to `DIALERS / ramp` seconds (5 s at 200 calls a second: a
-/// greeting of a few seconds, or an answer webhook asked again), instead of slowing to
-/// the pace of the slowest dial. A waiting dialer costs a sleeping thread.
-const DIALERS: usize = 1024;
 
 /// Calls started per second, unless [`LoadOptions::ramp`] says otherwise.
 pub const DEFAULT_RAMP: f64 = 200.0;
@@ -587,11 +580,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     drop(done_tx);
     progress::stop(&live);
     let seconds = seconds.join().unwrap_or_default();
-    let dialers_died = dialers
-        .into_iter()
-        .map(|d| d.join())
-        .filter(Result::is_err)
-        .count();
+    let dialers_died = dialers.join();
     let (outcomes, finisher_died) = match finisher.join() {
         Ok(outcomes) => (outcomes, false),
         Err(_) => (Vec::new(), true),
@@ -860,10 +849,10 @@ fn queue(events: &mpsc::Sender<QueuedEvent>) -> impl FnMut(&Leg, Event) + '_ {
     }
 }
 
-/// Starts the dialers: each takes the next call due, dials it at its time on the ramp, and
-/// hands it to a poll loop, call `i` to loop `i mod loops`, so the loops share the calls
-/// evenly whatever order the dials end in. Their number does not grow with the loops: it is
-/// what the ramp needs while a dial waits.
+/// Starts the dialers, beginning with one; the pool grows as calls come due (see [`Pool`]).
+/// Each dialer takes the next call, dials it at its time on the ramp, and hands it to a
+/// poll loop, call `i` to loop `i mod loops`, so the loops share the calls evenly whatever
+/// order the dials end in.
 fn start_dialers(
     options: &LoadOptions,
     agent: &ureq::Agent,
@@ -871,46 +860,170 @@ fn start_dialers(
     tally: &Arc<DialTally>,
     plans: &[mpsc::SyncSender<Plan>],
     events: &mpsc::Sender<QueuedEvent>,
-) -> Result<Vec<thread::JoinHandle<()>>> {
-    // The next of the shard's calls to dial, counted within the shard.
-    let next_call = Arc::new(AtomicUsize::new(0));
-    let count = DIALERS.min(options.shard.calls_of(options.calls));
-    let mut dialers = Vec::with_capacity(count);
-    let call_events = options.dial.event_target()?;
-    for d in 0..count {
-        let next_call = Arc::clone(&next_call);
-        let tally = Arc::clone(tally);
-        let agent = agent.clone();
-        let (opts, plans, events) = (options.clone(), plans.to_vec(), events.clone());
-        let call_events = call_events.clone();
-        // Dialers keep the process's priority: they time call setup, as Vonage's side sees
-        // it, and a thread in the core's idle time would add its own wait to every figure.
-        let spawned = thread::Builder::new()
-            .name(format!("dialer-{d}"))
-            .stack_size(DIALER_STACK)
-            .spawn(move || loop {
-                let i = opts.shard.call(next_call.fetch_add(1, Ordering::Relaxed));
-                if i >= opts.calls {
-                    return;
-                }
-                let at = started + Duration::from_secs_f64(i as f64 / opts.ramp);
-                thread::sleep(at.saturating_duration_since(Instant::now()));
-                let call = Leg::call(&opts.dial, CallId::random(), call_events.clone());
-                let Some(plan) = dial_one(i, call, &opts, &agent, &tally, &events) else {
-                    continue;
-                };
-                if plans[i % plans.len()].send(plan).is_err() {
-                    return;
-                }
-            });
-        dialers.push(spawned.map_err(|e| Error::io("starting a dialer", e))?);
-    }
-    Ok(dialers)
+) -> Result<Dialers> {
+    let handles = Arc::new(Mutex::new(Vec::new()));
+    // Only the dialers hold the pool: when the last ends, its senders of plans drop, and
+    // the poll loops learn that no call is coming.
+    let pool = Arc::new(Pool {
+        opts: options.clone(),
+        agent: agent.clone(),
+        started,
+        tally: Arc::clone(tally),
+        plans: plans.to_vec(),
+        events: events.clone(),
+        call_events: options.dial.event_target()?,
+        next_call: AtomicUsize::new(0),
+        idle: AtomicUsize::new(0),
+        count: AtomicUsize::new(1),
+        refused: AtomicBool::new(false),
+        handles: Arc::clone(&handles),
+    });
+    let first = spawn_dialer(&pool, 0).map_err(|e| Error::io("starting a dialer", e))?;
+    lock(&handles).push(first);
+    Ok(Dialers(handles))
 }
+
+/// The most dialers a load runs at once. Dialing blocks (the answer webhook, a `talk`'s
+/// speaking time, the handshake), so the ramp holds while `ramp × setup` calls are being
+/// set up at once: 4,096 holds 400 calls a second whose setup takes 10 s (a greeting of a
+/// few seconds and an answer webhook asked again), or 1,000 a second with 4 s greetings.
+/// A dialer costs the pages of its stack it touched (of [`DIALER_STACK`] reserved) and its
+/// share of the allocator's: about 25 KiB resident (1,000 calls dialed in a few ms each
+/// peaked at 61 MiB on 1,000 dialers, 37 MiB on a few), so some 100 MiB at the cap, and
+/// 4,096 threads are well under the usual limits on a user's threads (a tighter limit, as
+/// in a container, refuses a dialer, which is logged and waited out as the cap is). Past
+/// the cap a call that comes due waits for a dialer to come free, and the report's ramp
+/// (the last dial's end, against when it was due) shows the wait.
+const MAX_DIALERS: usize = 4096;
 
 /// A dialer's stack: it runs HTTP and a handshake, nothing deep, and a thousand of them
 /// should not each reserve the default 2 MiB.
 const DIALER_STACK: usize = 256 * 1024;
+
+/// The load's dialers: the handle of each one started, to join at the end.
+struct Dialers(Arc<Mutex<Vec<thread::JoinHandle<()>>>>);
+
+impl Dialers {
+    /// Waits for every dialer, those started meanwhile too; how many ended abnormally.
+    fn join(self) -> usize {
+        let mut died = 0;
+        // A dialer is listed by the one that started it, which ends only after: the list is
+        // empty only once no dialer runs.
+        loop {
+            let next = lock(&self.0).pop();
+            let Some(dialer) = next else {
+                return died;
+            };
+            died += usize::from(dialer.join().is_err());
+        }
+    }
+}
+
+/// The dialers' pool, elastic: as many dialers as the calls being set up at once need,
+/// where a fixed pool is either too small for a fast ramp of slow setups (the ramp falls
+/// behind) or, sized for those, most of a small load's memory.
+///
+/// A dialer is idle from when it takes a call (the next of the shard's, in order) until
+/// that call is due; then it dials. A dialer whose call comes due when no other is idle
+/// starts one more, which takes the next call and waits for its time: so a call due always
+/// has a dialer waiting for it, and the pool settles at about `ramp × setup` dialers, plus
+/// one waiting. A dialer that ends a dial takes the next call untaken; dialers end when no
+/// call is left, not after idling a while: a load's ramp is short, and its idle dialers
+/// are few. The pool is held at [`MAX_DIALERS`]; a dialer the system refuses (its limit on
+/// threads) is said once in the log, and the calls wait for those running, as at the cap:
+/// none is lost, because a call is taken only by a dialer that runs.
+struct Pool {
+    opts: LoadOptions,
+    agent: ureq::Agent,
+    started: Instant,
+    tally: Arc<DialTally>,
+    plans: Vec<mpsc::SyncSender<Plan>>,
+    events: mpsc::Sender<QueuedEvent>,
+    call_events: Option<EventTarget>,
+    /// The next of the shard's calls to take, counted within the shard.
+    next_call: AtomicUsize,
+    /// Dialers waiting for the call they took to come due, or about to take one.
+    idle: AtomicUsize,
+    /// Dialers started, at most [`MAX_DIALERS`].
+    count: AtomicUsize,
+    /// Whether the system has refused a dialer (said once).
+    refused: AtomicBool,
+    handles: Arc<Mutex<Vec<thread::JoinHandle<()>>>>,
+}
+
+/// Starts dialer `n` of `pool`.
+fn spawn_dialer(pool: &Arc<Pool>, n: usize) -> io::Result<thread::JoinHandle<()>> {
+    let pool = Arc::clone(pool);
+    // Dialers keep the process's priority: they time call setup, as Vonage's side sees it,
+    // and a thread in the core's idle time would add its own wait to every figure.
+    thread::Builder::new()
+        .name(format!("dialer-{n}"))
+        .stack_size(DIALER_STACK)
+        .spawn(move || pool.dial_calls())
+}
+
+impl Pool {
+    /// A dialer: takes the next call, waits for its time on the ramp, dials it and hands it
+    /// to its poll loop, until no call is left (or no loop takes calls).
+    fn dial_calls(self: &Arc<Self>) {
+        loop {
+            self.idle.fetch_add(1, Ordering::SeqCst);
+            let i = self.next();
+            if i >= self.opts.calls {
+                self.idle.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            let at = self.started + Duration::from_secs_f64(i as f64 / self.opts.ramp);
+            thread::sleep(at.saturating_duration_since(Instant::now()));
+            // No other dialer idle: none waits for the next call.
+            if self.idle.fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.grow();
+            }
+            let opts = &self.opts;
+            let call = Leg::call(&opts.dial, CallId::random(), self.call_events.clone());
+            let Some(plan) = dial_one(i, call, opts, &self.agent, &self.tally, &self.events) else {
+                continue;
+            };
+            if self.plans[i % self.plans.len()].send(plan).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Takes the next call: its number in the whole load, which may pass the load's end.
+    fn next(&self) -> usize {
+        self.opts
+            .shard
+            .call(self.next_call.fetch_add(1, Ordering::SeqCst))
+    }
+
+    /// Starts one more dialer, unless every call is taken or the pool is at its cap.
+    fn grow(self: &Arc<Self>) {
+        let untaken = self.next_call.load(Ordering::SeqCst);
+        if self.opts.shard.call(untaken) >= self.opts.calls {
+            return;
+        }
+        let below_cap = |n: usize| (n < MAX_DIALERS).then_some(n + 1);
+        let Ok(n) = self
+            .count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, below_cap)
+        else {
+            return;
+        };
+        match spawn_dialer(self, n) {
+            Ok(dialer) => lock(&self.handles).push(dialer),
+            Err(e) => {
+                self.count.fetch_sub(1, Ordering::SeqCst);
+                if !self.refused.swap(true, Ordering::SeqCst) {
+                    log::warn!(
+                        "load: the system refused dialer {n} ({e}): calls wait for a dialer \
+                         to come free, and the ramp falls behind"
+                    );
+                }
+            }
+        }
+    }
+}
 
 /// Dials call `i` as Vonage sets a call up (events, the answer webhook asked again when it
 /// must, the NCCO's actions up to its `connect`, the socket leg): its plan for the poll
