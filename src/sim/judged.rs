@@ -397,19 +397,7 @@ pub(crate) fn sum(outcomes: &[Outcome]) -> Option<(JudgedLoad, Histogram, Histog
         judgement.clears.iter().for_each(|c| clears.record(*c));
     }
     load.answered = replies.count();
-    load.reply = percentiles_of(&replies);
-    load.barge_in_clear = percentiles_of(&clears);
+    load.reply = Percentiles::of_histogram(&replies);
+    load.barge_in_clear = Percentiles::of_histogram(&clears);
     any.then_some((load, replies, clears))
-}
-
-/// Percentiles read off a histogram of microseconds.
-pub(crate) fn percentiles_of(h: &Histogram) -> Percentiles {
-    let ms = |us: u64| us as f64 / 1000.0;
-    Percentiles {
-        p50_ms: ms(h.percentile(50.0)),
-        p90_ms: ms(h.percentile(90.0)),
-        p99_ms: ms(h.percentile(99.0)),
-        p999_ms: ms(h.percentile(99.9)),
-        max_ms: ms(h.max()),
-    }
 }

@@ -207,6 +207,18 @@ impl Percentiles {
             max_ms: ms(percentile(sorted, 100.0)),
         }
     }
+
+    /// Percentiles read off a histogram of microseconds (as exact as its precision).
+    pub fn of_histogram(h: &Histogram) -> Percentiles {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Percentiles {
+            p50_ms: ms(h.percentile(50.0)),
+            p90_ms: ms(h.percentile(90.0)),
+            p99_ms: ms(h.percentile(99.0)),
+            p999_ms: ms(h.percentile(99.9)),
+            max_ms: ms(h.max()),
+        }
+    }
 }
 
 impl fmt::Display for Percentiles {

@@ -13,7 +13,6 @@
 use std::{collections::BTreeMap, path::Path};
 
 use super::{
-    histogram::Histogram,
     load::{LoadReport, Percentiles},
     Arrival, Shard,
 };
@@ -155,23 +154,11 @@ fn add_latencies(merged: &mut LoadReport, report: &LoadReport) {
 /// The merged report's percentiles, read off its histograms.
 fn read_percentiles(merged: &mut LoadReport) {
     let h = &merged.histograms;
-    merged.answer_webhook = percentiles_of(&h.answer_webhook);
-    merged.handshake = percentiles_of(&h.handshake);
-    merged.round_trip = percentiles_of(&h.round_trip);
+    merged.answer_webhook = Percentiles::of_histogram(&h.answer_webhook);
+    merged.handshake = Percentiles::of_histogram(&h.handshake);
+    merged.round_trip = Percentiles::of_histogram(&h.round_trip);
     merged.steady_round_trip =
-        (h.steady_round_trip.count() > 0).then(|| percentiles_of(&h.steady_round_trip));
-}
-
-/// A histogram of microseconds as the report's percentiles in milliseconds.
-pub fn percentiles_of(h: &Histogram) -> Percentiles {
-    let ms = |micros: u64| micros as f64 / 1000.0;
-    Percentiles {
-        p50_ms: ms(h.percentile(50.0)),
-        p90_ms: ms(h.percentile(90.0)),
-        p99_ms: ms(h.percentile(99.0)),
-        p999_ms: ms(h.percentile(99.9)),
-        max_ms: ms(h.max()),
-    }
+        (h.steady_round_trip.count() > 0).then(|| Percentiles::of_histogram(&h.steady_round_trip));
 }
 
 #[cfg(test)]
