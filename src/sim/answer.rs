@@ -10,18 +10,13 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use super::{
+    dial::Dial,
+    dial::Method,
     findings::{Check, Finding},
-    Dial, Method,
 };
 use crate::error::{Error, Result};
 
-/// How long Vonage waits for the answer webhook's connection, by default (the
-/// application's `connection_timeout`; 300 to 1,000 ms).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// How long Vonage waits for the answer webhook's whole answer, by default (the
-/// application's `socket_timeout`; 1 to 5 s).
-pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+pub use super::dial::{DEFAULT_ANSWER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
 
 /// Requests to each URL before Vonage moves on.
 const TRIES_PER_URL: usize = 2;

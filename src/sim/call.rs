@@ -24,20 +24,22 @@ use std::{
 };
 
 use super::{
-    answer_call,
+    answer::attempt_findings,
     arrival::Arrival,
-    attempt_findings,
     caller::{Caller, Voice},
     course::{Course, Next},
+    dial::Dial,
     events::{self, Delivery, HungUp, Leg, LegKind, Poster, Status},
     findings::{Check, Finding},
     ncco::{self, Connect},
-    open_leg, percentile,
     playback::DEFAULT_BUFFER_FRAMES,
     script::{Expected, Scenario},
     session::{Expect, Observed, Played, Session, Tally},
+    setup::answer_call,
+    setup::open_leg,
+    setup::Failed,
+    stats::percentile,
     tape::Tape,
-    Dial, Failed,
 };
 use crate::{
     error::{Error, Result},
@@ -379,7 +381,11 @@ impl Legs<'_> {
     /// What the caller says on this leg, in the leg's format: the rest of what it has to
     /// say, from where the last leg left it. The first leg describes the socket in the
     /// report and starts the recording, which holds that leg.
-    fn caller_for(&mut self, dialed: &super::Dialed, report: &mut CallReport) -> Result<Caller> {
+    fn caller_for(
+        &mut self,
+        dialed: &super::setup::Dialed,
+        report: &mut CallReport,
+    ) -> Result<Caller> {
         if !self.streamed {
             describe_socket(report, dialed);
             self.tape = match &self.options.record {
@@ -488,7 +494,7 @@ fn setup_failed(mut report: CallReport, Failed { check, error }: Failed) -> Call
 }
 
 /// What the first socket's opening says, into the report.
-fn describe_socket(report: &mut CallReport, dialed: &super::Dialed) {
+fn describe_socket(report: &mut CallReport, dialed: &super::setup::Dialed) {
     report.format = Some(dialed.format);
     report.socket_uri = dialed.socket_uri.clone();
     report.handshake_time = Some(dialed.handshake);

@@ -11,10 +11,10 @@ use std::{
 };
 
 use super::{
+    dial::Dial,
     events::HungUp,
     findings::{Check, Finding},
     ncco::{Connect, Step},
-    Dial,
 };
 
 /// One action as it ran.

@@ -23,7 +23,7 @@ use tungstenite::{
 use super::{
     arrival::Schedule,
     live::{Counters, Frames},
-    Dialed,
+    setup::Dialed,
 };
 use crate::{
     protocol::audio::{AudioFormat, FRAME_DURATION},
@@ -85,7 +85,7 @@ pub(crate) struct Outcome {
     pub(crate) error: Option<String>,
     pub(crate) streamed: Duration,
     /// How the call was judged, when a load judges its calls as `call` does.
-    pub(crate) judged: Option<Box<super::judged::Judgement>>,
+    pub(crate) judged: Option<Box<Judgement>>,
 }
 
 impl Outcome {
@@ -308,7 +308,7 @@ impl Engine {
     /// Ends call `idx`: out of the poll, its outcome handed on, its slot free again.
     fn finish(&mut self, idx: usize, on_done: &mut impl FnMut(Outcome)) {
         if let Some(mut leg) = self.legs[idx].take() {
-            let fd = super::tcp(&leg.ws.get_ref().socket).as_raw_fd();
+            let fd = super::setup::tcp(&leg.ws.get_ref().socket).as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             let before = leg.out.frames();
             leg.out.lost += leg.inflight.len() as u64;
@@ -326,8 +326,8 @@ impl Engine {
             self.legs.push(None);
             self.legs.len() - 1
         });
-        let fd = super::tcp(plan.dialed.ws.get_ref()).as_raw_fd();
-        if let Err(e) = super::tcp(plan.dialed.ws.get_ref())
+        let fd = super::setup::tcp(plan.dialed.ws.get_ref()).as_raw_fd();
+        if let Err(e) = super::setup::tcp(plan.dialed.ws.get_ref())
             .set_nonblocking(true)
             .and_then(|()| {
                 self.poll.registry().register(
@@ -574,4 +574,21 @@ pub(crate) fn match_echo(inflight: &mut VecDeque<(Instant, Bytes)>, echo: &[u8])
         },
         _ => Echo::Corrupted,
     }
+}
+
+/// How one call of a load was judged, in the few figures the load's report sums.
+#[derive(Debug, Default)]
+pub(crate) struct Judgement {
+    /// Whether it broke no rule.
+    pub(crate) passed: bool,
+    /// Each rule it broke, with its first fault's words.
+    pub(crate) broken: Vec<(String, String)>,
+    /// Its turns' replies, in microseconds.
+    pub(crate) replies: Vec<u64>,
+    /// Its turns, answered or not.
+    pub(crate) turns: u64,
+    /// Its barge-ins' times to the application's clear, in microseconds.
+    pub(crate) clears: Vec<u64>,
+    /// Its barge-ins.
+    pub(crate) barge_ins: u64,
 }

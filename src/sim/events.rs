@@ -12,12 +12,10 @@ use std::{
 
 use serde_json::{Map, Value};
 
-use super::{Dial, Method};
+use super::{dial::Dial, dial::Method};
 use crate::protocol::call_id::CallId;
 
-/// How long Vonage waits for the event webhook (the application's `socket_timeout` for
-/// events, by default).
-pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use super::dial::EVENT_TIMEOUT;
 
 /// The largest answer read from an event webhook (a synchronous one may answer an NCCO).
 const MAX_ANSWER_BYTES: u64 = 1024 * 1024;

@@ -17,7 +17,7 @@ use std::{
 
 use super::{
     live::{Counters, Totals},
-    Shard,
+    shard::Shard,
 };
 
 /// How long a scraper may take to send its request and to take the answer: a slow one

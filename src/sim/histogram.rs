@@ -216,6 +216,31 @@ impl<'de> Deserialize<'de> for Histogram {
     }
 }
 
+/// A load's latencies, each a histogram of microseconds: the report's percentiles are
+/// read off them, and the reports of a load's shards merge into the load's percentiles through
+/// them (which percentiles of their own cannot).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct LoadHistograms {
+    /// The most a percentile read off these histograms differs from the true value,
+    /// relative to it.
+    pub relative_precision: f64,
+    /// The answer webhook's, of the calls that got one.
+    pub answer_webhook: Histogram,
+    /// The socket handshake's.
+    pub handshake: Histogram,
+    /// Every echoed frame's round trip.
+    pub round_trip: Histogram,
+    /// The round trips of the frames sent while every call was up (empty when no window
+    /// had every call up).
+    pub steady_round_trip: Histogram,
+    /// Every answered turn's reply, when the calls were judged.
+    pub reply: Histogram,
+    /// Every barge-in's time to the application's clear, when the calls were judged.
+    pub barge_in_clear: Histogram,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

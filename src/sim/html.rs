@@ -9,10 +9,10 @@ use super::{
     histogram::Histogram,
     judged::JudgedLoad,
     load::LoadReport,
-    ms,
     progress::LoadSecond,
     report::escape,
     report::CallReport,
+    stats::ms,
     turns::{BargeIn, Turn},
 };
 

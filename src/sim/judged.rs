@@ -40,10 +40,10 @@ use super::{
     arrival::Schedule,
     call::{caller_of, CallOptions},
     caller::Caller,
-    engine::{Outcome, Plan},
+    engine::{Judgement, Outcome, Plan},
     histogram::Histogram,
-    load::Percentiles,
     session::Session,
+    stats::Percentiles,
 };
 use crate::protocol::{audio::AudioFormat, call_id::CallId};
 
@@ -53,23 +53,6 @@ const TICK: Duration = Duration::from_millis(1);
 /// The most reply and barge-in times kept of one call: its caller's turns are bounded by
 /// its script, but a load should not keep a long WAV's every pause.
 const MAX_TIMES: usize = 1_000;
-
-/// How one call of a load was judged, in the few figures the load's report sums.
-#[derive(Debug, Default)]
-pub(crate) struct Judgement {
-    /// Whether it broke no rule.
-    pub(crate) passed: bool,
-    /// Each rule it broke, with its first fault's words.
-    pub(crate) broken: Vec<(String, String)>,
-    /// Its turns' replies, in microseconds.
-    pub(crate) replies: Vec<u64>,
-    /// Its turns, answered or not.
-    pub(crate) turns: u64,
-    /// Its barge-ins' times to the application's clear, in microseconds.
-    pub(crate) clears: Vec<u64>,
-    /// Its barge-ins.
-    pub(crate) barge_ins: u64,
-}
 
 /// A call streaming, and when its loop entry is due.
 struct Streaming {
@@ -203,7 +186,7 @@ impl Loop<'_> {
             let Some(call) = self.calls[idx].take() else {
                 return;
             };
-            let fd = super::tcp(call.session.socket()).as_raw_fd();
+            let fd = super::setup::tcp(call.session.socket()).as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             self.free.push(idx);
             on_done(judge(call, self.options));
@@ -241,7 +224,7 @@ fn start(
     options: &CallOptions,
 ) -> Result<Streaming, (CallId, io::Error)> {
     let id = plan.dialed.id.clone();
-    let socket = super::tcp(plan.dialed.ws.get_ref());
+    let socket = super::setup::tcp(plan.dialed.ws.get_ref());
     let fd = socket.as_raw_fd();
     socket
         .set_nonblocking(true)

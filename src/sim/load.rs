@@ -61,21 +61,30 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use super::histogram::LoadHistograms;
+pub use super::stats::Percentiles;
+
 use super::findings::Check;
 use super::{
-    answer_call,
     arrival::{Arrival, Schedule},
     call::CallOptions,
     course::{Course, Next},
+    dial::Dial,
     engine::{self, Plan},
     events::{self, Event, EventTarget, HungUp, Leg, Status},
     exporter::{Exporter, Source},
     histogram::{Histogram, RELATIVE_PRECISION},
     judged::{self, JudgedLoad},
     live::Counters,
-    ms, open_leg, percentile, progress,
+    progress,
+    setup::answer_call,
+    setup::open_leg,
+    setup::Failed,
+    setup::SetupTimes,
+    shard::Shard,
+    start::StartAt,
+    stats::ms,
     thresholds::{Threshold, Verdict},
-    Dial, Failed, SetupTimes, Shard, StartAt,
 };
 use crate::{
     error::{Error, Result},
@@ -178,56 +187,6 @@ impl LoadOptions {
         start_at: Option<StartAt>,
         /// Sets [`LoadOptions::metrics_addr`].
         metrics_addr: Option<SocketAddr>,
-    }
-}
-
-/// Percentiles of a latency (a frame's round trip, a step of call setup), in milliseconds.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Percentiles {
-    /// Median.
-    pub p50_ms: f64,
-    /// 90th percentile.
-    pub p90_ms: f64,
-    /// 99th percentile.
-    pub p99_ms: f64,
-    /// 99.9th percentile.
-    pub p999_ms: f64,
-    /// Longest.
-    pub max_ms: f64,
-}
-
-impl Percentiles {
-    /// Percentiles of latencies in microseconds, sorted.
-    fn of(sorted: &[u32]) -> Percentiles {
-        Percentiles {
-            p50_ms: ms(percentile(sorted, 50.0)),
-            p90_ms: ms(percentile(sorted, 90.0)),
-            p99_ms: ms(percentile(sorted, 99.0)),
-            p999_ms: ms(percentile(sorted, 99.9)),
-            max_ms: ms(percentile(sorted, 100.0)),
-        }
-    }
-
-    /// Percentiles read off a histogram of microseconds (as exact as its precision).
-    pub fn of_histogram(h: &Histogram) -> Percentiles {
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        Percentiles {
-            p50_ms: ms(h.percentile(50.0)),
-            p90_ms: ms(h.percentile(90.0)),
-            p99_ms: ms(h.percentile(99.0)),
-            p999_ms: ms(h.percentile(99.9)),
-            max_ms: ms(h.max()),
-        }
-    }
-}
-
-impl fmt::Display for Percentiles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "p50 {:.2}, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}",
-            self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms
-        )
     }
 }
 
@@ -345,31 +304,6 @@ pub struct LoadReport {
     /// Each threshold, and whether it was met. (Not read back by `merge`.)
     #[serde(skip_deserializing)]
     pub thresholds: Vec<Verdict>,
-}
-
-/// A load's latencies, each a histogram of microseconds: the percentiles above are read
-/// off them, and the reports of a load's shards merge into the load's percentiles through
-/// them (which percentiles of their own cannot).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-#[non_exhaustive]
-pub struct LoadHistograms {
-    /// The most a percentile read off these histograms differs from the true value,
-    /// relative to it.
-    pub relative_precision: f64,
-    /// The answer webhook's, of the calls that got one.
-    pub answer_webhook: Histogram,
-    /// The socket handshake's.
-    pub handshake: Histogram,
-    /// Every echoed frame's round trip.
-    pub round_trip: Histogram,
-    /// The round trips of the frames sent while every call was up (empty when no window
-    /// had every call up).
-    pub steady_round_trip: Histogram,
-    /// Every answered turn's reply, when the calls were judged.
-    pub reply: Histogram,
-    /// Every barge-in's time to the application's clear, when the calls were judged.
-    pub barge_in_clear: Histogram,
 }
 
 impl LoadReport {
@@ -661,7 +595,7 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport> {
     report.thresholds = options
         .thresholds
         .iter()
-        .map(|t| t.judge(&report))
+        .map(|t| t.judge(&report.histograms, report.pass_rate()))
         .collect();
     report.elapsed_seconds = started.elapsed().as_secs_f64();
     if let Some(exporter) = exporter {
@@ -1100,7 +1034,7 @@ fn setup(
     agent: &ureq::Agent,
     tally: &DialTally,
     post: &mut dyn FnMut(&Leg, Event),
-) -> std::result::Result<(super::Dialed, Leg, Duration), Failed> {
+) -> std::result::Result<(super::setup::Dialed, Leg, Duration), Failed> {
     let dial = &opts.dial;
     let answered = answer_call(dial, agent, call, post).map_err(|(failed, _)| failed)?;
     if answered.attempts.len() > 1 {

@@ -13,8 +13,9 @@
 use std::{collections::BTreeMap, path::Path};
 
 use super::{
+    arrival::Arrival,
     load::{LoadReport, Percentiles},
-    Arrival, Shard,
+    shard::Shard,
 };
 use crate::error::{Error, Result};
 

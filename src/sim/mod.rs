@@ -211,8 +211,10 @@
 //! A call's course, as Vonage runs it, is blocking and made of named parts: [`answer`]
 //! asks the answer webhook (again, then its fallback, when it must), `ncco` reads the NCCO
 //! into actions, `course` runs them in order, [`events`] posts each leg's events beside the
-//! call, [`urls`] points an NCCO's public URLs at a local application, and [`dial`] makes
-//! the blocking steps of setup, the socket's handshake among them. One call's socket then runs in `session`, tick by tick; a
+//! call, [`urls`] points an NCCO's public URLs at a local application, [`dial`] holds what
+//! Vonage knows of the application (its URLs, timeouts and client), and `setup` makes the
+//! blocking steps of setup, the socket's handshake among them. One call's socket then runs
+//! in `session`, tick by tick; a
 //! load's calls stream in `engine`, a `mio` poll loop where one thread paces and checks
 //! many calls. A load may be one [`shard`] of a larger one, begun at a [`start`] time that
 //! its other shards share, and its `live` counters served to Prometheus by `exporter`; its
@@ -241,6 +243,7 @@ mod progress;
 mod report;
 pub mod script;
 mod session;
+mod setup;
 pub mod shard;
 pub mod start;
 mod stats;
@@ -250,15 +253,11 @@ mod tls;
 pub mod turns;
 pub mod urls;
 
-pub use answer::{DEFAULT_ANSWER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
 pub use arrival::Arrival;
 pub use caller::{read_wav, wav_spec, Voice};
+pub use dial::EVENT_TIMEOUT;
 pub use dial::{AnswerMethod, Dial, Method, DEFAULT_PATIENCE, DEFAULT_TALK_RATE};
-pub use events::EVENT_TIMEOUT;
+pub use dial::{DEFAULT_ANSWER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
 pub use session::Expect;
 pub use shard::Shard;
 pub use start::StartAt;
-
-pub(crate) use answer::attempt_findings;
-pub(crate) use dial::{answer_call, open_leg, tcp, Dialed, Failed, SetupTimes};
-pub(crate) use stats::{ms, percentile};

@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{
+    dial::Method,
     events::EventTarget,
     findings::{Check, Finding},
-    Method,
 };
 use crate::protocol::{
     audio::AudioFormat,

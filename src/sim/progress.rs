@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{ms, percentile};
+use super::{stats::ms, stats::percentile};
 
 /// How often a line is printed.
 pub(crate) const EVERY: Duration = Duration::from_secs(1);

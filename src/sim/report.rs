@@ -9,12 +9,12 @@ use super::{
     answer::Attempt,
     arrival::Arrival,
     course::ActionRun,
+    dial::Method,
     events::{Delivery, LegKind},
     findings::{Check, Finding},
-    ms,
     session::Expect,
+    stats::ms,
     turns::{BargeIn, Turn},
-    Method,
 };
 use crate::protocol::{audio::AudioFormat, call_id::CallId};
 

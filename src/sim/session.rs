@@ -27,9 +27,9 @@ use super::{
     findings::{Check, Finding},
     playback::{Playback, Timing},
     progress::{self, Ticker},
+    setup::Dialed,
     tape::Tape,
     turns::{is_speech, Timing as TurnTiming, Turns},
-    Dialed,
 };
 use crate::protocol::{audio::FRAME_DURATION, messages};
 
@@ -192,7 +192,7 @@ impl Session {
         tape: Option<Tape>,
     ) -> io::Result<Session> {
         let poll = Poll::new()?;
-        let socket = super::tcp(dialed.ws.get_ref());
+        let socket = super::setup::tcp(dialed.ws.get_ref());
         socket.set_nonblocking(true)?;
         poll.registry().register(
             &mut SourceFd(&socket.as_raw_fd()),
@@ -338,7 +338,7 @@ impl Session {
             return;
         }
         let (turns, latest, barge_ins) = self.turns.so_far();
-        let reply = latest.map_or("-".to_owned(), |d| format!("{:.1} ms", super::ms(d)));
+        let reply = latest.map_or("-".to_owned(), |d| format!("{:.1} ms", super::stats::ms(d)));
         progress::print(&format!(
             "call {:>4.0} s: {} frames sent, {} played to the caller, {} ticks late; {turns} turns, latest reply {reply}, {barge_ins} barge-ins",
             self.opened.elapsed().as_secs_f64(),
@@ -683,7 +683,7 @@ impl Session {
     /// Vonage's answer to a frame of the wrong size: no close frame, the connection is gone.
     fn drop_connection(&mut self) {
         self.tally.vonage_dropped = true;
-        let _ = super::tcp(self.dialed.ws.get_ref()).shutdown(std::net::Shutdown::Both);
+        let _ = super::setup::tcp(self.dialed.ws.get_ref()).shutdown(std::net::Shutdown::Both);
         self.state = State::Done;
     }
 

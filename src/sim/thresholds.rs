@@ -5,7 +5,7 @@
 
 use std::{fmt, time::Duration};
 
-use super::{histogram::Histogram, load::LoadReport};
+use super::histogram::{Histogram, LoadHistograms};
 
 /// A latency a load measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +34,7 @@ impl Metric {
         }
     }
 
-    fn histogram(self, report: &LoadReport) -> &Histogram {
-        let h = &report.histograms;
+    fn histogram(self, h: &LoadHistograms) -> &Histogram {
         match self {
             Metric::Reply => &h.reply,
             Metric::BargeInClear => &h.barge_in_clear,
@@ -93,16 +92,17 @@ pub struct Verdict {
 }
 
 impl Threshold {
-    /// Judges the load by this threshold. A latency nothing measured fails it: a load
-    /// of a voice bot that never answered has no reply time to be within bounds.
-    pub fn judge(&self, report: &LoadReport) -> Verdict {
+    /// Judges a load, by its latencies and the share of its calls that passed (in %), by
+    /// this threshold. A latency nothing measured fails it: a load of a voice bot that
+    /// never answered has no reply time to be within bounds.
+    pub fn judge(&self, histograms: &LoadHistograms, pass_rate: f64) -> Verdict {
         let (measured, met) = match *self {
             Threshold::Max {
                 metric,
                 percentile,
                 bound,
             } => {
-                let h = metric.histogram(report);
+                let h = metric.histogram(histograms);
                 if h.count() == 0 {
                     ("none measured".to_owned(), false)
                 } else {
@@ -113,10 +113,7 @@ impl Threshold {
                     )
                 }
             }
-            Threshold::MinPassRate(rate) => {
-                let passed = report.pass_rate();
-                (format!("{passed:.2} %"), passed >= rate)
-            }
+            Threshold::MinPassRate(rate) => (format!("{pass_rate:.2} %"), pass_rate >= rate),
         };
         Verdict {
             threshold: self.to_string(),
@@ -159,23 +156,23 @@ mod tests {
             percentile: 90.0,
             bound: Duration::from_millis(800),
         };
-        let verdict = threshold.judge(&LoadReport::default());
+        let verdict = threshold.judge(&LoadHistograms::default(), 100.0);
         assert!(!verdict.met);
         assert_eq!(verdict.measured, "none measured");
     }
 
     #[test]
     fn a_percentile_within_its_bound_meets_it() {
-        let mut report = LoadReport::default();
+        let mut histograms = LoadHistograms::default();
         for ms in [100, 200, 300, 900] {
-            report.histograms.reply.record(ms * 1000);
+            histograms.reply.record(ms * 1000);
         }
         let at = |percentile| Threshold::Max {
             metric: Metric::Reply,
             percentile,
             bound: Duration::from_millis(800),
         };
-        assert!(at(50.0).judge(&report).met);
-        assert!(!at(99.0).judge(&report).met);
+        assert!(at(50.0).judge(&histograms, 100.0).met);
+        assert!(!at(99.0).judge(&histograms, 100.0).met);
     }
 }
