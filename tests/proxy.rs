@@ -363,3 +363,49 @@ fn a_rolling_restart_through_nginx_cuts_no_call_and_fails_none() {
     after.into_iter().for_each(assert_passed);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `GET path` through nginx's TLS listener on `port`, by `openssl s_client`: the status line.
+fn status_through_tls(port: u16, path: &str) -> String {
+    use std::io::Write;
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-servername", "localhost", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    client
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let output = client.wait_with_output().unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout).into_owned();
+    answer.lines().next().unwrap_or("").trim().to_owned()
+}
+
+#[test]
+#[ignore = "needs nginx and openssl: .ci/run installs them and runs it (cargo test --test proxy -- --ignored)"]
+fn health_and_readiness_answer_through_nginx_and_readiness_fails_while_draining() {
+    let binary = nginx().expect("nginx is installed");
+    let dir = std::env::temp_dir().join(format!("vonage-echo-nginx-ready-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(certificate(&dir), "openssl makes a certificate");
+    let server = start(config());
+    let port = free_port();
+    let _nginx = start_nginx(&binary, &dir, port, &[&server]);
+
+    assert_eq!(status_through_tls(port, "/health"), "HTTP/1.1 200 OK");
+    assert_eq!(status_through_tls(port, "/ready"), "HTTP/1.1 200 OK");
+    server.drain();
+    assert_eq!(
+        status_through_tls(port, "/ready"),
+        "HTTP/1.1 503 Service Unavailable"
+    );
+    assert_eq!(status_through_tls(port, "/health"), "HTTP/1.1 200 OK");
+    let _ = std::fs::remove_dir_all(dir);
+}
