@@ -23,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::app::{ncco_8k, send_frames, start_app};
+use support::app::{is_loud, ncco_8k, send_frames, start_app};
 use tungstenite::{Message, WebSocket};
 use vonage_echo::sim::{
     call::{self, CallOptions},
@@ -44,12 +44,6 @@ fn delay(i: usize) -> Duration {
 
 /// Answers given so far, over every call of the application.
 static ANSWERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-fn is_loud(frame: &[u8]) -> bool {
-    frame
-        .chunks_exact(2)
-        .any(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs() > 1000)
-}
 
 /// Answers turn after turn, each `delay(i)` after its last loud frame arrived, and sends
 /// the delay it really took (its own clock) on `truth`.

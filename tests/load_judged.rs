@@ -12,7 +12,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::app::{ncco_8k, send_frames, start_app};
+use support::app::{is_loud, ncco_8k, send_frames, start_app};
 use tungstenite::{Message, WebSocket};
 use vonage_echo::sim::{
     call::CallOptions,
@@ -20,12 +20,6 @@ use vonage_echo::sim::{
     script::Scenario,
     Dial, Expect, Voice,
 };
-
-fn is_loud(frame: &[u8]) -> bool {
-    frame
-        .chunks_exact(2)
-        .any(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs() > 1000)
-}
 
 /// A bot that answers each stretch of the caller's speech 200 ms after it ends.
 fn answers(mut ws: WebSocket<TcpStream>) {

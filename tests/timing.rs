@@ -11,7 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::app::{drain, ncco_8k, send_frames, start_app, tone_8k};
+use support::app::{drain, is_loud, ncco_8k, send_frames, start_app, tone_8k};
 use tungstenite::{Message, WebSocket};
 use vonage_echo::sim::{
     call::{self, CallOptions, CallReport},
@@ -28,12 +28,6 @@ fn scripted_call(answer_url: &str, scenario: &str) -> CallReport {
         .voice(Voice::Silence)
         .script(Some(scenario));
     call::run(&options).unwrap()
-}
-
-fn is_loud(frame: &[u8]) -> bool {
-    frame
-        .chunks_exact(2)
-        .any(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs() > 1000)
 }
 
 /// A bot that answers each stretch of the caller's speech with a fifth of a second of its

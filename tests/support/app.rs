@@ -307,3 +307,10 @@ pub fn await_text(ws: &mut WebSocket<TcpStream>, needle: &str) -> bool {
 pub fn drain(ws: &mut WebSocket<TcpStream>) {
     while ws.read().is_ok() {}
 }
+
+/// Whether a frame of 16-bit audio is loud: the caller speaking (a tone), not silence.
+pub fn is_loud(frame: &[u8]) -> bool {
+    frame
+        .chunks_exact(2)
+        .any(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs() > 1000)
+}
